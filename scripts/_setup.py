@@ -1,0 +1,23 @@
+"""Imported first by every rule script: makes the normsweep package importable without an
+install (as in a conda env made by --use-conda) and sends logging to the job's log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+
+def start_logging(log_files) -> logging.Logger:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    for path in log_files:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="a"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
+    return logging.getLogger("normsweep")

@@ -1,0 +1,1 @@
+"""normsweep: how input normalization changes what a CNN learns."""

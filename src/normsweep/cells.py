@@ -1,0 +1,172 @@
+"""The grid: which (model, mean, std, seed) cells a study holds, and how a cell is named.
+
+A cell's name is its identity: the training job reads its mean and std back from the
+wildcards, so a path such as ``results/lenet/cells/mean~0.1307/std~0.3081/seed~1998.json``
+always holds what its name says, and adding grid points later never renames a finished cell.
+
+Two symbolic values exist besides numbers:
+- ``none``: no normalization at all (the notebook's ``mean=None``);
+- ``dataset``: the exact statistics of the training set, computed by the ``dataset_stats`` rule.
+Per-channel values (one per RGB channel) are written comma-separated: ``0.485,0.456,0.406``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+NONE = "none"
+DATASET = "dataset"
+SYMBOLS = (NONE, DATASET)
+
+#: Regular expressions for the wildcards, used by the Snakefile's ``wildcard_constraints``.
+WILDCARD_PATTERNS = {
+    "model": r"[a-z][a-z0-9_]*",
+    "mean": r"none|dataset|[-+0-9.e]+(,[-+0-9.e]+)*",
+    "std": r"none|dataset|[-+0-9.e]+(,[-+0-9.e]+)*",
+    "seed": r"[0-9]+",
+}
+
+#: Where a cell's result lies, relative to the working directory. One place for the layout.
+CELL_RESULT = "results/{model}/cells/mean~{mean}/std~{std}/seed~{seed}.json"
+CELL_LOG = "logs/{model}/train/mean~{mean}/std~{std}/seed~{seed}.log"
+CELL_CHECKPOINT = "results/{model}/checkpoints/mean~{mean}/std~{std}/seed~{seed}.pt"
+
+#: Significant digits kept in a cell name; the name is the value the cell trains with.
+DIGITS = 6
+
+
+def format_value(value: float | Sequence[float] | str | None) -> str:
+    """The wildcard text of a mean or std: ``none``, ``dataset``, ``0.1307`` or ``0.5,0.5,0.5``."""
+    if value is None:
+        return NONE
+    if isinstance(value, str):
+        if value in SYMBOLS:
+            return value
+        return format_value(parse_value(value))
+    if isinstance(value, (list, tuple, np.ndarray)):
+        parts = [format_value(float(v)) for v in value]
+        if len(set(parts)) == 1:  # equal channels: one number stands for all
+            return parts[0]
+        return ",".join(parts)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"a normalization value must be finite, got {value!r}")
+    text = f"{value:.{DIGITS}g}"
+    if text in ("-0", "+0"):
+        text = "0"
+    return text
+
+
+def parse_value(text: str) -> float | tuple[float, ...] | str | None:
+    """Inverse of :func:`format_value`: ``None`` for ``none``, ``"dataset"`` kept as is."""
+    if text == NONE:
+        return None
+    if text == DATASET:
+        return DATASET
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a normalization value: expected a number, numbers separated by "
+            f"commas (one per channel), '{NONE}' or '{DATASET}'"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One training job: a model, a normalization (mean, std) and a seed."""
+
+    model: str
+    mean: str
+    std: str
+    seed: int
+
+    @property
+    def wildcards(self) -> dict[str, Any]:
+        return {"model": self.model, "mean": self.mean, "std": self.std, "seed": self.seed}
+
+    @property
+    def result_path(self) -> str:
+        return CELL_RESULT.format(**self.wildcards)
+
+    @property
+    def log_path(self) -> str:
+        return CELL_LOG.format(**self.wildcards)
+
+    @property
+    def checkpoint_path(self) -> str:
+        return CELL_CHECKPOINT.format(**self.wildcards)
+
+
+def make_cell(model: str, mean: Any, std: Any, seed: int) -> Cell:
+    """A cell with canonical names; ``none`` and ``dataset`` must be given for both axes."""
+    mean_text, std_text = format_value(mean), format_value(std)
+    for symbol in SYMBOLS:
+        if (mean_text == symbol) != (std_text == symbol):
+            raise ValueError(
+                f"mean={mean_text!r}, std={std_text!r}: '{symbol}' stands for both the mean "
+                f"and the std; give it for both or for neither"
+            )
+    if std_text not in SYMBOLS:
+        std_values = parse_value(std_text)
+        stds = std_values if isinstance(std_values, tuple) else (std_values,)
+        if any(s <= 0 for s in stds):  # type: ignore[operator]
+            raise ValueError(f"std={std_text!r}: a std must be > 0")
+    return Cell(model=model, mean=mean_text, std=std_text, seed=int(seed))
+
+
+def axis_values(spec: Mapping[str, Any] | Sequence[float], spacing: str) -> list[float]:
+    """Values of one grid axis: an explicit list, or ``{start, stop, num}`` spaced linearly
+    (``spacing="linear"``, the mean axis) or geometrically (``spacing="log"``, the std axis)."""
+    if isinstance(spec, Mapping):
+        start, stop, num = float(spec["start"]), float(spec["stop"]), int(spec["num"])
+        if spacing == "log":
+            return [float(v) for v in np.geomspace(start, stop, num)]
+        return [float(v) for v in np.linspace(start, stop, num)]
+    return [float(v) for v in spec]
+
+
+def grid_cells(model: str, grid: Mapping[str, Any], seeds: Iterable[int]) -> list[Cell]:
+    """The mean x std x seed cells of one model's grid, in a stable order."""
+    means = axis_values(grid["mean"], "linear")
+    stds = axis_values(grid["std"], "log")
+    cells = {make_cell(model, m, s, seed) for m in means for s in stds for seed in seeds}
+    return sorted(cells, key=_sort_key)
+
+
+def reference_cells(
+    model: str, references: Mapping[str, Any], seeds: Iterable[int]
+) -> dict[str, list[Cell]]:
+    """Named reference cells: ``none``, ``dataset`` or ``{mean: .., std: ..}``."""
+    named: dict[str, list[Cell]] = {}
+    for name, ref in references.items():
+        if ref in SYMBOLS:
+            mean = std = ref
+        else:
+            mean, std = ref["mean"], ref["std"]
+        named[name] = [make_cell(model, mean, std, seed) for seed in seeds]
+    return named
+
+
+def _sort_key(cell: Cell) -> tuple:
+    def key(text: str) -> tuple:
+        value = parse_value(text)
+        if value is None or isinstance(value, str):
+            return (0, text)
+        return (1, value if isinstance(value, tuple) else (value,))
+
+    return (cell.model, key(cell.mean), key(cell.std), cell.seed)
+
+
+def study_cells(model: str, model_config: Mapping[str, Any]) -> list[Cell]:
+    """Every cell of one model: the grid plus its reference cells, without duplicates."""
+    seeds = model_config["seeds"]
+    cells = set(grid_cells(model, model_config["grid"], seeds))
+    for ref_cells in reference_cells(model, model_config.get("references", {}), seeds).values():
+        cells.update(ref_cells)
+    return sorted(cells, key=_sort_key)

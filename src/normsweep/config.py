@@ -1,0 +1,124 @@
+"""The study's configuration: JSON-schema validation (with defaults) and the checks a schema
+cannot express. Every error names the key and says how to fix it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from . import cells
+from .models import model_spec
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names its key."""
+
+
+def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict[str, Any]:
+    """Validate against the schema (filling its defaults in place), then check the values."""
+    import jsonschema
+
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema), set_default=True)
+    except Exception as error:  # snakemake wraps the jsonschema error in a WorkflowError
+        cause = error.__cause__ if isinstance(error.__cause__, jsonschema.ValidationError) else None
+        if cause is None:
+            raise ConfigError(str(error)) from None
+        key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+        raise ConfigError(f"config key '{key}': {cause.message}") from None
+    fill_defaults(config, schema)
+    for name, model in config["models"].items():
+        check_model(name, model)
+    return config
+
+
+def fill_defaults(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
+    """The schema's defaults for each model block (jsonschema does not fill them below
+    ``additionalProperties``)."""
+    model_props = _schema(schema)["$defs"]["model"]["properties"]
+    training_props = model_props["training"]["properties"]
+    for model in config["models"].values():
+        for key, prop in model_props.items():
+            if "default" in prop:
+                model.setdefault(key, copy.deepcopy(prop["default"]))
+        for key, prop in training_props.items():
+            model["training"].setdefault(key, prop["default"])
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(config).__name__}")
+    return validate_config(config)
+
+
+def _schema(schema: str | Path) -> dict[str, Any]:
+    return yaml.safe_load(Path(schema).read_text())
+
+
+def check_model(name: str, model: Mapping[str, Any]) -> None:
+    """Checks beyond the schema, for one model's block."""
+    where = f"models.{name}"
+    channels = model_spec(name).channels
+    for axis in ("mean", "std"):
+        spec = model["grid"][axis]
+        key = f"{where}.grid.{axis}"
+        if isinstance(spec, Mapping):
+            if spec["num"] > 1 and spec["start"] >= spec["stop"]:
+                raise ConfigError(
+                    f"config key '{key}': start ({spec['start']}) must be below stop "
+                    f"({spec['stop']}) when num > 1"
+                )
+            if axis == "std" and spec["start"] <= 0:
+                raise ConfigError(
+                    f"config key '{key}.start': {spec['start']} — the std axis is spaced "
+                    f"geometrically and a std divides the input: use a value > 0"
+                )
+        elif axis == "std" and any(v <= 0 for v in spec):
+            raise ConfigError(f"config key '{key}': every std must be > 0, got {spec}")
+    references = model.get("references", {})
+    for ref_name, ref in references.items():
+        if isinstance(ref, Mapping):
+            for axis in ("mean", "std"):
+                value = ref[axis]
+                values = value if isinstance(value, list) else [value]
+                if len(values) not in (1, channels):
+                    raise ConfigError(
+                        f"config key '{where}.references.{ref_name}.{axis}': {len(values)} values, "
+                        f"but {name} has {channels} channel(s): give 1 or {channels}"
+                    )
+                if axis == "std" and any(v <= 0 for v in values):
+                    raise ConfigError(
+                        f"config key '{where}.references.{ref_name}.std': every std must be > 0"
+                    )
+    baseline = model.get("baseline")
+    if baseline is not None and baseline not in references:
+        raise ConfigError(
+            f"config key '{where}.baseline': {baseline!r} is not one of the references "
+            f"({', '.join(references) or 'none defined'}); add it under {where}.references"
+        )
+    training = model.get("training", {})
+    for key in ("train_subset", "test_subset"):
+        if training.get(key) is not None and training[key] < 1:
+            raise ConfigError(f"config key '{where}.training.{key}': must be >= 1 or null")
+    data = Path(model["data"])
+    if not model.get("download", False) and not data.exists():
+        raise ConfigError(
+            f"config key '{where}.data': folder {data} does not exist; point it at a folder "
+            f"holding MNIST/raw/*.gz, or set {where}.download: true to fetch MNIST there"
+        )
+
+
+def model_cells(config: Mapping[str, Any]) -> dict[str, list[cells.Cell]]:
+    """Every cell of every model of a validated config."""
+    return {name: cells.study_cells(name, model) for name, model in config["models"].items()}

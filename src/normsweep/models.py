@@ -1,0 +1,62 @@
+"""The networks of the study and the optimizer each one trains with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import optim
+
+
+class LeNet(nn.Module):
+    """The PyTorch MNIST example's network (pytorch/examples, mnist/main.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        return F.log_softmax(x, dim=1)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How one model of the study is built and trained."""
+
+    build: Callable[[], nn.Module]
+    dataset: str
+    channels: int
+    make_optimizer: Callable[[Iterable[nn.Parameter], float], optim.Optimizer]
+    default_lr: float
+
+
+def adadelta(params: Iterable[nn.Parameter], lr: float) -> optim.Optimizer:
+    return optim.Adadelta(params, lr=lr)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "lenet": ModelSpec(build=LeNet, dataset="mnist", channels=1, make_optimizer=adadelta, default_lr=1.0),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None

@@ -1,0 +1,190 @@
+"""Figures for people: the accuracy heatmap over (mean, std), the distribution of cell
+accuracies, and the learning curves of the reference cells."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .table import per_cell, grid_matrix  # noqa: E402
+
+PERCENT = 100.0
+MEAN_LABEL = "mean subtracted, μ (pixel intensity, 0–1 scale)"
+STD_LABEL = "std divided by, σ (pixel intensity, log scale)"
+REFERENCE_STYLE = {  # marker, colour
+    "dataset": ("o", "tab:red"),
+    "classic": ("s", "tab:orange"),
+    "unit": ("D", "white"),
+    "none": ("x", "black"),
+}
+DEFAULT_STYLE = ("^", "tab:pink")
+
+
+def _edges(values: np.ndarray, log: bool) -> np.ndarray:
+    """Cell edges around sorted centres (geometric midpoints on a log axis)."""
+    v = np.log(values) if log else values.astype(float)
+    if len(v) == 1:
+        half = 0.5 if log else max(abs(v[0]) * 0.1, 0.1)
+        edges = np.array([v[0] - half, v[0] + half])
+    else:
+        mid = (v[1:] + v[:-1]) / 2
+        edges = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+    return np.exp(edges) if log else edges
+
+
+def heatmap_panel(ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure) -> None:
+    """One model's grid as a heatmap of mean test accuracy over seeds, references marked."""
+    cell = per_cell(cells)
+    means, stds, matrix = grid_matrix(cell)
+    if len(means) == 0:
+        ax.text(0.5, 0.5, "no grid cells", ha="center", va="center", transform=ax.transAxes)
+        return
+    mesh = ax.pcolormesh(
+        _edges(means, log=False), _edges(stds, log=True), matrix * PERCENT,
+        cmap="viridis", shading="flat",
+    )
+    ax.set_yscale("log")
+    ax.set_facecolor("0.85")  # diverged (NaN) cells show as grey
+    bar = fig.colorbar(mesh, ax=ax)
+    bar.set_label("test accuracy (%), mean over seeds")
+    if matrix.size <= 100:
+        threshold = np.nanmean(matrix) * PERCENT if np.isfinite(matrix).any() else 0
+        y_edges = _edges(stds, log=True)
+        for i, s in enumerate(stds):
+            s = y_edges[i] * (y_edges[i + 1] / y_edges[i]) ** 0.2  # low in the cell, clear of markers
+            for j, m in enumerate(means):
+                value = matrix[i, j]
+                text = "div." if math.isnan(value) else f"{value * PERCENT:.2f}"
+                colour = "black" if (not math.isnan(value) and value * PERCENT > threshold) else "white"
+                ax.text(m, s, text, ha="center", va="center", fontsize=7, color=colour)
+
+    grid = cell[cell["is_grid"]].dropna(subset=["accuracy"])
+    handles = []
+    if not grid.empty:
+        best = grid.loc[grid["accuracy"].idxmax()]
+        handles.append(
+            ax.scatter(
+                best["mean"], best["std"], marker="*", s=260, c="gold", edgecolors="black", zorder=5,
+                label=f"best grid cell ({best['mean_label']}, {best['std_label']}): {best['accuracy'] * PERCENT:.2f}%",
+            )
+        )
+    for _, ref in cell[cell["reference"] != ""].iterrows():
+        name = str(ref["reference"])
+        marker, colour = REFERENCE_STYLE.get(name, DEFAULT_STYLE)
+        x, y = ref["mean"], ref["std"]
+        where = f"({ref['mean_label']}, {ref['std_label']})"
+        if math.isnan(x) or math.isnan(y):  # no normalization is the identity map: (0, 1)
+            x, y, where = 0.0, 1.0, "≡ (0, 1)"
+        elif name == "dataset":
+            where = f"({x:.4f}, {y:.4f})"
+        acc = "diverged" if math.isnan(ref["accuracy"]) else f"{ref['accuracy'] * PERCENT:.2f}%"
+        handles.append(
+            ax.scatter(
+                x, y, marker=marker, s=90, c=colour, edgecolors="black", linewidths=1.2, zorder=6,
+                label=f"{name} {where}: {acc}",
+            )
+        )
+    ax.set_xlabel(MEAN_LABEL)
+    ax.set_ylabel(STD_LABEL)
+    n_seeds = int(cell["n_seeds"].max())
+    epochs = sorted(int(e) for e in cells["epochs_requested"].unique())
+    n_train = sorted(int(n) for n in cells["n_train"].unique())
+    ax.set_title(
+        f"{model}: test accuracy over the normalization grid\n"
+        f"{len(means)}×{len(stds)} cells, {n_seeds} seed(s), epochs {epochs}, {n_train} training images",
+        fontsize=10,
+    )
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2, frameon=False)
+
+
+def heatmap(cells: pd.DataFrame, path: str | Path) -> None:
+    """Heatmaps of every model in the table, one panel each."""
+    models = sorted(cells["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(8.5 * len(models), 7.2), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        heatmap_panel(ax, cells[cells["model"] == model], model, fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def histogram(cells: pd.DataFrame, path: str | Path) -> None:
+    """Distribution of grid-cell accuracies, with the reference cells as vertical lines."""
+    models = sorted(cells["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 4.6), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        cell = per_cell(cells[cells["model"] == model])
+        grid = cell[cell["is_grid"]]["accuracy"].dropna() * PERCENT
+        n_div = int(cell[cell["is_grid"]]["accuracy"].isna().sum())
+        ax.hist(grid, bins=min(30, max(5, len(grid) // 3)), color="tab:blue", alpha=0.75, label="grid cells")
+        for _, ref in cell[cell["reference"] != ""].iterrows():
+            if math.isnan(ref["accuracy"]):
+                continue
+            _, colour = REFERENCE_STYLE.get(str(ref["reference"]), DEFAULT_STYLE)
+            ax.axvline(
+                ref["accuracy"] * PERCENT, color=colour if colour != "white" else "0.4", linestyle="--",
+                linewidth=1.5, label=f"{ref['reference']}: {ref['accuracy'] * PERCENT:.2f}%",
+            )
+        ax.set_xlabel("test accuracy (%), mean over seeds")
+        ax.set_ylabel("number of grid cells")
+        title = f"{model}: accuracy of {len(grid)} grid cells"
+        if n_div:
+            title += f" ({n_div} diverged, not shown)"
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path) -> None:
+    """Test accuracy per epoch of the reference cells and of the best and worst grid cells
+    (mean over seeds; the band spans the seeds' min to max)."""
+    models = sorted(cells["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 4.6), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        cell = per_cell(cells[cells["model"] == model])
+        curves: list[tuple[str, Any, str]] = []
+        for _, ref in cell[cell["reference"] != ""].iterrows():
+            _, colour = REFERENCE_STYLE.get(str(ref["reference"]), DEFAULT_STYLE)
+            curves.append((str(ref["reference"]), ref, colour if colour != "white" else "0.3"))
+        grid = cell[cell["is_grid"]].dropna(subset=["accuracy"])
+        if not grid.empty:
+            curves.append(("best grid cell", grid.loc[grid["accuracy"].idxmax()], "goldenrod"))
+            curves.append(("worst grid cell", grid.loc[grid["accuracy"].idxmin()], "tab:purple"))
+        ep = epochs[(epochs["model"] == model) & (epochs["epoch"] > 0)]
+        for label, row, colour in curves:
+            mine = ep[(ep["mean_label"] == row["mean_label"]) & (ep["std_label"] == row["std_label"])]
+            if mine.empty:
+                continue
+            stats = mine.groupby("epoch")["test_accuracy"].agg(["mean", "min", "max"]) * PERCENT
+            ax.plot(stats.index, stats["mean"], marker="o", markersize=3, color=colour,
+                    label=f"{label} ({row['mean_label']}, {row['std_label']})")
+            if int(row["n_seeds"]) > 1:
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{model}: learning curves of the reference cells", fontsize=10)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def all_figures(cells: pd.DataFrame, epochs: pd.DataFrame, out: Mapping[str, str | Path]) -> None:
+    for key in ("heatmap", "histogram", "curves"):
+        Path(out[key]).parent.mkdir(parents=True, exist_ok=True)
+    heatmap(cells, out["heatmap"])
+    histogram(cells, out["histogram"])
+    learning_curves(cells, epochs, out["curves"])

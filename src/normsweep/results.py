@@ -1,0 +1,132 @@
+"""The result of one cell: its schema, its atomic write and its read.
+
+One JSON file per cell. NaN (a diverged run) is written as ``null`` so that the files stay
+strict JSON; :func:`read_result` turns it back into NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUS_OK = "ok"
+STATUS_DIVERGED = "diverged"
+
+#: Packages whose versions every result records (the summary warns when they differ).
+TRACKED_PACKAGES = ("torch", "torchvision", "numpy", "normsweep")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    test_accuracy: float
+    test_loss: float
+    train_loss: float
+    lr: float
+    seconds: float
+
+
+@dataclass
+class CellResult:
+    model: str
+    dataset: str
+    mean_label: str  # the cell's name on the mean axis: "none", "dataset", "0.1307", ...
+    std_label: str
+    mean: list[float] | None  # the values it trained with, one per channel; None: no normalization
+    std: list[float] | None
+    seed: int
+    status: str
+    final_accuracy: float
+    best_accuracy: float
+    epochs_requested: int
+    n_train: int
+    n_test: int
+    batch_size: int
+    test_batch_size: int
+    lr: float
+    wall_seconds: float
+    device: str
+    device_name: str
+    epochs: list[EpochRecord] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    host: str = field(default_factory=platform.node)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Write JSON to a temporary file in the target's folder, fsync it, then rename it over
+    the target: a reader (or a killed job) sees the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_nan_to_none(payload), indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_result(path: str | os.PathLike[str], result: CellResult) -> None:
+    write_json_atomic(path, result.to_dict())
+
+
+_FLOAT_FIELDS = ("final_accuracy", "best_accuracy")
+_EPOCH_FLOAT_FIELDS = ("test_accuracy", "test_loss", "train_loss", "lr", "seconds")
+
+
+def read_result(path: str | os.PathLike[str]) -> CellResult:
+    """Read a cell result, checking its schema; ``null`` numbers come back as NaN."""
+    with open(path) as handle:
+        raw = json.load(handle)
+    if raw.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: result schema version {raw.get('schema_version')!r}, expected "
+            f"{SCHEMA_VERSION}; delete the file to recompute this cell"
+        )
+    for key in _FLOAT_FIELDS:
+        raw[key] = math.nan if raw[key] is None else float(raw[key])
+    epochs = []
+    for record in raw.pop("epochs"):
+        for key in _EPOCH_FLOAT_FIELDS:
+            record[key] = math.nan if record[key] is None else float(record[key])
+        epochs.append(EpochRecord(**record))
+    try:
+        return CellResult(epochs=epochs, **raw)
+    except TypeError as error:
+        raise ValueError(f"{path}: not a normsweep cell result ({error})") from None

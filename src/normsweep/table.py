@@ -1,0 +1,241 @@
+"""Cell results gathered into tidy tables and a summary.
+
+- cells table: one row per (model, mean, std, seed);
+- epochs table: one row per (model, mean, std, seed, epoch);
+- summary: best and worst grid cells, the reference cells, the spread across seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import cells as cellnames
+from .results import STATUS_DIVERGED, CellResult, read_result
+
+CELL_KEYS = ["model", "mean_label", "std_label"]
+
+
+def _scalar(values: list[float] | None) -> float:
+    """A single mean/std for a table column: the value when all channels agree, else NaN."""
+    if values is None:
+        return math.nan
+    return float(values[0]) if len(set(values)) == 1 else math.nan
+
+
+def cell_roles(model: str, model_config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What each configured cell of a model is for: 'mean|std' -> {grid: bool, reference: name}."""
+    roles: dict[str, dict[str, Any]] = {}
+    for c in cellnames.grid_cells(model, model_config["grid"], [0]):
+        roles[f"{c.mean}|{c.std}"] = {"grid": True, "reference": ""}
+    for name, named in cellnames.reference_cells(model, model_config.get("references", {}), [0]).items():
+        role = roles.setdefault(f"{named[0].mean}|{named[0].std}", {"grid": False, "reference": ""})
+        role["reference"] = name
+    return roles
+
+
+def cells_table(
+    results: Iterable[CellResult], roles: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
+) -> pd.DataFrame:
+    """One row per cell and seed; ``roles`` (model -> :func:`cell_roles`) says which cells are
+    on the grid and which are named references."""
+    rows = []
+    for r in results:
+        role = (roles or {}).get(r.model, {}).get(f"{r.mean_label}|{r.std_label}", {})
+        reference = role.get("reference", "")
+        rows.append(
+            {
+                "model": r.model,
+                "dataset": r.dataset,
+                "mean_label": r.mean_label,
+                "std_label": r.std_label,
+                "mean": _scalar(r.mean),
+                "std": _scalar(r.std),
+                "channel_means": json.dumps(r.mean),
+                "channel_stds": json.dumps(r.std),
+                "reference": reference,
+                "is_grid": bool(role.get("grid", False)),
+                "seed": r.seed,
+                "status": r.status,
+                "final_accuracy": r.final_accuracy,
+                "best_accuracy": r.best_accuracy,
+                "epochs_requested": r.epochs_requested,
+                "epochs_run": sum(1 for e in r.epochs if e.epoch > 0),
+                "final_train_loss": r.epochs[-1].train_loss if r.epochs else math.nan,
+                "n_train": r.n_train,
+                "n_test": r.n_test,
+                "batch_size": r.batch_size,
+                "lr": r.lr,
+                "wall_seconds": r.wall_seconds,
+                "device": r.device,
+                "device_name": r.device_name,
+                "torch_version": r.versions.get("torch", ""),
+                "versions": json.dumps(r.versions, sort_keys=True),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.sort_values(["model", "mean", "std", "mean_label", "std_label", "seed"]).reset_index(drop=True)
+
+
+def epochs_table(results: Iterable[CellResult]) -> pd.DataFrame:
+    rows = [
+        {
+            "model": r.model,
+            "mean_label": r.mean_label,
+            "std_label": r.std_label,
+            "seed": r.seed,
+            "status": r.status,
+            **vars(e),
+        }
+        for r in results
+        for e in r.epochs
+    ]
+    return pd.DataFrame(rows)
+
+
+def per_cell(table: pd.DataFrame) -> pd.DataFrame:
+    """Seeds folded: mean, std and count of the final accuracy for every cell."""
+    grouped = table.groupby(CELL_KEYS, sort=False, dropna=False)
+    out = grouped.agg(
+        mean=("mean", "first"),
+        std=("std", "first"),
+        reference=("reference", "first"),
+        is_grid=("is_grid", "first"),
+        accuracy=("final_accuracy", "mean"),
+        accuracy_sd=("final_accuracy", "std"),
+        n_seeds=("seed", "count"),
+        n_diverged=("status", lambda s: int((s == STATUS_DIVERGED).sum())),
+    ).reset_index()
+    return out
+
+
+def summarize(table: pd.DataFrame, baseline: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Per model: best and worst grid cells, references, spread across seeds and cells."""
+    summary: dict[str, Any] = {}
+    for model, rows in table.groupby("model"):
+        cell = per_cell(rows)
+        grid = cell[cell["is_grid"]].dropna(subset=["accuracy"])
+        entry: dict[str, Any] = {
+            "n_results": int(len(rows)),
+            "n_cells": int(len(cell)),
+            "n_grid_cells": int(cell["is_grid"].sum()),
+            "seeds": sorted(int(s) for s in rows["seed"].unique()),
+            "n_diverged": int((rows["status"] == STATUS_DIVERGED).sum()),
+            "epochs": sorted(int(e) for e in rows["epochs_requested"].unique()),
+            "n_train": sorted(int(n) for n in rows["n_train"].unique()),
+        }
+        if not grid.empty:
+            best = grid.loc[grid["accuracy"].idxmax()]
+            worst = grid.loc[grid["accuracy"].idxmin()]
+            entry["best"] = _cell_entry(best)
+            entry["worst"] = _cell_entry(worst)
+            entry["grid_accuracy_sd_across_cells"] = _float(grid["accuracy"].std(ddof=0))
+            entry["grid_accuracy_mean"] = _float(grid["accuracy"].mean())
+        refs = cell[cell["reference"] != ""]
+        entry["references"] = {str(r["reference"]): _cell_entry(r) for _, r in refs.iterrows()}
+        entry["baseline"] = (baseline or {}).get(str(model))
+        seed_sd = cell["accuracy_sd"].dropna()
+        entry["seed_sd_mean"] = _float(seed_sd.mean()) if len(seed_sd) else None
+        entry["seed_sd_max"] = _float(seed_sd.max()) if len(seed_sd) else None
+        versions = sorted(rows["versions"].unique())
+        entry["versions"] = [json.loads(v) for v in versions]
+        entry["mixed_versions"] = len(versions) > 1
+        summary[str(model)] = entry
+    return summary
+
+
+def _float(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _cell_entry(row: pd.Series) -> dict[str, Any]:
+    return {
+        "mean": row["mean_label"],
+        "std": row["std_label"],
+        "mean_value": _float(row["mean"]),
+        "std_value": _float(row["std"]),
+        "accuracy": _float(row["accuracy"]),
+        "accuracy_sd": _float(row["accuracy_sd"]) if row["n_seeds"] > 1 else None,
+        "n_seeds": int(row["n_seeds"]),
+    }
+
+
+def summary_markdown(summary: Mapping[str, Any]) -> str:
+    """The summary for people."""
+    lines = ["# normsweep summary", ""]
+    for model, s in summary.items():
+        lines += [f"## {model}", ""]
+        lines.append(
+            f"{s['n_results']} results in {s['n_cells']} cells ({s['n_grid_cells']} on the grid), "
+            f"seeds {s['seeds']}, epochs {s['epochs']}, training images {s['n_train']}, "
+            f"{s['n_diverged']} diverged."
+        )
+        lines.append("")
+        if s.get("mixed_versions"):
+            lines += ["**Warning:** the cells of this table were made with different package versions:", ""]
+            lines += [f"- `{json.dumps(v, sort_keys=True)}`" for v in s["versions"]] + [""]
+        lines += ["| cell | mean | std | accuracy | sd over seeds | seeds |", "|---|---|---|---|---|---|"]
+        rows = [("best grid cell", s.get("best")), ("worst grid cell", s.get("worst"))]
+        rows += [(f"reference: {name}", ref) for name, ref in s["references"].items()]
+        for label, c in rows:
+            if c is None:
+                continue
+            sd = "" if c["accuracy_sd"] is None else f"{c['accuracy_sd']:.4f}"
+            acc = "diverged" if c["accuracy"] is None else f"{c['accuracy']:.4f}"
+            lines.append(f"| {label} | {c['mean']} | {c['std']} | {acc} | {sd} | {c['n_seeds']} |")
+        lines.append("")
+        if s.get("grid_accuracy_sd_across_cells") is not None:
+            lines.append(
+                f"Across grid cells: mean accuracy {s['grid_accuracy_mean']:.4f}, "
+                f"sd {s['grid_accuracy_sd_across_cells']:.4f}."
+            )
+        if s.get("seed_sd_mean") is not None:
+            lines.append(
+                f"Across seeds of one cell: mean sd {s['seed_sd_mean']:.4f}, largest {s['seed_sd_max']:.4f}."
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_tables(
+    result_paths: Iterable[str | Path],
+    roles: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    baseline: Mapping[str, str],
+    out: Mapping[str, str | Path],
+) -> dict[str, Any]:
+    """Read the cell results and write cells/epochs tables (CSV + Parquet) and the summary."""
+    results = [read_result(p) for p in result_paths]
+    cells = cells_table(results, roles)
+    epochs = epochs_table(results)
+    summary = summarize(cells, baseline)
+    for name, frame in (("cells", cells), ("epochs", epochs)):
+        Path(out[f"{name}_csv"]).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out[f"{name}_csv"], index=False)
+        frame.to_parquet(out[f"{name}_parquet"], index=False)
+    Path(out["summary_json"]).write_text(json.dumps(summary, indent=2) + "\n")
+    Path(out["summary_md"]).write_text(summary_markdown(summary))
+    return summary
+
+
+def read_cells(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=True)
+
+
+def grid_matrix(cell: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid cells as a (std x mean) matrix of mean accuracy, for the heatmap."""
+    grid = cell[cell["is_grid"]].dropna(subset=["mean", "std"])
+    means = np.sort(grid["mean"].unique())
+    stds = np.sort(grid["std"].unique())
+    matrix = np.full((len(stds), len(means)), np.nan)
+    for _, row in grid.iterrows():
+        matrix[np.searchsorted(stds, row["std"]), np.searchsorted(means, row["mean"])] = row["accuracy"]
+    return means, stds, matrix

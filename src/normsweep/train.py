@@ -1,0 +1,281 @@
+"""Training of one cell: plain loops over data held as tensors on the device.
+
+The normalization ``(x - mean) / std`` is one tensor operation over the whole data set,
+done once per cell on the device: no per-sample PIL transform, no DataLoader.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from . import cells as cellnames
+from .models import model_spec
+from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
+
+log = logging.getLogger("normsweep.train")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run, with the notebook's values as defaults."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    test_batch_size: int = 1000
+    lr: float = 1.0
+    device: str = "auto"  # "auto": CUDA when there is one, else the CPU
+    threads: int | None = None  # CPU threads for torch; None leaves torch's default
+    deterministic: bool = False
+
+
+@dataclass
+class TensorData:
+    """A split as tensors: images as float in [0, 1] (N x C x H x W) and int64 labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def from_uint8(cls, images: torch.Tensor, labels: torch.Tensor) -> "TensorData":
+        if images.dim() == 3:  # N x H x W (MNIST): add the channel axis
+            images = images.unsqueeze(1)
+        return cls(images.to(torch.float32).div_(255.0), labels)
+
+    def to(self, device: torch.device) -> "TensorData":
+        return TensorData(self.images.to(device), self.labels.to(device))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def normalize(
+    images: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> torch.Tensor:
+    """``(x - mean) / std`` per channel on an N x C x H x W tensor; ``None`` leaves x as is."""
+    if mean is None or std is None:
+        return images
+    channels = images.shape[1]
+    mean_t = torch.as_tensor(mean, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
+    if mean_t.shape[0] not in (1, channels) or std_t.shape[0] not in (1, channels):
+        raise ValueError(
+            f"mean {list(mean)} / std {list(std)}: give one value or one per channel "
+            f"({channels} channels)"
+        )
+    return (images - mean_t) / std_t
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU here")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    data: TensorData,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    generator: torch.Generator,
+) -> float:
+    """One pass over shuffled training data; returns the mean batch loss (NaN if diverged)."""
+    model.train()
+    order = torch.randperm(len(data), generator=generator).to(data.images.device)
+    loss_sum = torch.zeros((), device=data.images.device)
+    n_batches = 0
+    for start in range(0, len(data), batch_size):
+        index = order[start : start + batch_size]
+        optimizer.zero_grad()
+        output = model(data.images[index])
+        loss = F.nll_loss(output, data.labels[index])
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        n_batches += 1
+    return float(loss_sum) / max(n_batches, 1)  # one device sync per epoch
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, data: TensorData, batch_size: int) -> tuple[float, float]:
+    """Test accuracy and mean test loss."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=data.images.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=data.images.device)
+    for start in range(0, len(data), batch_size):
+        images = data.images[start : start + batch_size]
+        labels = data.labels[start : start + batch_size]
+        output = model(images)
+        loss_sum += F.nll_loss(output, labels, reduction="sum").double()
+        correct += (output.argmax(dim=1) == labels).sum()
+    n = max(len(data), 1)
+    return int(correct) / n, float(loss_sum) / n
+
+
+@dataclass
+class CellSpec:
+    """What one cell trains: the model and the normalization values (None: no normalization)."""
+
+    model: str
+    dataset: str
+    mean_label: str
+    std_label: str
+    mean: list[float] | None
+    std: list[float] | None
+    seed: int
+    checkpoint: Path | None = None
+
+
+def resolve_normalization(
+    mean_label: str, std_label: str, stats_mean: Sequence[float] | None, stats_std: Sequence[float] | None
+) -> tuple[list[float] | None, list[float] | None]:
+    """The values a cell's labels stand for; ``dataset`` takes the computed statistics."""
+    mean = cellnames.parse_value(mean_label)
+    std = cellnames.parse_value(std_label)
+    if mean is None:
+        return None, None
+    if mean == cellnames.DATASET:
+        if stats_mean is None or stats_std is None:
+            raise ValueError("the 'dataset' cell needs the data set statistics (stats.json)")
+        return [float(v) for v in stats_mean], [float(v) for v in stats_std]
+
+    def as_list(value: object) -> list[float]:
+        return [float(v) for v in value] if isinstance(value, tuple) else [float(value)]  # type: ignore[arg-type]
+
+    return as_list(mean), as_list(std)
+
+
+def train_cell(spec: CellSpec, train: TensorData, test: TensorData, config: TrainConfig) -> CellResult:
+    """Train one cell from scratch (or from its checkpoint) and return its result.
+
+    A NaN or infinite training loss ends the run with status ``diverged`` and NaN accuracy:
+    a result, not an exception.
+    """
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    model_info = model_spec(spec.model)
+    set_determinism(spec.seed, config.deterministic)
+
+    train_d = TensorData(normalize(train.images, spec.mean, spec.std), train.labels).to(device)
+    test_d = TensorData(normalize(test.images, spec.mean, spec.std), test.labels).to(device)
+
+    model = model_info.build().to(device)
+    optimizer = model_info.make_optimizer(model.parameters(), config.lr)
+    scheduler = ReduceLROnPlateau(optimizer, mode="max")
+    shuffle = torch.Generator().manual_seed(spec.seed)
+
+    history: list[EpochRecord] = []
+    first_epoch = 1
+    if spec.checkpoint is not None and spec.checkpoint.exists():
+        first_epoch, history = _load_checkpoint(spec.checkpoint, model, optimizer, scheduler, shuffle, device)
+        log.info("resumed from %s after epoch %d", spec.checkpoint, first_epoch - 1)
+
+    status = STATUS_OK
+    for epoch in range(first_epoch, config.epochs + 1):
+        tic = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = train_epoch(model, train_d, optimizer, config.batch_size, shuffle)
+        if not math.isfinite(train_loss):
+            status = STATUS_DIVERGED
+            history.append(EpochRecord(epoch, math.nan, math.nan, train_loss, lr, time.perf_counter() - tic))
+            log.warning("epoch %d/%d: training loss is %s: diverged, stopping", epoch, config.epochs, train_loss)
+            break
+        accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
+        scheduler.step(accuracy)
+        seconds = time.perf_counter() - tic
+        history.append(EpochRecord(epoch, accuracy, test_loss, train_loss, lr, seconds))
+        log.info(
+            "epoch %d/%d: train loss %.4f, test loss %.4f, test accuracy %.4f, lr %.3g, %.1f s",
+            epoch, config.epochs, train_loss, test_loss, accuracy, lr, seconds,
+        )
+        if spec.checkpoint is not None and epoch < config.epochs:
+            _save_checkpoint(spec.checkpoint, epoch, history, model, optimizer, scheduler, shuffle)
+
+    if config.epochs == 0:  # evaluation only
+        accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
+        history.append(EpochRecord(0, accuracy, test_loss, math.nan, config.lr, time.perf_counter() - started))
+
+    accuracies = [r.test_accuracy for r in history]
+    final = math.nan if status == STATUS_DIVERGED else accuracies[-1]
+    best = max((a for a in accuracies if math.isfinite(a)), default=math.nan)
+    return CellResult(
+        model=spec.model,
+        dataset=spec.dataset,
+        mean_label=spec.mean_label,
+        std_label=spec.std_label,
+        mean=spec.mean,
+        std=spec.std,
+        seed=spec.seed,
+        status=status,
+        final_accuracy=final,
+        best_accuracy=best,
+        epochs_requested=config.epochs,
+        n_train=len(train),
+        n_test=len(test),
+        batch_size=config.batch_size,
+        test_batch_size=config.test_batch_size,
+        lr=config.lr,
+        wall_seconds=time.perf_counter() - started,
+        device=device.type,
+        device_name=device_name(device),
+        epochs=history,
+        versions=package_versions(),
+    )
+
+
+def _save_checkpoint(path: Path, epoch: int, history: list[EpochRecord], model, optimizer, scheduler, shuffle) -> None:
+    """Everything needed to resume after ``epoch``; written atomically."""
+    state = {
+        "epoch": epoch,
+        "history": [vars(r) for r in history],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "shuffle_rng": shuffle.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler, shuffle, device) -> tuple[int, list[EpochRecord]]:
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    shuffle.set_state(state["shuffle_rng"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["epoch"] + 1, [EpochRecord(**r) for r in state["history"]]
