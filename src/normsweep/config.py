@@ -27,12 +27,13 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict
 
     try:
         validate(config, str(schema), set_default=True)
-    except Exception as error:  # snakemake wraps the jsonschema error in a WorkflowError
-        cause = error.__cause__ if isinstance(error.__cause__, jsonschema.ValidationError) else None
+    except Exception as error:  # a WorkflowError whose text repeats the whole schema
+        validator = jsonschema.validators.validator_for(_schema(schema))(_schema(schema))
+        cause = jsonschema.exceptions.best_match(validator.iter_errors(config))
         if cause is None:
             raise ConfigError(str(error)) from None
         key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
-        raise ConfigError(f"config key '{key}': {cause.message}") from None
+        raise ConfigError(f"config key '{key}': {cause.message} (see {Path(schema).name})") from None
     fill_defaults(config, schema)
     for name, model in config["models"].items():
         check_model(name, model)

@@ -25,6 +25,8 @@ rule aggregate:
     params:
         roles=lambda w: ns_table.cell_roles(w.model, model_config(w)),
         baseline=lambda w: model_config(w).get("baseline"),
+    conda:
+        "../../envs/analysis.yaml"
     script:
         "../../scripts/aggregate.py"
 
@@ -47,5 +49,7 @@ rule plots:
         ),
     log:
         "logs/plots.log",
+    conda:
+        "../../envs/analysis.yaml"
     script:
         "../../scripts/plots.py"

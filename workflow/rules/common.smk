@@ -2,21 +2,16 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 from normsweep import cells as ns_cells  # noqa: E402
 from normsweep import data as ns_data  # noqa: E402
 from normsweep import table as ns_table  # noqa: E402
-from normsweep.config import ConfigError, check_model, fill_defaults  # noqa: E402
+from normsweep.config import ConfigError, validate_config  # noqa: E402
 
-
-# The schema first (it fills defaults), then the checks it cannot express: nothing runs on a bad config.
-validate(config, "../schemas/config.schema.yaml")
+# The schema (snakemake.utils.validate, which fills defaults), then the checks it cannot
+# express: nothing runs on a bad config, and the message names the key.
 try:
-    fill_defaults(config)
-    for _name, _model in config["models"].items():
-        check_model(_name, _model)
+    validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 except ConfigError as error:
     raise WorkflowError(f"Invalid config: {error}") from None
 

@@ -13,6 +13,8 @@ if DOWNLOAD_ROOTS:
             "logs/data/download_mnist.log",
         params:
             roots=DOWNLOAD_ROOTS,
+        conda:
+            "../../envs/train.yaml"
         localrule: True
         script:
             "../../scripts/download_mnist.py"
@@ -27,5 +29,7 @@ rule dataset_stats:
         "logs/{model}/data/stats.log",
     params:
         root=lambda w: model_config(w)["data"],
+    conda:
+        "../../envs/train.yaml"
     script:
         "../../scripts/dataset_stats.py"

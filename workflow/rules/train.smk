@@ -11,6 +11,8 @@ rule train_cell:
     params:
         cell=training_params,
         checkpoint=ns_cells.CELL_CHECKPOINT,
+    conda:
+        "../../envs/train.yaml"
     threads: lambda w: model_config(w)["training"]["threads"]
     script:
         "../../scripts/train_cell.py"

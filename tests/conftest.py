@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_MNIST = ROOT / "data" / "mnist-small"
+SHARED_MNIST_RAW = ROOT.parent / "shared" / "data" / "mnist" / "raw"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def full_mnist(tmp_path: Path) -> Path:
+    """The real MNIST files from ../shared/data, in torchvision's layout."""
+    if not SHARED_MNIST_RAW.exists():
+        pytest.skip("../shared/data/mnist is not present")
+    (tmp_path / "MNIST").mkdir()
+    (tmp_path / "MNIST" / "raw").symlink_to(SHARED_MNIST_RAW)
+    return tmp_path
+
+
+@pytest.fixture
+def small_mnist_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "mnist"
+    shutil.copytree(SMALL_MNIST, target)
+    return target
+
+
+def snakemake(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the real snakemake of this environment on the project's workflow."""
+    return subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow" / "Snakefile"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )

@@ -1,0 +1,75 @@
+import copy
+
+import pytest
+import yaml
+
+from normsweep.config import ConfigError, load_config, validate_config
+
+from conftest import ROOT, SMALL_MNIST, snakemake
+
+GOOD = {
+    "models": {
+        "lenet": {
+            "data": str(SMALL_MNIST),
+            "grid": {"mean": {"start": -2, "stop": 3, "num": 15}, "std": {"start": 0.02, "stop": 2, "num": 15}},
+            "references": {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"},
+            "baseline": "classic",
+        }
+    }
+}
+
+
+def changed(path, value):
+    config = copy.deepcopy(GOOD)
+    node = config
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return config
+
+
+def test_good_config_gets_the_notebook_defaults():
+    config = validate_config(copy.deepcopy(GOOD))
+    training = config["models"]["lenet"]["training"]
+    assert training == {
+        "epochs": 30, "batch_size": 64, "test_batch_size": 1000, "lr": 1.0, "train_subset": None,
+        "test_subset": None, "device": "auto", "threads": 1, "deterministic": False,
+    }
+    assert config["models"]["lenet"]["seeds"] == [1998]
+
+
+def test_shipped_configs_are_valid():
+    for name in ("config.yaml", "full.yaml"):
+        load_config(ROOT / "config" / name)
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("models.lenet.training.epoch", 3, r"'models.lenet.training'.*'epoch' was unexpected"),
+        ("models.lenet.training.epochs", "many", r"'models.lenet.training.epochs': 'many' is not of type 'integer'"),
+        ("models.lenet.training.lr", -1, r"'models.lenet.training.lr'"),
+        ("models.lenet.seeds", [], r"'models.lenet.seeds'"),
+        ("models.resnet99", {}, r"'models'.*resnet99"),
+        ("models.lenet.grid.std", {"start": 0, "stop": 2, "num": 3}, r"'models.lenet.grid.std.start'.*> 0"),
+        ("models.lenet.grid.std", [0.5, -1], r"'models.lenet.grid.std': every std must be > 0"),
+        ("models.lenet.grid.mean", {"start": 3, "stop": -2, "num": 3}, r"'models.lenet.grid.mean'.*below stop"),
+        ("models.lenet.baseline", "clasic", r"'models.lenet.baseline': 'clasic' is not one of the references"),
+        ("models.lenet.references.rgb", {"mean": [0.1, 0.2, 0.3], "std": 1}, r"3 values, but lenet has 1 channel"),
+        ("models.lenet.references.zero", {"mean": 0, "std": 0}, r"'models.lenet.references.zero.std'"),
+        ("models.lenet.data", "/nowhere/mnist", r"'models.lenet.data'.*download: true"),
+    ],
+)
+def test_bad_values_name_their_key(path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(changed(path, value))
+
+
+def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path):
+    bad = changed("models.lenet.training.epochs", "many")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    run = snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), cwd=ROOT)
+    assert run.returncode != 0
+    assert "config key 'models.lenet.training.epochs'" in run.stderr + run.stdout
+    assert "train_cell" not in run.stdout

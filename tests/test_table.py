@@ -1,0 +1,65 @@
+import math
+
+import pandas as pd
+import pytest
+
+from normsweep import table
+
+from test_results import make_result
+
+
+def results_of(values):
+    """values: {(mean_label, std_label): [accuracy per seed]}"""
+    out = []
+    for (m, s), accs in values.items():
+        for seed, acc in enumerate(accs):
+            mean = None if m == "none" else [float(m)]
+            std = None if s == "none" else [float(s)]
+            out.append(make_result(acc, "diverged" if math.isnan(acc) else "ok", mean_label=m, std_label=s,
+                                   mean=mean, std=std, seed=seed))
+    return out
+
+
+CONFIG = {
+    "grid": {"mean": [0.0, 1.0], "std": [0.5, 1.0]},
+    "references": {"none": "none", "classic": {"mean": 0.1307, "std": 0.3081}},
+}
+
+
+def test_tables_summary_best_worst_references_and_seed_spread():
+    res = results_of({
+        ("0", "0.5"): [0.97, 0.99], ("0", "1"): [0.95, 0.95], ("1", "0.5"): [0.90, 0.92],
+        ("1", "1"): [math.nan, math.nan], ("none", "none"): [0.96, 0.96], ("0.1307", "0.3081"): [0.99, 0.995],
+    })
+    roles = {"lenet": table.cell_roles("lenet", CONFIG)}
+    cells = table.cells_table(res, roles)
+    assert len(cells) == 12 and cells["is_grid"].sum() == 8
+    assert set(cells.loc[cells["reference"] != "", "reference"]) == {"none", "classic"}
+    summary = table.summarize(cells, {"lenet": "classic"})["lenet"]
+    assert summary["best"]["mean"] == "0" and summary["best"]["std"] == "0.5"
+    assert summary["best"]["accuracy"] == pytest.approx(0.98)
+    assert summary["worst"]["mean"] == "1" and summary["worst"]["accuracy"] == pytest.approx(0.91)
+    assert summary["references"]["classic"]["accuracy"] == pytest.approx(0.9925)
+    assert summary["n_diverged"] == 2
+    assert summary["seed_sd_max"] == pytest.approx(pd.Series([0.97, 0.99]).std())
+    assert summary["mixed_versions"] is False
+    text = table.summary_markdown({"lenet": summary})
+    assert "| best grid cell | 0 | 0.5 | 0.9800 |" in text and "Warning" not in text
+
+    epochs = table.epochs_table(res)
+    assert len(epochs) == 12 and {"epoch", "test_accuracy", "train_loss", "lr"} <= set(epochs.columns)
+
+
+def test_mixed_versions_are_flagged():
+    res = results_of({("0", "0.5"): [0.97]}) + [make_result(0.9, mean_label="1", std_label="1", versions={"torch": "2.0"})]
+    summary = table.summarize(table.cells_table(res, {}))
+    assert summary["lenet"]["mixed_versions"] is True
+    assert "Warning" in table.summary_markdown(summary)
+
+
+def test_grid_matrix_is_std_by_mean():
+    res = results_of({("0", "0.5"): [0.1], ("0", "1"): [0.2], ("1", "0.5"): [0.3], ("1", "1"): [0.4]})
+    cell = table.per_cell(table.cells_table(res, {"lenet": table.cell_roles("lenet", CONFIG)}))
+    means, stds, matrix = table.grid_matrix(cell)
+    assert means.tolist() == [0.0, 1.0] and stds.tolist() == [0.5, 1.0]
+    assert matrix.tolist() == [[0.1, 0.3], [0.2, 0.4]]

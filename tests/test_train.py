@@ -1,0 +1,115 @@
+import math
+
+import pytest
+import torch
+from torchvision import transforms
+
+from normsweep import data, train
+from normsweep.results import STATUS_DIVERGED, STATUS_OK
+
+from conftest import SMALL_MNIST
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    tr = data.load_mnist(SMALL_MNIST, train=True, limit=256)
+    te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
+    return train.TensorData.from_uint8(tr.images, tr.labels), train.TensorData.from_uint8(te.images, te.labels)
+
+
+def spec(mean, std, seed=1998, checkpoint=None):
+    return train.CellSpec("lenet", "mnist", "m", "s", mean, std, seed, checkpoint)
+
+
+def test_normalize_equals_torchvision_per_sample_transform():
+    split = data.load_mnist(SMALL_MNIST, train=True, limit=8)
+    batch = train.TensorData.from_uint8(split.images, split.labels).images
+    ours = train.normalize(batch, [0.1307], [0.3081])
+    pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    theirs = torch.stack([pipeline(img.numpy()) for img in split.images])
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_normalize_per_channel_and_identity():
+    x = torch.rand(4, 3, 5, 5)
+    out = train.normalize(x, [0.1, 0.2, 0.3], [0.5, 1.0, 2.0])
+    for c, (m, s) in enumerate([(0.1, 0.5), (0.2, 1.0), (0.3, 2.0)]):
+        assert torch.allclose(out[:, c], (x[:, c] - m) / s)
+    assert train.normalize(x, None, None) is x
+    with pytest.raises(ValueError, match="one per channel"):
+        train.normalize(x, [0.1, 0.2], [1.0, 1.0])
+
+
+def test_resolve_normalization_of_symbols_and_numbers():
+    assert train.resolve_normalization("none", "none", None, None) == (None, None)
+    assert train.resolve_normalization("dataset", "dataset", [0.13], [0.31]) == ([0.13], [0.31])
+    assert train.resolve_normalization("0.5", "0.25", None, None) == ([0.5], [0.25])
+    with pytest.raises(ValueError, match="statistics"):
+        train.resolve_normalization("dataset", "dataset", None, None)
+
+
+def test_a_cell_trains_and_records_every_epoch(tiny):
+    tr, te = tiny
+    result = train.train_cell(spec([0.1307], [0.3081]), tr, te, train.TrainConfig(epochs=2, threads=1))
+    assert result.status == STATUS_OK
+    assert [e.epoch for e in result.epochs] == [1, 2]
+    assert 0.3 < result.final_accuracy <= 1.0  # 256 images, 2 epochs: well above chance (0.1)
+    assert result.final_accuracy == result.epochs[-1].test_accuracy
+    assert all(e.train_loss > 0 and e.lr == 1.0 for e in result.epochs)
+    assert result.device == "cpu" and result.versions["torch"] == torch.__version__.split("+")[0]
+
+
+def test_epochs_zero_evaluates_without_training(tiny):
+    tr, te = tiny
+    result = train.train_cell(spec(None, None), tr, te, train.TrainConfig(epochs=0, threads=1))
+    assert [e.epoch for e in result.epochs] == [0]
+    assert math.isnan(result.epochs[0].train_loss)
+    assert result.final_accuracy < 0.35  # an untrained network
+
+
+def test_a_diverged_run_is_a_result_not_a_crash(tiny):
+    tr, te = tiny
+    # dividing by 1e-40 turns every ink pixel into inf: the loss is NaN at once
+    result = train.train_cell(spec([0.0], [1e-40]), tr, te, train.TrainConfig(epochs=3, threads=1))
+    assert result.status == STATUS_DIVERGED
+    assert math.isnan(result.final_accuracy)
+    assert len(result.epochs) == 1 and math.isnan(result.epochs[0].train_loss)
+
+
+def test_same_seed_same_numbers_on_the_cpu(tiny):
+    tr, te = tiny
+    config = train.TrainConfig(epochs=1, threads=1, deterministic=True)
+    a = train.train_cell(spec([0.5], [0.25]), tr, te, config)
+    b = train.train_cell(spec([0.5], [0.25]), tr, te, config)
+    assert a.final_accuracy == b.final_accuracy
+    assert a.epochs[0].train_loss == b.epochs[0].train_loss
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monkeypatch):
+    tr, te = tiny
+    config = train.TrainConfig(epochs=3, threads=1, deterministic=True)
+    whole = train.train_cell(spec([0.1307], [0.3081]), tr, te, config)
+
+    checkpoint = tmp_path / "cell.pt"
+    real_evaluate = train.evaluate
+    calls = {"n": 0}
+
+    def killed_in_epoch_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("time limit")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    assert checkpoint.exists()
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+
+    trained = []
+    real_epoch = train.train_epoch
+    monkeypatch.setattr(train, "train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
+    resumed = train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    assert len(trained) == 2  # epochs 2 and 3 only: epoch 1 came from the checkpoint
+    assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
+    assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]

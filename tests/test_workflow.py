@@ -1,0 +1,119 @@
+"""The real workflow, end to end, with the real snakemake on a tiny grid."""
+
+import json
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, SMALL_MNIST, snakemake
+
+
+def tiny_config(**grid):
+    return {
+        "models": {
+            "lenet": {
+                "data": str(SMALL_MNIST),
+                "grid": grid or {"mean": [0.0, 1.0], "std": [0.1, 1.0]},
+                "references": {"none": "none", "classic": {"mean": 0.1307, "std": 0.3081}, "dataset": "dataset"},
+                "baseline": "classic",
+                "seeds": [1998],
+                "training": {"epochs": 1, "train_subset": 300, "test_subset": 200, "threads": 1},
+            }
+        }
+    }
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a snakemake plan."""
+    rows = [line.split() for line in output.splitlines()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A 2x2 grid plus 3 references, run once for the tests of this module."""
+    work = tmp_path_factory.mktemp("study")
+    (work / "config").mkdir()
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    run = snakemake("--cores", "2", "--directory", str(work), cwd=work)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return work, run
+
+
+def test_the_tables_hold_every_cell(study):
+    work, _ = study
+    cells = pd.read_parquet(work / "results/lenet/tables/cells.parquet")
+    assert len(cells) == 4 + 3
+    assert cells["is_grid"].sum() == 4
+    assert set(cells["reference"]) == {"", "none", "classic", "dataset"}
+    assert cells["final_accuracy"].between(0, 1).all()
+    assert (cells["status"] == "ok").all() and (cells["n_train"] == 300).all()
+    csv = pd.read_csv(work / "results/lenet/tables/cells.csv")
+    assert csv["final_accuracy"].tolist() == pytest.approx(cells["final_accuracy"].tolist())
+    epochs = pd.read_parquet(work / "results/lenet/tables/epochs.parquet")
+    assert len(epochs) == 7 and (epochs["epoch"] == 1).all()
+
+
+def test_dataset_cell_trains_with_the_exact_statistics(study):
+    work, _ = study
+    stats = json.loads((work / "results/lenet/data/stats.json").read_text())
+    cell = json.loads((work / "results/lenet/cells/mean~dataset/std~dataset/seed~1998.json").read_text())
+    assert cell["mean"] == stats["mean"] and cell["std"] == stats["std"]
+    assert stats["n_images"] == 6000 and 0.12 < stats["mean"][0] < 0.14
+
+
+def test_the_summary_names_best_worst_and_references(study):
+    work, _ = study
+    summary = json.loads((work / "results/lenet/tables/summary.json").read_text())["lenet"]
+    assert summary["best"]["accuracy"] >= summary["worst"]["accuracy"]
+    assert set(summary["references"]) == {"none", "classic", "dataset"}
+    assert "best grid cell" in (work / "results/lenet/tables/summary.md").read_text()
+
+
+def test_the_figures_are_real_images(study):
+    work, _ = study
+    for name in ("heatmap", "histogram", "curves"):
+        image = mpimg.imread(work / "results" / "plots" / f"{name}.png")
+        assert image.shape[0] > 300 and image.shape[1] > 500
+        assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_each_cell_has_its_own_log_with_progress(study):
+    work, _ = study
+    text = (work / "logs/lenet/train/mean~0/std~0.1/seed~1998.log").read_text()
+    assert "epoch 1/1" in text and "test accuracy" in text
+
+
+def test_finished_cells_are_never_recomputed(study):
+    work, _ = study
+    again = snakemake("-n", "--directory", str(work), cwd=work)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # one more mean: only its two cells are new
+    bigger = tiny_config(mean=[0.0, 1.0, 2.0], std=[0.1, 1.0])
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(bigger))
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
+    assert plan.returncode == 0, plan.stderr
+    assert job_counts(plan.stdout)["train_cell"] == 2, plan.stdout
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+
+
+def test_a_failing_cell_names_its_log(study, tmp_path):
+    work, _ = study
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    cfg = tiny_config(mean=[5.0], std=[1.0])
+    cfg["models"]["lenet"]["references"] = {}
+    cfg["models"]["lenet"].pop("baseline")
+    cfg["models"]["lenet"]["training"]["device"] = "cuda:0"  # no GPU here: the cell fails
+    (broken / "config").mkdir()
+    (broken / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "1", "--directory", str(broken), cwd=broken)
+    if "cuda" in run.stdout and run.returncode == 0:
+        pytest.skip("this machine has a GPU")
+    assert run.returncode != 0
+    log = "logs/lenet/train/mean~5/std~1/seed~1998.log"
+    assert log in run.stdout + run.stderr
+    assert "no CUDA GPU" in (broken / log).read_text()
