@@ -11,7 +11,6 @@ reviewer's `snakemake --use-conda` gets the versions that CI tested.
 from __future__ import annotations
 
 import argparse
-import platform
 import re
 import sys
 from importlib import metadata
@@ -20,6 +19,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
+PYTHON = "3.11.7"  # the Python of CI and of the README's install
+PIP = "26.3"  # the pip that scripts/setup_env.sh installs
 LOCK = ROOT / "requirements.lock"
 ENVS = {
     "train": ("training cells and data preparation", ["torch", "torchvision", "numpy", "pyyaml", "snakemake"]),
@@ -71,8 +72,8 @@ def render(env: str) -> str:
         "  - conda-forge",
         "  - nodefaults",
         "dependencies:",
-        f"  - python={platform.python_version()}",
-        f"  - pip={metadata.version('pip')}",
+        f"  - python={PYTHON}",
+        f"  - pip={PIP}",
         "  - pip:",
     ]
     lines += [f"      - {name}=={pins[name]}" for name in names]

@@ -38,13 +38,13 @@ def test_notebook_grid_has_15x15_cells_per_seed_with_its_extremes():
     names = {(c.mean, c.std) for c in found}
     assert ("2.28571", "0.2") in names  # the notebook's best cell
     assert ("-0.571429", "0.02") in names  # and its worst
-    assert found[0].result_path == "results/lenet/cells/mean~-2/std~0.02/seed~1998.json"
+    assert found[0].result_path("demo") == "results/demo/lenet/cells/mean~-2/std~0.02/seed~1998.json"
 
 
 def test_adding_grid_points_keeps_the_names_of_existing_cells():
     before = cells.grid_cells("lenet", {"mean": [0.0, 1.0], "std": [0.5]}, [1])
     after = cells.grid_cells("lenet", {"mean": [0.0, 0.5, 1.0], "std": [0.5, 1.0]}, [1])
-    assert {c.result_path for c in before} < {c.result_path for c in after}
+    assert {c.result_path("s") for c in before} < {c.result_path("s") for c in after}
 
 
 def test_study_cells_add_references_without_duplicates():

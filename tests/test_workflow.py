@@ -12,6 +12,7 @@ from conftest import ROOT, SMALL_MNIST, snakemake
 
 def tiny_config(**grid):
     return {
+        "study": "tiny",
         "models": {
             "lenet": {
                 "data": str(SMALL_MNIST),
@@ -44,45 +45,45 @@ def study(tmp_path_factory):
 
 def test_the_tables_hold_every_cell(study):
     work, _ = study
-    cells = pd.read_parquet(work / "results/lenet/tables/cells.parquet")
+    cells = pd.read_parquet(work / "results/tiny/lenet/tables/cells.parquet")
     assert len(cells) == 4 + 3
     assert cells["is_grid"].sum() == 4
     assert set(cells["reference"]) == {"", "none", "classic", "dataset"}
     assert cells["final_accuracy"].between(0, 1).all()
     assert (cells["status"] == "ok").all() and (cells["n_train"] == 300).all()
-    csv = pd.read_csv(work / "results/lenet/tables/cells.csv")
+    csv = pd.read_csv(work / "results/tiny/lenet/tables/cells.csv")
     assert csv["final_accuracy"].tolist() == pytest.approx(cells["final_accuracy"].tolist())
-    epochs = pd.read_parquet(work / "results/lenet/tables/epochs.parquet")
+    epochs = pd.read_parquet(work / "results/tiny/lenet/tables/epochs.parquet")
     assert len(epochs) == 7 and (epochs["epoch"] == 1).all()
 
 
 def test_dataset_cell_trains_with_the_exact_statistics(study):
     work, _ = study
-    stats = json.loads((work / "results/lenet/data/stats.json").read_text())
-    cell = json.loads((work / "results/lenet/cells/mean~dataset/std~dataset/seed~1998.json").read_text())
+    stats = json.loads((work / "results/tiny/lenet/data/stats.json").read_text())
+    cell = json.loads((work / "results/tiny/lenet/cells/mean~dataset/std~dataset/seed~1998.json").read_text())
     assert cell["mean"] == stats["mean"] and cell["std"] == stats["std"]
     assert stats["n_images"] == 6000 and 0.12 < stats["mean"][0] < 0.14
 
 
 def test_the_summary_names_best_worst_and_references(study):
     work, _ = study
-    summary = json.loads((work / "results/lenet/tables/summary.json").read_text())["lenet"]
+    summary = json.loads((work / "results/tiny/lenet/tables/summary.json").read_text())["lenet"]
     assert summary["best"]["accuracy"] >= summary["worst"]["accuracy"]
     assert set(summary["references"]) == {"none", "classic", "dataset"}
-    assert "best grid cell" in (work / "results/lenet/tables/summary.md").read_text()
+    assert "best grid cell" in (work / "results/tiny/lenet/tables/summary.md").read_text()
 
 
 def test_the_figures_are_real_images(study):
     work, _ = study
     for name in ("heatmap", "histogram", "curves"):
-        image = mpimg.imread(work / "results" / "plots" / f"{name}.png")
+        image = mpimg.imread(work / "results" / "tiny" / "plots" / f"{name}.png")
         assert image.shape[0] > 300 and image.shape[1] > 500
         assert image[..., :3].std() > 0.05  # not a blank canvas
 
 
 def test_each_cell_has_its_own_log_with_progress(study):
     work, _ = study
-    text = (work / "logs/lenet/train/mean~0/std~0.1/seed~1998.log").read_text()
+    text = (work / "logs/tiny/lenet/train/mean~0/std~0.1/seed~1998.log").read_text()
     assert "epoch 1/1" in text and "test accuracy" in text
 
 
@@ -114,6 +115,6 @@ def test_a_failing_cell_names_its_log(study, tmp_path):
     if "cuda" in run.stdout and run.returncode == 0:
         pytest.skip("this machine has a GPU")
     assert run.returncode != 0
-    log = "logs/lenet/train/mean~5/std~1/seed~1998.log"
+    log = "logs/tiny/lenet/train/mean~5/std~1/seed~1998.log"
     assert log in run.stdout + run.stderr
     assert "no CUDA GPU" in (broken / log).read_text()

@@ -1,7 +1,7 @@
 """The grid: which (model, mean, std, seed) cells a study holds, and how a cell is named.
 
 A cell's name is its identity: the training job reads its mean and std back from the
-wildcards, so a path such as ``results/lenet/cells/mean~0.1307/std~0.3081/seed~1998.json``
+wildcards, so a path such as ``results/demo/lenet/cells/mean~0.1307/std~0.3081/seed~1998.json``
 always holds what its name says, and adding grid points later never renames a finished cell.
 
 Two symbolic values exist besides numbers:
@@ -30,10 +30,21 @@ WILDCARD_PATTERNS = {
     "seed": r"[0-9]+",
 }
 
-#: Where a cell's result lies, relative to the working directory. One place for the layout.
-CELL_RESULT = "results/{model}/cells/mean~{mean}/std~{std}/seed~{seed}.json"
-CELL_LOG = "logs/{model}/train/mean~{mean}/std~{std}/seed~{seed}.log"
-CELL_CHECKPOINT = "results/{model}/checkpoints/mean~{mean}/std~{std}/seed~{seed}.pt"
+#: The layout, in one place. Each study (the config's ``study`` name) has its own folders,
+#: so the demo and the full study never mix their cells.
+RESULTS = "results/{study}"
+LOGS = "logs/{study}"
+CELL_RESULT = "{model}/cells/mean~{mean}/std~{std}/seed~{seed}.json"  # under RESULTS
+CELL_LOG = "{model}/train/mean~{mean}/std~{std}/seed~{seed}.log"  # under LOGS
+CELL_CHECKPOINT = "{model}/checkpoints/mean~{mean}/std~{std}/seed~{seed}.pt"  # under RESULTS
+
+
+def results_dir(study: str) -> str:
+    return RESULTS.format(study=study)
+
+
+def logs_dir(study: str) -> str:
+    return LOGS.format(study=study)
 
 #: Significant digits kept in a cell name; the name is the value the cell trains with.
 DIGITS = 6
@@ -90,17 +101,11 @@ class Cell:
     def wildcards(self) -> dict[str, Any]:
         return {"model": self.model, "mean": self.mean, "std": self.std, "seed": self.seed}
 
-    @property
-    def result_path(self) -> str:
-        return CELL_RESULT.format(**self.wildcards)
+    def result_path(self, study: str) -> str:
+        return f"{results_dir(study)}/{CELL_RESULT.format(**self.wildcards)}"
 
-    @property
-    def log_path(self) -> str:
-        return CELL_LOG.format(**self.wildcards)
-
-    @property
-    def checkpoint_path(self) -> str:
-        return CELL_CHECKPOINT.format(**self.wildcards)
+    def log_path(self, study: str) -> str:
+        return f"{logs_dir(study)}/{CELL_LOG.format(**self.wildcards)}"
 
 
 def make_cell(model: str, mean: Any, std: Any, seed: int) -> Cell:

@@ -15,9 +15,12 @@ try:
 except ConfigError as error:
     raise WorkflowError(f"Invalid config: {error}") from None
 
+STUDY = config["study"]
+RESULTS = ns_cells.results_dir(STUDY)
+LOGS = ns_cells.logs_dir(STUDY)
 MODELS = sorted(config["models"])
 CELLS = {m: ns_cells.study_cells(m, config["models"][m]) for m in MODELS}
-FIGURES = expand("results/plots/{figure}.png", figure=["heatmap", "histogram", "curves"])
+FIGURES = expand(f"{RESULTS}/plots/{{figure}}.png", figure=["heatmap", "histogram", "curves"])
 
 
 wildcard_constraints:
@@ -39,7 +42,7 @@ def training_params(wildcards):
 
 
 def cell_results(wildcards):
-    return [c.result_path for c in CELLS[wildcards.model]]
+    return [c.result_path(STUDY) for c in CELLS[wildcards.model]]
 
 
 def mnist_files(root):

@@ -10,7 +10,7 @@ if DOWNLOAD_ROOTS:
         output:
             [f for root in DOWNLOAD_ROOTS for f in mnist_files(root)],
         log:
-            "logs/data/download_mnist.log",
+            f"{LOGS}/data/download_mnist.log",
         params:
             roots=DOWNLOAD_ROOTS,
         conda:
@@ -24,9 +24,9 @@ rule dataset_stats:
     input:
         lambda w: mnist_files(model_config(w)["data"]),
     output:
-        "results/{model}/data/stats.json",
+        f"{RESULTS}/{{model}}/data/stats.json",
     log:
-        "logs/{model}/data/stats.log",
+        f"{LOGS}/{{model}}/data/stats.log",
     params:
         root=lambda w: model_config(w)["data"],
     conda:

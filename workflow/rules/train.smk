@@ -3,14 +3,14 @@
 
 rule train_cell:
     input:
-        stats="results/{model}/data/stats.json",
+        stats=f"{RESULTS}/{{model}}/data/stats.json",
     output:
-        ns_cells.CELL_RESULT,
+        f"{RESULTS}/{ns_cells.CELL_RESULT}",
     log:
-        ns_cells.CELL_LOG,
+        f"{LOGS}/{ns_cells.CELL_LOG}",
     params:
         cell=training_params,
-        checkpoint=ns_cells.CELL_CHECKPOINT,
+        checkpoint=f"{RESULTS}/{ns_cells.CELL_CHECKPOINT}",
     conda:
         "../../envs/train.yaml"
     threads: lambda w: model_config(w)["training"]["threads"]
