@@ -40,6 +40,15 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(edges) if log else edges
 
 
+def _where(cell: pd.Series) -> str:
+    """A cell's place as people read it: its values, with the data set's written out."""
+    if cell["mean_label"] == "none":
+        return "(none ≡ 0, 1)"
+    if cell["mean_label"] == "dataset" and not math.isnan(cell["mean"]):
+        return f"({cell['mean']:.4f}, {cell['std']:.4f})"
+    return f"({cell['mean_label']}, {cell['std_label']})"
+
+
 def heatmap_panel(ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure) -> None:
     """One model's grid as a heatmap of mean test accuracy over seeds, references marked."""
     cell = per_cell(cells)
@@ -53,6 +62,11 @@ def heatmap_panel(ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure
     )
     ax.set_yscale("log")
     ax.set_facecolor("0.85")  # diverged (NaN) cells show as grey
+    if len(stds) <= 16:  # tick every grid value, written as numbers rather than powers of ten
+        ax.set_yticks(stds, [f"{v:.3g}" for v in stds])
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    if len(means) <= 16:
+        ax.set_xticks(means, [f"{v:.3g}" for v in means], rotation=45 if len(means) > 8 else 0)
     bar = fig.colorbar(mesh, ax=ax)
     bar.set_label("test accuracy (%), mean over seeds")
     if matrix.size <= 100:
@@ -80,15 +94,14 @@ def heatmap_panel(ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure
         name = str(ref["reference"])
         marker, colour = REFERENCE_STYLE.get(name, DEFAULT_STYLE)
         x, y = ref["mean"], ref["std"]
-        where = f"({ref['mean_label']}, {ref['std_label']})"
+        where = _where(ref)
         if math.isnan(x) or math.isnan(y):  # no normalization is the identity map: (0, 1)
-            x, y, where = 0.0, 1.0, "≡ (0, 1)"
-        elif name == "dataset":
-            where = f"({x:.4f}, {y:.4f})"
+            x, y = 0.0, 1.0
         acc = "diverged" if math.isnan(ref["accuracy"]) else f"{ref['accuracy'] * PERCENT:.2f}%"
         handles.append(
             ax.scatter(
-                x, y, marker=marker, s=90, c=colour, edgecolors="black", linewidths=1.2, zorder=6,
+                x, y, marker=marker, s=90, c=colour, edgecolors="black", linewidths=1.2,
+                zorder=7 if marker == "x" else 6,
                 label=f"{name} {where}: {acc}",
             )
         )
@@ -167,14 +180,17 @@ def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path)
             if mine.empty:
                 continue
             stats = mine.groupby("epoch")["test_accuracy"].agg(["mean", "min", "max"]) * PERCENT
-            ax.plot(stats.index, stats["mean"], marker="o", markersize=3, color=colour,
-                    label=f"{label} ({row['mean_label']}, {row['std_label']})")
+            ax.plot(stats.index, stats["mean"], marker="o", markersize=4, color=colour,
+                    label=f"{label} {_where(row)}")
             if int(row["n_seeds"]) > 1:
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.2)
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{model}: learning curves of the reference cells", fontsize=10)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if not ep.empty:
+            last = int(ep["epoch"].max())
+            ax.set_xlim(0.5, last + 0.5)
+            ax.set_xticks(range(1, last + 1, max(1, last // 10)))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
