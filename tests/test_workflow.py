@@ -97,6 +97,10 @@ def test_finished_cells_are_never_recomputed(study):
     plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
     assert plan.returncode == 0, plan.stderr
     assert job_counts(plan.stdout)["train_cell"] == 2, plan.stdout
+    # rechecking the data (new code, a touched file) does not make finished cells stale
+    plan = snakemake("-n", "--quiet", "rules", "--forcerun", "check_data", "dataset_stats",
+                     "--directory", str(work), cwd=work)
+    assert job_counts(plan.stdout)["train_cell"] == 2, plan.stdout
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
 
 
@@ -118,3 +122,28 @@ def test_a_failing_cell_names_its_log(study, tmp_path):
     log = "logs/tiny/lenet/train/mean~5/std~1/seed~1998.log"
     assert log in run.stdout + run.stderr
     assert "no CUDA GPU" in (broken / log).read_text()
+
+
+def test_data_check_fetches_nothing_when_files_are_there_and_refuses_bad_ones(tmp_path, small_mnist_copy):
+    work = tmp_path / "work"
+    (work / "config").mkdir(parents=True)
+    cfg = tiny_config()
+    cfg["models"]["lenet"].update({"data": str(small_mnist_copy), "download": True})
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    before = {p.name: p.stat().st_mtime_ns for p in (small_mnist_copy / "MNIST" / "raw").iterdir()}
+    run = snakemake("--cores", "1", "--directory", str(work), f"results/tiny/lenet/data/stats.json", cwd=work)
+    assert run.returncode == 0, run.stderr[-2000:]
+    after = {p.name: p.stat().st_mtime_ns for p in (small_mnist_copy / "MNIST" / "raw").iterdir()}
+    assert after == before  # checked, not fetched, not rewritten
+    checked = json.loads((work / "results/tiny/lenet/data/files.json").read_text())
+    assert set(checked["md5"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
+
+    victim = small_mnist_copy / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    victim.write_bytes(b"not mnist")
+    (work / "results").rename(tmp_path / "old-results")
+    run = snakemake("--cores", "1", "--directory", str(work), cwd=work)
+    assert run.returncode != 0
+    assert "t10k-labels-idx1-ubyte.gz: md5" in run.stdout + run.stderr
+    assert victim.read_bytes() == b"not mnist"  # the user's file is left as it is
+    assert not list((work / "results").rglob("seed~*.json"))  # no cell ran on bad data

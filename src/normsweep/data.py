@@ -152,6 +152,15 @@ def download_mnist(root: str | Path) -> None:
     verify_mnist(root)
 
 
+def ensure_mnist(root: str | Path, download: bool) -> dict[str, str]:
+    """Check the files; fetch them first when some are missing and ``download`` allows it.
+    Files that are there but wrong are never overwritten: the error says what to do."""
+    missing = [p for p in mnist_paths(root).values() if not p.exists()]
+    if missing and download:
+        download_mnist(root)
+    return verify_mnist(root)
+
+
 @dataclass(frozen=True)
 class DatasetStats:
     """Exact per-channel mean and (population) std of all pixels, on the [0, 1] scale."""

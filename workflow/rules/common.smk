@@ -4,7 +4,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 from normsweep import cells as ns_cells  # noqa: E402
-from normsweep import data as ns_data  # noqa: E402
 from normsweep import table as ns_table  # noqa: E402
 from normsweep.config import ConfigError, validate_config  # noqa: E402
 
@@ -44,6 +43,3 @@ def training_params(wildcards):
 def cell_results(wildcards):
     return [c.result_path(STUDY) for c in CELLS[wildcards.model]]
 
-
-def mnist_files(root):
-    return [str(p) for p in ns_data.mnist_paths(root).values()]
