@@ -8,6 +8,8 @@ from normsweep.results import write_json_atomic
 
 log = _setup.start_logging(snakemake.log)  # noqa: F821
 root = snakemake.params.root  # noqa: F821
-sums = data.ensure_mnist(root, download=snakemake.params.download)  # noqa: F821
+# read from the config, not a param: allowing a download must not make finished cells stale
+download = snakemake.config["models"][snakemake.wildcards.model]["download"]  # noqa: F821
+sums = data.ensure_mnist(root, download=download)
 log.info("%s: %d files, md5 checked", root, len(sums))
 write_json_atomic(snakemake.output[0], {"root": str(root), "md5": sums})  # noqa: F821

@@ -31,8 +31,10 @@ def small_mnist_copy(tmp_path: Path) -> Path:
 
 
 def snakemake(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the real snakemake of this environment on the project's workflow."""
+    """Run the real snakemake of this environment on the project's workflow, with the
+    local profile as a user would."""
     return subprocess.run(
-        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow" / "Snakefile"), *args],
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow" / "Snakefile"),
+         "--profile", str(ROOT / "profiles" / "local"), *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
     )

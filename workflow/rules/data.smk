@@ -9,7 +9,6 @@ rule check_data:
         f"{LOGS}/{{model}}/data/check.log",
     params:
         root=lambda w: model_config(w)["data"],
-        download=lambda w: model_config(w)["download"],
     conda:
         "../../envs/train.yaml"
     localrule: True

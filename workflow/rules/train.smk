@@ -3,8 +3,7 @@
 
 rule train_cell:
     input:
-        # ancient: a rerun of the data check never makes finished cells look out of date
-        stats=ancient(f"{RESULTS}/{{model}}/data/stats.json"),
+        stats=f"{RESULTS}/{{model}}/data/stats.json",
     output:
         f"{RESULTS}/{ns_cells.CELL_RESULT}",
     log:
