@@ -4,6 +4,8 @@ cannot express. Every error names the key and says how to fix it."""
 from __future__ import annotations
 
 import copy
+import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,9 +42,23 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict
     return config
 
 
+#: Cluster settings a user may give in the environment instead of the config.
+CLUSTER_ENV = {
+    "partition": "NORMSWEEP_SLURM_PARTITION",
+    "account": "NORMSWEEP_SLURM_ACCOUNT",
+    "gpu_model": "NORMSWEEP_SLURM_GPU_MODEL",
+}
+
+
 def fill_defaults(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
     """The schema's defaults for each model block (jsonschema does not fill them below
-    ``additionalProperties``)."""
+    ``additionalProperties``), and cluster settings left empty taken from the environment."""
+    cluster = config.setdefault("cluster", {})
+    for key, prop in _schema(schema)["properties"]["cluster"]["properties"].items():
+        cluster.setdefault(key, prop["default"])
+    for key, variable in CLUSTER_ENV.items():
+        if not cluster[key]:
+            cluster[key] = os.environ.get(variable, "")
     model_props = _schema(schema)["$defs"]["model"]["properties"]
     training_props = model_props["training"]["properties"]
     for model in config["models"].values():
@@ -118,6 +134,25 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
             f"config key '{where}.data': folder {data} does not exist; point it at a folder "
             f"holding MNIST/raw/*.gz, or set {where}.download: true to fetch MNIST there"
         )
+
+
+def train_resources(config: Mapping[str, Any], model: str, attempt: int = 1) -> dict[str, Any]:
+    """What one training job of ``model`` asks the cluster for. The time limit covers the
+    configured epochs at ``seconds_per_epoch`` with a 50% margin and 5 minutes of start-up,
+    and grows with each retry (a retried cell resumes from its checkpoint)."""
+    cluster = config["cluster"]
+    epochs = config["models"][model]["training"]["epochs"]
+    minutes = math.ceil((max(epochs, 1) * cluster["seconds_per_epoch"] * 1.5 + 300) / 60)
+    resources: dict[str, Any] = {
+        "runtime": minutes * attempt,
+        "mem_mb": cluster["mem_mb"],
+        "slurm_partition": cluster["partition"],
+        "slurm_account": cluster["account"],
+        "gpu": cluster["gpus_per_cell"],
+        "gpu_model": cluster["gpu_model"] if cluster["gpus_per_cell"] else "",
+        "cpus_per_gpu": cluster["cpus_per_gpu"] if cluster["gpus_per_cell"] else 0,
+    }
+    return resources
 
 
 def model_cells(config: Mapping[str, Any]) -> dict[str, list[cells.Cell]]:

@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 from normsweep import cells as ns_cells  # noqa: E402
 from normsweep import table as ns_table  # noqa: E402
-from normsweep.config import ConfigError, validate_config  # noqa: E402
+from normsweep.config import ConfigError, train_resources, validate_config  # noqa: E402
 
 # The schema (snakemake.utils.validate, which fills defaults), then the checks it cannot
 # express: nothing runs on a bad config, and the message names the key.

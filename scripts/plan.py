@@ -1,0 +1,47 @@
+"""Print what a run will cost before it starts: cells to run and already done, jobs to
+submit, and GPU-hours from a measured (or configured) time per epoch. Needs no cluster.
+
+    .venv/bin/python scripts/plan.py                              # the default config
+    .venv/bin/python scripts/plan.py --configfile config/full.yaml
+    .venv/bin/python scripts/plan.py --configfile config/full.yaml --pack 8
+
+--configfile extends config/config.yaml exactly as snakemake's option does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from normsweep.config import ConfigError, validate_config  # noqa: E402
+from normsweep.plan import format_plan, plan  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configfile", action="append", default=[], help="extra config files, as for snakemake")
+    parser.add_argument("--directory", default=".", help="the working directory of the run (default: here)")
+    parser.add_argument("--pack", type=int, default=1, help="cells per SLURM job when packing with groups")
+    args = parser.parse_args()
+    from snakemake.utils import update_config
+
+    workdir = Path(args.directory)
+    config: dict = {}
+    try:
+        for path in [workdir / "config" / "config.yaml", *map(Path, args.configfile)]:
+            if path.exists() or path != workdir / "config" / "config.yaml":
+                update_config(config, yaml.safe_load(path.read_text()))
+        validate_config(config)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_plan(plan(config, workdir, args.pack), config["cluster"]["gpus_per_cell"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
