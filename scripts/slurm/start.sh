@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start a single-node SLURM with two fake GPUs and slurmdbd accounting, for tests.
 #   bash scripts/slurm/start.sh    then   export SLURM_CONF=/tmp/normsweep-slurm/etc/slurm.conf
-# Everything lives under $NORMSWEEP_SLURM_DIR (default /tmp/normsweep-slurm); nothing is
-# written to /etc. stop.sh ends exactly the daemons started here.
+# Everything lives under $NORMSWEEP_SLURM_DIR (default /tmp/normsweep-slurm); /etc/slurm only
+# gets links to it (job steps started inside a job look there, whatever SLURM_CONF says),
+# and never when a real slurm.conf is there. stop.sh ends exactly the daemons started here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/env.sh"
@@ -94,6 +95,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
 AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:$NORMSWEEP_SLURM_GPU_MODEL:2 State=UNKNOWN
@@ -103,6 +105,15 @@ cat > "$D/etc/gres.conf" <<CONF
 AutoDetect=off
 Name=gpu Type=$NORMSWEEP_SLURM_GPU_MODEL File=$D/run/gpu[0-1]
 CONF
+
+# job steps (srun inside a job) read /etc/slurm: link our files there, never over a real one
+for f in slurm.conf gres.conf; do
+    if [ -e "/etc/slurm/$f" ] && [ "$(readlink "/etc/slurm/$f")" != "$D/etc/$f" ]; then
+        echo "/etc/slurm/$f exists and is not this test cluster's: refusing to replace it" >&2
+        exit 1
+    fi
+    mkdir -p /etc/slurm && ln -sfn "$D/etc/$f" "/etc/slurm/$f"
+done
 
 slurmdbd
 wait_for 30 slurmdbd sacctmgr -i list cluster

@@ -21,4 +21,7 @@ stop_pid slurmctld "$D/run/slurmctld.pid"
 stop_pid slurmdbd "$D/run/slurmdbd.pid"
 stop_pid mariadb "$D/mysql-run/mysqld.pid"
 stop_pid munged "$D/munge/munged.pid"
+for f in slurm.conf gres.conf; do  # the links start.sh made, nothing else
+    [ "$(readlink "/etc/slurm/$f" 2>/dev/null)" = "$D/etc/$f" ] && rm -f "/etc/slurm/$f"
+done
 exit 0
