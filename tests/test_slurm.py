@@ -207,3 +207,20 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
+
+
+def test_packing_runs_several_cells_per_allocation_with_one_gpu(tmp_path):
+    write_config(tmp_path, slurm_config("slurm-pack"))
+    since = since_now()
+    run = run_snakemake(tmp_path, *PACKING, "pack=3")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    time.sleep(2)
+    jobs = [j for j in sacct_jobs(since) if "pack" in j["Comment"]]
+    assert len(jobs) == 2, jobs  # 5 cells in allocations of at most 3
+    assert all("gres/gpu=1," in j["AllocTRES"] and j["State"] == "COMPLETED" for j in jobs), jobs
+    assert len(list((tmp_path / "results/slurm-pack/lenet/cells").rglob("seed~*.json"))) == 5
+
+
+#: The README's packing flags (members of a pack run one after another on one GPU).
+PACKING = ("--groups", "train_cell=pack", "--resources", "gpu=1", "--set-resource-scopes", "gpu=local",
+           "--group-components")
