@@ -2,6 +2,7 @@
 
 import _setup
 
+from normsweep.cells import Cell
 from normsweep.runner import run_cell
 
 log = _setup.start_logging(snakemake.log)  # noqa: F821
@@ -15,7 +16,7 @@ try:
         model_config=snakemake.params.cell,  # noqa: F821
         output=snakemake.output[0],  # noqa: F821
         stats_path=snakemake.input.stats,  # noqa: F821
-        checkpoint=snakemake.params.checkpoint,  # noqa: F821
+        checkpoint=Cell(w.model, w.mean, w.std, int(w.seed)).checkpoint_path(snakemake.config["study"]),  # noqa: F821
     )
 except Exception:
     log.exception("cell %s mean=%s std=%s seed=%s failed", w.model, w.mean, w.std, w.seed)

@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from normsweep.config import train_resources, validate_config
+from normsweep.config import cluster_resources, runtime_minutes, validate_config
 from normsweep.plan import format_plan, plan
 
 from conftest import BIN, ROOT, SMALL_MNIST
@@ -44,12 +44,11 @@ def test_train_resources_come_from_the_config_and_environment(monkeypatch):
     monkeypatch.setenv("NORMSWEEP_SLURM_PARTITION", "gpu-short")
     monkeypatch.setenv("NORMSWEEP_SLURM_GPU_MODEL", "a100")
     cfg = config(seconds_per_epoch=20, cpus_per_gpu=8, account="lab")
-    res = train_resources(cfg, "lenet", attempt=1)
+    res = cluster_resources(cfg)
     assert res["slurm_partition"] == "gpu-short" and res["gpu_model"] == "a100" and res["slurm_account"] == "lab"
     assert res["gpu"] == 1 and res["cpus_per_gpu"] == 8
-    assert res["runtime"] == 10  # ceil((10 epochs x 20 s x 1.5 + 300 s) / 60)
-    assert train_resources(cfg, "lenet", attempt=2)["runtime"] == 20  # a retry gets more time
-    cpu_only = train_resources(config(gpus_per_cell=0), "lenet")
+    assert runtime_minutes(cfg, "lenet") == 10  # ceil((10 epochs x 20 s x 1.5 + 300 s) / 60)
+    cpu_only = cluster_resources(config(gpus_per_cell=0))
     assert cpu_only["gpu"] == 0 and cpu_only["gpu_model"] == ""
 
 

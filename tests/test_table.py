@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from normsweep import table
+from normsweep import cells, table
 
 from test_results import make_result
 
@@ -31,11 +31,11 @@ def test_tables_summary_best_worst_references_and_seed_spread():
         ("0", "0.5"): [0.97, 0.99], ("0", "1"): [0.95, 0.95], ("1", "0.5"): [0.90, 0.92],
         ("1", "1"): [math.nan, math.nan], ("none", "none"): [0.96, 0.96], ("0.1307", "0.3081"): [0.99, 0.995],
     })
-    roles = {"lenet": table.cell_roles("lenet", CONFIG)}
-    cells = table.cells_table(res, roles)
-    assert len(cells) == 12 and cells["is_grid"].sum() == 8
-    assert set(cells.loc[cells["reference"] != "", "reference"]) == {"none", "classic"}
-    summary = table.summarize(cells, {"lenet": "classic"})["lenet"]
+    roles = {"lenet": cells.cell_roles("lenet", CONFIG)}
+    frame = table.cells_table(res, roles)
+    assert len(frame) == 12 and frame["is_grid"].sum() == 8
+    assert set(frame.loc[frame["reference"] != "", "reference"]) == {"none", "classic"}
+    summary = table.summarize(frame, {"lenet": "classic"})["lenet"]
     assert summary["best"]["mean"] == "0" and summary["best"]["std"] == "0.5"
     assert summary["best"]["accuracy"] == pytest.approx(0.98)
     assert summary["worst"]["mean"] == "1" and summary["worst"]["accuracy"] == pytest.approx(0.91)
@@ -59,7 +59,7 @@ def test_mixed_versions_are_flagged():
 
 def test_grid_matrix_is_std_by_mean():
     res = results_of({("0", "0.5"): [0.1], ("0", "1"): [0.2], ("1", "0.5"): [0.3], ("1", "1"): [0.4]})
-    cell = table.per_cell(table.cells_table(res, {"lenet": table.cell_roles("lenet", CONFIG)}))
+    cell = table.per_cell(table.cells_table(res, {"lenet": cells.cell_roles("lenet", CONFIG)}))
     means, stds, matrix = table.grid_matrix(cell)
     assert means.tolist() == [0.0, 1.0] and stds.tolist() == [0.5, 1.0]
     assert matrix.tolist() == [[0.1, 0.3], [0.2, 0.4]]

@@ -107,6 +107,9 @@ class Cell:
     def log_path(self, study: str) -> str:
         return f"{logs_dir(study)}/{CELL_LOG.format(**self.wildcards)}"
 
+    def checkpoint_path(self, study: str) -> str:
+        return f"{results_dir(study)}/{CELL_CHECKPOINT.format(**self.wildcards)}"
+
 
 def make_cell(model: str, mean: Any, std: Any, seed: int) -> Cell:
     """A cell with canonical names; ``none`` and ``dataset`` must be given for both axes."""
@@ -175,3 +178,14 @@ def study_cells(model: str, model_config: Mapping[str, Any]) -> list[Cell]:
     for ref_cells in reference_cells(model, model_config.get("references", {}), seeds).values():
         cells.update(ref_cells)
     return sorted(cells, key=_sort_key)
+
+
+def cell_roles(model: str, model_config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """What each configured cell of a model is for: 'mean|std' -> {grid: bool, reference: name}."""
+    roles: dict[str, dict[str, Any]] = {}
+    for c in grid_cells(model, model_config["grid"], [0]):
+        roles[f"{c.mean}|{c.std}"] = {"grid": True, "reference": ""}
+    for name, named in reference_cells(model, model_config.get("references", {}), [0]).items():
+        role = roles.setdefault(f"{named[0].mean}|{named[0].std}", {"grid": False, "reference": ""})
+        role["reference"] = name
+    return roles

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import yaml
 
 from . import cells
-from .models import model_spec
+from .catalog import model_info
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -86,7 +86,7 @@ def _schema(schema: str | Path) -> dict[str, Any]:
 def check_model(name: str, model: Mapping[str, Any]) -> None:
     """Checks beyond the schema, for one model's block."""
     where = f"models.{name}"
-    channels = model_spec(name).channels
+    channels = model_info(name).channels
     for axis in ("mean", "std"):
         spec = model["grid"][axis]
         key = f"{where}.grid.{axis}"
@@ -136,23 +136,34 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
         )
 
 
-def train_resources(config: Mapping[str, Any], model: str, attempt: int = 1) -> dict[str, Any]:
-    """What one training job of ``model`` asks the cluster for. The time limit covers the
-    configured epochs at ``seconds_per_epoch`` with a 50% margin and 5 minutes of start-up,
-    and grows with each retry (a retried cell resumes from its checkpoint)."""
-    cluster = config["cluster"]
+def runtime_minutes(config: Mapping[str, Any], model: str) -> int:
+    """The time limit of one training job of ``model``: its epochs at ``seconds_per_epoch``
+    with a 50% margin, plus 5 minutes of start-up."""
     epochs = config["models"][model]["training"]["epochs"]
-    minutes = math.ceil((max(epochs, 1) * cluster["seconds_per_epoch"] * 1.5 + 300) / 60)
-    resources: dict[str, Any] = {
-        "runtime": minutes * attempt,
+    return math.ceil((max(epochs, 1) * config["cluster"]["seconds_per_epoch"] * 1.5 + 300) / 60)
+
+
+def cluster_resources(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What every training job asks the cluster for, besides its time limit."""
+    cluster = config["cluster"]
+    gpus = cluster["gpus_per_cell"]
+    return {
         "mem_mb": cluster["mem_mb"],
         "slurm_partition": cluster["partition"],
         "slurm_account": cluster["account"],
-        "gpu": cluster["gpus_per_cell"],
-        "gpu_model": cluster["gpu_model"] if cluster["gpus_per_cell"] else "",
-        "cpus_per_gpu": cluster["cpus_per_gpu"] if cluster["gpus_per_cell"] else 0,
+        "gpu": gpus,
+        "gpu_model": cluster["gpu_model"] if gpus else "",
+        "cpus_per_gpu": cluster["cpus_per_gpu"] if gpus else 0,
     }
-    return resources
+
+
+def per_model(values: Mapping[str, Any]) -> Any:
+    """A rule value from {model: value}: the value itself when every model has the same (a
+    constant costs nothing per job when snakemake plans 10,000 cells), else a function of
+    the job's wildcards."""
+    if len({repr(v) for v in values.values()}) == 1:
+        return next(iter(values.values()))
+    return lambda wildcards: values[wildcards.model]
 
 
 def model_cells(config: Mapping[str, Any]) -> dict[str, list[cells.Cell]]:

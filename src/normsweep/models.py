@@ -10,6 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import optim
 
+from .catalog import model_info
+
 
 class LeNet(nn.Module):
     """The PyTorch MNIST example's network (pytorch/examples, mnist/main.py)."""
@@ -37,11 +39,9 @@ class LeNet(nn.Module):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How one model of the study is built and trained."""
+    """How one model of the study is built and trained (its data: :mod:`normsweep.catalog`)."""
 
     build: Callable[[], nn.Module]
-    dataset: str
-    channels: int
     make_optimizer: Callable[[Iterable[nn.Parameter], float], optim.Optimizer]
     default_lr: float
 
@@ -51,12 +51,10 @@ def adadelta(params: Iterable[nn.Parameter], lr: float) -> optim.Optimizer:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "lenet": ModelSpec(build=LeNet, dataset="mnist", channels=1, make_optimizer=adadelta, default_lr=1.0),
+    "lenet": ModelSpec(build=LeNet, make_optimizer=adadelta, default_lr=1.0),
 }
 
 
 def model_spec(name: str) -> ModelSpec:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
+    model_info(name)  # the error for an unknown name
+    return MODELS[name]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import data
-from .models import model_spec
+from .catalog import model_info
 from .results import CellResult, write_result
 from .train import CellSpec, TensorData, TrainConfig, resolve_normalization, train_cell
 
@@ -23,7 +23,7 @@ def train_config(training: Mapping[str, Any]) -> TrainConfig:
 def load_splits(model: str, model_config: Mapping[str, Any]) -> tuple[TensorData, TensorData]:
     training = model_config.get("training", {})
     root = model_config["data"]
-    dataset = model_spec(model).dataset
+    dataset = model_info(model).dataset
     if dataset != "mnist":
         raise ValueError(f"model {model!r}: data set {dataset!r} has no loader")
     train = data.load_mnist(root, train=True, limit=training.get("train_subset"))
@@ -49,7 +49,7 @@ def run_cell(
     train, test = load_splits(model, model_config)
     spec = CellSpec(
         model=model,
-        dataset=model_spec(model).dataset,
+        dataset=model_info(model).dataset,
         mean_label=mean_label,
         std_label=std_label,
         mean=mean,

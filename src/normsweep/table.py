@@ -28,21 +28,10 @@ def _scalar(values: list[float] | None) -> float:
     return float(values[0]) if len(set(values)) == 1 else math.nan
 
 
-def cell_roles(model: str, model_config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """What each configured cell of a model is for: 'mean|std' -> {grid: bool, reference: name}."""
-    roles: dict[str, dict[str, Any]] = {}
-    for c in cellnames.grid_cells(model, model_config["grid"], [0]):
-        roles[f"{c.mean}|{c.std}"] = {"grid": True, "reference": ""}
-    for name, named in cellnames.reference_cells(model, model_config.get("references", {}), [0]).items():
-        role = roles.setdefault(f"{named[0].mean}|{named[0].std}", {"grid": False, "reference": ""})
-        role["reference"] = name
-    return roles
-
-
 def cells_table(
     results: Iterable[CellResult], roles: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
 ) -> pd.DataFrame:
-    """One row per cell and seed; ``roles`` (model -> :func:`cell_roles`) says which cells are
+    """One row per cell and seed; ``roles`` (model -> :func:`normsweep.cells.cell_roles`) says which cells are
     on the grid and which are named references."""
     rows = []
     for r in results:

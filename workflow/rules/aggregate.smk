@@ -23,7 +23,7 @@ rule aggregate:
     log:
         f"{LOGS}/{{model}}/aggregate.log",
     params:
-        roles=lambda w: ns_table.cell_roles(w.model, model_config(w)),
+        roles=lambda w: ns_cells.cell_roles(w.model, model_config(w)),
         baseline=lambda w: model_config(w).get("baseline"),
     conda:
         "../../envs/analysis.yaml"

@@ -4,8 +4,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 from normsweep import cells as ns_cells  # noqa: E402
-from normsweep import table as ns_table  # noqa: E402
-from normsweep.config import ConfigError, train_resources, validate_config  # noqa: E402
+from normsweep.config import (  # noqa: E402
+    ConfigError,
+    cluster_resources,
+    per_model,
+    runtime_minutes,
+    validate_config,
+)
 
 # The schema (snakemake.utils.validate, which fills defaults), then the checks it cannot
 # express: nothing runs on a bad config, and the message names the key.
@@ -19,6 +24,10 @@ RESULTS = ns_cells.results_dir(STUDY)
 LOGS = ns_cells.logs_dir(STUDY)
 MODELS = sorted(config["models"])
 CELLS = {m: ns_cells.study_cells(m, config["models"][m]) for m in MODELS}
+# what one training job asks the cluster for (constants: cheap to plan 10,000 cells)
+CLUSTER = cluster_resources(config)
+# a retry gets the same limit: it resumes from the cell's last checkpoint, so it goes further
+RUNTIME = per_model({m: runtime_minutes(config, m) for m in MODELS})
 FIGURES = expand(f"{RESULTS}/plots/{{figure}}.png", figure=["heatmap", "histogram", "curves"])
 
 
@@ -33,11 +42,15 @@ def model_config(wildcards):
     return config["models"][wildcards.model]
 
 
-def training_params(wildcards):
-    """What changes a cell's result: the data and the training knobs. The grid and the
-    references are left out, so that adding grid points never reruns a finished cell."""
-    block = model_config(wildcards)
-    return {"data": block["data"], "training": block["training"]}
+# What changes a cell's result: its data and training knobs. The grid and the references
+# are left out, so that adding grid points never reruns a finished cell.
+TRAINING_PARAMS = per_model(
+    {
+        m: {"data": config["models"][m]["data"], "training": config["models"][m]["training"]}
+        for m in MODELS
+    }
+)
+TRAIN_THREADS = per_model({m: config["models"][m]["training"]["threads"] for m in MODELS})
 
 
 def cell_results(wildcards):

@@ -9,19 +9,18 @@ rule train_cell:
     log:
         f"{LOGS}/{ns_cells.CELL_LOG}",
     params:
-        cell=training_params,
-        checkpoint=f"{RESULTS}/{ns_cells.CELL_CHECKPOINT}",
+        cell=TRAINING_PARAMS,
     conda:
         "../../envs/train.yaml"
-    threads: lambda w: model_config(w)["training"]["threads"]
+    threads: TRAIN_THREADS
     resources:
         # sized from the config's `cluster` block (see config/README.md); used by profiles/slurm
-        runtime=lambda w, attempt: train_resources(config, w.model, attempt)["runtime"],
-        mem_mb=lambda w: train_resources(config, w.model)["mem_mb"],
-        gpu=lambda w: train_resources(config, w.model)["gpu"],
-        gpu_model=lambda w: train_resources(config, w.model)["gpu_model"],
-        cpus_per_gpu=lambda w: train_resources(config, w.model)["cpus_per_gpu"],
-        slurm_partition=lambda w: train_resources(config, w.model)["slurm_partition"],
-        slurm_account=lambda w: train_resources(config, w.model)["slurm_account"],
+        runtime=RUNTIME,
+        mem_mb=CLUSTER["mem_mb"],
+        gpu=CLUSTER["gpu"],
+        gpu_model=CLUSTER["gpu_model"],
+        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
+        slurm_partition=CLUSTER["slurm_partition"],
+        slurm_account=CLUSTER["slurm_account"],
     script:
         "../../scripts/train_cell.py"
