@@ -43,6 +43,8 @@ def test_tables_summary_best_worst_references_and_seed_spread():
     assert summary["n_diverged"] == 2
     assert summary["seed_sd_max"] == pytest.approx(pd.Series([0.97, 0.99]).std())
     assert summary["mixed_versions"] is False
+    assert summary["noise"]["baseline"] == "classic" and summary["noise"]["n_compared"] == 4
+    assert "Welch" in summary["noise"]["method"]
     text = table.summary_markdown({"lenet": summary})
     assert "| best grid cell | 0 | 0.5 | 0.9800 |" in text and "Warning" not in text
 

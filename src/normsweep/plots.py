@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import matplotlib
+import matplotlib.patches
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -49,8 +50,11 @@ def _where(cell: pd.Series) -> str:
     return f"({cell['mean_label']}, {cell['std_label']})"
 
 
-def heatmap_panel(ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure) -> None:
-    """One model's grid as a heatmap of mean test accuracy over seeds, references marked."""
+def heatmap_panel(
+    ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure, differ: pd.DataFrame | None = None
+) -> None:
+    """One model's grid as a heatmap of mean test accuracy over seeds, references marked,
+    and the cells in ``differ`` (different from the baseline beyond seed noise) outlined."""
     cell = per_cell(cells)
     means, stds, matrix = grid_matrix(cell)
     if len(means) == 0:
@@ -82,6 +86,18 @@ def heatmap_panel(ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure
 
     grid = cell[cell["is_grid"]].dropna(subset=["accuracy"])
     handles = []
+    if differ is not None and len(differ):
+        x_edges, y_edges = _edges(means, log=False), _edges(stds, log=True)
+        keys = set(zip(differ["mean_label"], differ["std_label"]))
+        for _, row in grid.iterrows():
+            if (row["mean_label"], row["std_label"]) in keys:
+                j, i = int(np.searchsorted(means, row["mean"])), int(np.searchsorted(stds, row["std"]))
+                ax.add_patch(matplotlib.patches.Rectangle(
+                    (x_edges[j], y_edges[i]), x_edges[j + 1] - x_edges[j], y_edges[i + 1] - y_edges[i],
+                    fill=False, edgecolor="red", linewidth=2.0, linestyle="--", zorder=4))
+        handles.append(matplotlib.patches.Patch(
+            fill=False, edgecolor="red", linestyle="--", linewidth=2.0,
+            label=f"differs from the baseline beyond seed noise ({len(keys)} cells)"))
     if not grid.empty:
         best = grid.loc[grid["accuracy"].idxmax()]
         handles.append(
@@ -119,12 +135,15 @@ def heatmap_panel(ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2, frameon=False)
 
 
-def heatmap(cells: pd.DataFrame, path: str | Path) -> None:
-    """Heatmaps of every model in the table, one panel each."""
+def heatmap(cells: pd.DataFrame, path: str | Path, stats: pd.DataFrame | None = None) -> None:
+    """Heatmaps of every model in the table, one panel each; with ``stats``
+    (:func:`normsweep.noise.compare_cells` per model) the cells that differ from the
+    baseline beyond seed noise are outlined."""
     models = sorted(cells["model"].unique())
     fig, axes = plt.subplots(1, len(models), figsize=(8.5 * len(models), 7.2), squeeze=False)
     for ax, model in zip(axes[0], models):
-        heatmap_panel(ax, cells[cells["model"] == model], model, fig)
+        differ = None if stats is None else stats[(stats["model"] == model) & stats["differs"]]
+        heatmap_panel(ax, cells[cells["model"] == model], model, fig, differ)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -198,9 +217,11 @@ def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path)
     plt.close(fig)
 
 
-def all_figures(cells: pd.DataFrame, epochs: pd.DataFrame, out: Mapping[str, str | Path]) -> None:
+def all_figures(
+    cells: pd.DataFrame, epochs: pd.DataFrame, out: Mapping[str, str | Path], stats: pd.DataFrame | None = None
+) -> None:
     for key in ("heatmap", "histogram", "curves"):
         Path(out[key]).parent.mkdir(parents=True, exist_ok=True)
-    heatmap(cells, out["heatmap"])
+    heatmap(cells, out["heatmap"], stats)
     histogram(cells, out["histogram"])
     learning_curves(cells, epochs, out["curves"])

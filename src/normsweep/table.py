@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import cells as cellnames
+from .noise import METHOD, compare_cells
 from .results import STATUS_DIVERGED, CellResult, read_result
 
 CELL_KEYS = ["model", "mean_label", "std_label"]
@@ -133,11 +134,30 @@ def summarize(table: pd.DataFrame, baseline: Mapping[str, str] | None = None) ->
         seed_sd = cell["accuracy_sd"].dropna()
         entry["seed_sd_mean"] = _float(seed_sd.mean()) if len(seed_sd) else None
         entry["seed_sd_max"] = _float(seed_sd.max()) if len(seed_sd) else None
+        entry["noise"] = noise_summary(compare_cells(rows, entry["baseline"]), entry["baseline"])
         versions = sorted(rows["versions"].unique())
         entry["versions"] = [json.loads(v) for v in versions]
         entry["mixed_versions"] = len(versions) > 1
         summary[str(model)] = entry
     return summary
+
+
+def noise_summary(stats: pd.DataFrame, baseline: str | None) -> dict[str, Any]:
+    """Which cells differ from the baseline beyond seed noise (see :mod:`normsweep.noise`)."""
+    tested = stats[stats["p_value"].notna()]
+    differ = tested[tested["differs"]].sort_values("diff_vs_baseline", ascending=False)
+    return {
+        "method": METHOD,
+        "baseline": baseline,
+        "n_compared": int(len(tested)),
+        "n_differ": int(len(differ)),
+        "differ": [
+            {"mean": r["mean_label"], "std": r["std_label"], "diff": _float(r["diff_vs_baseline"]),
+             "p_adjusted": _float(r["p_adjusted"])}
+            for _, r in differ.iterrows()
+        ],
+        "note": None if len(tested) else "fewer than two seeds per cell (or no baseline): nothing to test",
+    }
 
 
 def _float(value: Any) -> float | None:
@@ -186,6 +206,18 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
                 f"Across grid cells: mean accuracy {s['grid_accuracy_mean']:.4f}, "
                 f"sd {s['grid_accuracy_sd_across_cells']:.4f}."
             )
+        noise = s.get("noise")
+        if noise and noise["n_compared"]:
+            lines.append(
+                f"Against the baseline '{noise['baseline']}' ({noise['method']}): "
+                f"{noise['n_differ']} of {noise['n_compared']} cells differ beyond seed noise."
+            )
+            lines += [
+                f"- ({d['mean']}, {d['std']}): {d['diff'] * 100:+.2f} points, adjusted p = {d['p_adjusted']:.3g}"
+                for d in noise["differ"]
+            ]
+        elif noise:
+            lines.append(f"Seed noise: {noise['note']}.")
         if s.get("seed_sd_mean") is not None:
             lines.append(
                 f"Across seeds of one cell: mean sd {s['seed_sd_mean']:.4f}, largest {s['seed_sd_max']:.4f}."
@@ -205,7 +237,12 @@ def write_tables(
     cells = cells_table(results, roles)
     epochs = epochs_table(results)
     summary = summarize(cells, baseline)
-    for name, frame in (("cells", cells), ("epochs", epochs)):
+    stats = pd.concat(
+        [compare_cells(rows, (baseline or {}).get(str(model))).assign(model=model)
+         for model, rows in cells.groupby("model")],
+        ignore_index=True,
+    )
+    for name, frame in (("cells", cells), ("epochs", epochs), ("cell_stats", stats)):
         Path(out[f"{name}_csv"]).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out[f"{name}_csv"], index=False)
         frame.to_parquet(out[f"{name}_parquet"], index=False)

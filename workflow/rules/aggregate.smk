@@ -14,6 +14,8 @@ rule aggregate:
         cells_parquet=f"{RESULTS}/{{model}}/tables/cells.parquet",
         epochs_csv=f"{RESULTS}/{{model}}/tables/epochs.csv",
         epochs_parquet=f"{RESULTS}/{{model}}/tables/epochs.parquet",
+        cell_stats_csv=f"{RESULTS}/{{model}}/tables/cell_stats.csv",
+        cell_stats_parquet=f"{RESULTS}/{{model}}/tables/cell_stats.parquet",
         summary_json=f"{RESULTS}/{{model}}/tables/summary.json",
         summary_md=report(
             f"{RESULTS}/{{model}}/tables/summary.md",
@@ -35,6 +37,7 @@ rule plots:
     input:
         cells=expand(f"{RESULTS}/{{model}}/tables/cells.parquet", model=MODELS),
         epochs=expand(f"{RESULTS}/{{model}}/tables/epochs.parquet", model=MODELS),
+        stats=expand(f"{RESULTS}/{{model}}/tables/cell_stats.parquet", model=MODELS),
     output:
         heatmap=report(
             f"{RESULTS}/plots/heatmap.png", caption="../report/heatmap.rst", category="Figures"

@@ -1,0 +1,76 @@
+"""Is a difference real? Seed noise per cell, and which cells differ from the baseline.
+
+With several seeds per cell, each cell's final accuracy has a mean, a standard deviation
+and a 95% confidence interval (Student's t). Each cell is compared with the baseline cell by
+Welch's t-test (unequal variances), and the p-values of all the cells of a model are
+adjusted together with the Benjamini-Hochberg procedure, so that at most about 5% of the
+cells called different are false discoveries, however many cells the grid has.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+ALPHA = 0.05
+METHOD = "Welch's t-test per cell against the baseline, Benjamini-Hochberg FDR 5% across the cells of a model"
+
+
+def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student's t interval of the mean; NaN with fewer than two values."""
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of Welch's t-test; 1 when both samples are equal constants, NaN
+    when a test is impossible (fewer than two finite values on a side, or zero variance
+    with different means, which seeds cannot show)."""
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
+        return 1.0 if a.mean() == b.mean() else math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def compare_cells(rows: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """One model's cells table (one row per cell and seed) -> one row per cell with the
+    seed statistics and, when ``baseline`` names a reference cell, the comparison with it."""
+    keys = ["mean_label", "std_label"]
+    out = []
+    groups = {key: group for key, group in rows.groupby(keys, sort=False)}
+    base = next((g for g in groups.values() if baseline and (g["reference"] == baseline).any()), None)
+    base_acc = base["final_accuracy"].to_numpy(float) if base is not None else None
+    for (mean_label, std_label), group in groups.items():
+        acc = group["final_accuracy"].to_numpy(float)
+        low, high = confidence_interval(acc)
+        row = {
+            "mean_label": mean_label,
+            "std_label": std_label,
+            "reference": group["reference"].iloc[0],
+            "n_seeds": int(len(acc)),
+            "accuracy_mean": float(np.nanmean(acc)) if np.isfinite(acc).any() else math.nan,
+            "accuracy_sd": float(np.nanstd(acc, ddof=1)) if np.isfinite(acc).sum() > 1 else math.nan,
+            "ci95_low": low,
+            "ci95_high": high,
+            "diff_vs_baseline": math.nan,
+            "p_value": math.nan,
+        }
+        if base_acc is not None and group is not base:
+            row["diff_vs_baseline"] = row["accuracy_mean"] - float(np.nanmean(base_acc))
+            row["p_value"] = welch(acc, base_acc)
+        out.append(row)
+    table = pd.DataFrame(out)
+    tested = table["p_value"].notna()
+    table["p_adjusted"] = math.nan
+    if tested.any():
+        table.loc[tested, "p_adjusted"] = stats.false_discovery_control(table.loc[tested, "p_value"], method="bh")
+    table["differs"] = table["p_adjusted"] < ALPHA
+    return table
