@@ -150,3 +150,14 @@ def test_data_check_fetches_nothing_when_files_are_there_and_refuses_bad_ones(tm
     assert "t10k-labels-idx1-ubyte.gz: md5" in run.stdout + run.stderr
     assert victim.read_bytes() == b"not mnist"  # the user's file is left as it is
     assert not list((work / "results").rglob("seed~*.json"))  # no cell ran on bad data
+
+
+def test_the_report_is_self_contained_with_figures_tables_and_config(study):
+    work, _ = study
+    run = snakemake("--report", "report.html", "--directory", str(work), cwd=work)
+    assert run.returncode == 0, run.stderr[-2000:]
+    html = (work / "report.html").read_text()
+    assert len(html) > 100_000
+    for needle in ("heatmap.png", "histogram.png", "curves.png", "cells.csv", "cell_stats.csv",
+                   "summary.md", "config.yaml", "Welch"):
+        assert needle in html, needle

@@ -84,12 +84,11 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Write JSON to a temporary file in the target's folder, fsync it, then rename it over
-    the target: a reader (or a killed job) sees the old file or the new one, never half."""
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write to a temporary file in the target's folder, fsync it, then rename it over the
+    target: a reader (or a killed job) sees the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_nan_to_none(payload), indent=2, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:
@@ -100,6 +99,11 @@ def write_json_atomic(path: str | os.PathLike[str], payload: dict[str, Any]) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
+    """Strict JSON (NaN written as null), atomically."""
+    write_text_atomic(path, json.dumps(_nan_to_none(payload), indent=2, allow_nan=False) + "\n")
 
 
 def write_result(path: str | os.PathLike[str], result: CellResult) -> None:

@@ -4,23 +4,52 @@
 localrules:
     aggregate,
     plots,
+    study_config,
+
+
+rule study_config:
+    output:
+        report(
+            f"{RESULTS}/config.yaml",
+            caption="../report/config.rst",
+            category="Configuration",
+        ),
+    params:
+        config=config,
+    log:
+        f"{LOGS}/study_config.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/study_config.py"
 
 
 rule aggregate:
     input:
         cell_results,
     output:
-        cells_csv=f"{RESULTS}/{{model}}/tables/cells.csv",
+        cells_csv=report(
+            f"{RESULTS}/{{model}}/tables/cells.csv",
+            caption="../report/cells.rst",
+            category="Tables",
+            subcategory="{model}",
+        ),
         cells_parquet=f"{RESULTS}/{{model}}/tables/cells.parquet",
         epochs_csv=f"{RESULTS}/{{model}}/tables/epochs.csv",
         epochs_parquet=f"{RESULTS}/{{model}}/tables/epochs.parquet",
-        cell_stats_csv=f"{RESULTS}/{{model}}/tables/cell_stats.csv",
+        cell_stats_csv=report(
+            f"{RESULTS}/{{model}}/tables/cell_stats.csv",
+            caption="../report/cell_stats.rst",
+            category="Tables",
+            subcategory="{model}",
+        ),
         cell_stats_parquet=f"{RESULTS}/{{model}}/tables/cell_stats.parquet",
         summary_json=f"{RESULTS}/{{model}}/tables/summary.json",
         summary_md=report(
             f"{RESULTS}/{{model}}/tables/summary.md",
             caption="../report/summary.rst",
             category="Tables",
+            subcategory="{model}",
         ),
     log:
         f"{LOGS}/{{model}}/aggregate.log",

@@ -1,0 +1,10 @@
+"""Rule study_config: the configuration the study ran with, defaults filled in, for the report."""
+
+import _setup
+
+import yaml
+
+from normsweep.results import write_text_atomic
+
+_setup.start_logging(snakemake.log)  # noqa: F821
+write_text_atomic(snakemake.output[0], yaml.safe_dump(dict(snakemake.params.config), sort_keys=False))  # noqa: F821
