@@ -161,3 +161,12 @@ def test_the_report_is_self_contained_with_figures_tables_and_config(study):
     for needle in ("heatmap.png", "histogram.png", "curves.png", "cells.csv", "cell_stats.csv",
                    "summary.md", "config.yaml", "Welch"):
         assert needle in html, needle
+
+
+def test_fold_target_shows_the_first_layer_absorbs_any_normalization(study):
+    work, _ = study
+    run = snakemake("fold", "--cores", "1", "--directory", str(work), cwd=work)
+    assert run.returncode == 0, run.stderr[-2000:]
+    check = json.loads((work / "results/tiny/lenet/fold/check.json").read_text())
+    assert len(check["cells"]) == 6  # the 2 x 2 grid, classic and dataset (none has nothing to fold)
+    assert max(c["max_abs_diff"] for c in check["cells"]) < 1e-3
