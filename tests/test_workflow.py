@@ -170,3 +170,23 @@ def test_fold_target_shows_the_first_layer_absorbs_any_normalization(study):
     check = json.loads((work / "results/tiny/lenet/fold/check.json").read_text())
     assert len(check["cells"]) == 6  # the 2 x 2 grid, classic and dataset (none has nothing to fold)
     assert max(c["max_abs_diff"] for c in check["cells"]) < 1e-3
+
+
+def test_reproduce_compares_reference_cells_with_the_notebook(tmp_path):
+    cfg = tiny_config()
+    cfg["compare_notebook"] = True
+    cfg["models"]["lenet"].update({
+        "grid": None, "seeds": [1998, 1999],
+        "references": {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"},
+    })
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "results/tiny/lenet/tables/notebook.csv")
+    assert sorted(table["cell"]) == ["classic", "none"]
+    assert (table["n_seeds"] == 2).all() and (table["notebook"] == [0.9925, 0.9931]).all()
+    text = (tmp_path / "results/tiny/lenet/tables/notebook.md").read_text()
+    assert "| classic | 0.1307 | 0.3081 | 0.9925 |" in text
+    assert set(table["within_seed_noise"]) <= {True, False}  # two seeds: a verdict for each
+    assert (table["prediction_high"] > table["prediction_low"]).all()

@@ -174,7 +174,7 @@ def _sort_key(cell: Cell) -> tuple:
 def study_cells(model: str, model_config: Mapping[str, Any]) -> list[Cell]:
     """Every cell of one model: the grid plus its reference cells, without duplicates."""
     seeds = model_config["seeds"]
-    cells = set(grid_cells(model, model_config["grid"], seeds))
+    cells = set(grid_cells(model, model_config["grid"], seeds)) if model_config.get("grid") else set()
     for ref_cells in reference_cells(model, model_config.get("references", {}), seeds).values():
         cells.update(ref_cells)
     return sorted(cells, key=_sort_key)
@@ -183,7 +183,7 @@ def study_cells(model: str, model_config: Mapping[str, Any]) -> list[Cell]:
 def cell_roles(model: str, model_config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """What each configured cell of a model is for: 'mean|std' -> {grid: bool, reference: name}."""
     roles: dict[str, dict[str, Any]] = {}
-    for c in grid_cells(model, model_config["grid"], [0]):
+    for c in grid_cells(model, model_config["grid"], [0]) if model_config.get("grid") else []:
         roles[f"{c.mean}|{c.std}"] = {"grid": True, "reference": ""}
     for name, named in reference_cells(model, model_config.get("references", {}), [0]).items():
         role = roles.setdefault(f"{named[0].mean}|{named[0].std}", {"grid": False, "reference": ""})

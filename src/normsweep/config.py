@@ -53,6 +53,7 @@ CLUSTER_ENV = {
 def fill_defaults(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
     """The schema's defaults for each model block (jsonschema does not fill them below
     ``additionalProperties``), and cluster settings left empty taken from the environment."""
+    config.setdefault("compare_notebook", False)
     cluster = config.setdefault("cluster", {})
     for key, prop in _schema(schema)["properties"]["cluster"]["properties"].items():
         cluster.setdefault(key, prop["default"])
@@ -87,7 +88,9 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
     """Checks beyond the schema, for one model's block."""
     where = f"models.{name}"
     channels = model_info(name).channels
-    for axis in ("mean", "std"):
+    if not model.get("grid") and not model.get("references"):
+        raise ConfigError(f"config key '{where}': give a grid, references, or both: there is no cell to run")
+    for axis in ("mean", "std") if model.get("grid") else ():
         spec = model["grid"][axis]
         key = f"{where}.grid.{axis}"
         if isinstance(spec, Mapping):

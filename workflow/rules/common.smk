@@ -28,6 +28,9 @@ CELLS = {m: ns_cells.study_cells(m, config["models"][m]) for m in MODELS}
 CLUSTER = cluster_resources(config)
 # a retry gets the same limit: it resumes from the cell's last checkpoint, so it goes further
 RUNTIME = per_model({m: runtime_minutes(config, m) for m in MODELS})
+NOTEBOOK_COMPARISON = (
+    [f"{RESULTS}/lenet/tables/notebook.md"] if config["compare_notebook"] and "lenet" in MODELS else []
+)
 FIGURES = expand(f"{RESULTS}/plots/{{figure}}.png", figure=["heatmap", "histogram", "curves"])
 
 

@@ -1,4 +1,5 @@
-# Optional targets beyond the grid: `snakemake fold`.
+# Beyond the grid: `snakemake fold`, and the comparison with the notebook's numbers
+# (in `all` when the config says compare_notebook: true; config/reproduce.yaml does).
 
 
 localrules:
@@ -24,3 +25,23 @@ rule fold_check:
         "../../envs/train.yaml"
     script:
         "../../scripts/fold_check.py"
+
+
+rule notebook_comparison:
+    input:
+        f"{RESULTS}/lenet/tables/cells.parquet",
+    output:
+        csv=f"{RESULTS}/lenet/tables/notebook.csv",
+        md=report(
+            f"{RESULTS}/lenet/tables/notebook.md",
+            caption="../report/notebook.rst",
+            category="Tables",
+            subcategory="lenet",
+        ),
+    log:
+        f"{LOGS}/lenet/notebook_comparison.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/notebook_comparison.py"
