@@ -27,3 +27,15 @@ def test_lenet_trains_with_adadelta_lr_1():
     optimizer = spec.make_optimizer(LeNet().parameters(), spec.default_lr)
     assert isinstance(optimizer, torch.optim.Adadelta)
     assert optimizer.param_groups[0]["lr"] == 1.0
+
+
+def test_scale_first_layer_multiplies_initial_weights_and_biases():
+    from normsweep.models import scale_first_layer
+
+    torch.manual_seed(0)
+    plain = LeNet()
+    torch.manual_seed(0)
+    scaled = scale_first_layer(LeNet(), weight=0.5, bias=4.0)
+    assert torch.allclose(scaled.conv1.weight, 0.5 * plain.conv1.weight)
+    assert torch.allclose(scaled.conv1.bias, 4.0 * plain.conv1.bias)
+    assert torch.equal(scaled.conv2.weight, plain.conv2.weight)  # only the first layer

@@ -28,6 +28,8 @@ WILDCARD_PATTERNS = {
     "mean": r"none|dataset|[-+0-9.e]+(,[-+0-9.e]+)*",
     "std": r"none|dataset|[-+0-9.e]+(,[-+0-9.e]+)*",
     "seed": r"[0-9]+",
+    "weight": r"[-+0-9.e]+",
+    "bias": r"[-+0-9.e]+",
 }
 
 #: The layout, in one place. Each study (the config's ``study`` name) has its own folders,
@@ -37,6 +39,10 @@ LOGS = "logs/{study}"
 CELL_RESULT = "{model}/cells/mean~{mean}/std~{std}/seed~{seed}.json"  # under RESULTS
 CELL_LOG = "{model}/train/mean~{mean}/std~{std}/seed~{seed}.log"  # under LOGS
 CELL_CHECKPOINT = "{model}/checkpoints/mean~{mean}/std~{std}/seed~{seed}.pt"  # under RESULTS
+#: The init study: conv1's initial weights and biases scaled, at one fixed (mean, std).
+INIT_RESULT = "{model}/init/weight~{weight}/bias~{bias}/seed~{seed}.json"  # under RESULTS
+INIT_LOG = "{model}/init/weight~{weight}/bias~{bias}/seed~{seed}.log"  # under LOGS
+INIT_CHECKPOINT = "{model}/init-checkpoints/weight~{weight}/bias~{bias}/seed~{seed}.pt"  # under RESULTS
 
 
 def results_dir(study: str) -> str:
@@ -189,3 +195,13 @@ def cell_roles(model: str, model_config: Mapping[str, Any]) -> dict[str, dict[st
         role = roles.setdefault(f"{named[0].mean}|{named[0].std}", {"grid": False, "reference": ""})
         role["reference"] = name
     return roles
+
+
+def init_cells(model: str, init_study: Mapping[str, Any], seeds: Iterable[int]) -> list[dict[str, Any]]:
+    """Wildcards of the init study's cells: weight x bias factors (both spaced geometrically)."""
+    weights = axis_values(init_study["weight"], "log")
+    biases = axis_values(init_study["bias"], "log")
+    return [
+        {"model": model, "weight": format_value(w), "bias": format_value(b), "seed": int(seed)}
+        for w in weights for b in biases for seed in seeds
+    ]

@@ -121,6 +121,12 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
                     raise ConfigError(
                         f"config key '{where}.references.{ref_name}.std': every std must be > 0"
                     )
+    init = model.get("init_study")
+    for axis in ("weight", "bias") if init else ():
+        spec = init[axis]
+        values = [spec["start"], spec["stop"]] if isinstance(spec, Mapping) else spec
+        if any(v <= 0 for v in values):
+            raise ConfigError(f"config key '{where}.init_study.{axis}': factors are spaced geometrically: use values > 0")
     baseline = model.get("baseline")
     if baseline is not None and baseline not in references:
         raise ConfigError(

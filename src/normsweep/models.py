@@ -37,6 +37,17 @@ class LeNet(nn.Module):
         return F.log_softmax(x, dim=1)
 
 
+def scale_first_layer(model: nn.Module, weight: float = 1.0, bias: float = 1.0, first: str = "conv1") -> nn.Module:
+    """Multiply the first convolution's initial weights and biases (the notebook's init study)."""
+    if weight != 1.0 or bias != 1.0:
+        conv = getattr(model, first)
+        with torch.no_grad():
+            conv.weight.mul_(weight)
+            if conv.bias is not None:
+                conv.bias.mul_(bias)
+    return model
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How one model of the study is built and trained (its data: :mod:`normsweep.catalog`)."""

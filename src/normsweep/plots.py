@@ -149,6 +149,37 @@ def heatmap(cells: pd.DataFrame, path: str | Path, stats: pd.DataFrame | None = 
     plt.close(fig)
 
 
+def init_heatmap(frame: pd.DataFrame, path: str | Path) -> None:
+    """The init study: accuracy over the factors on conv1's initial weights and biases."""
+    mean = frame.groupby(["init_weight", "init_bias"])["final_accuracy"].mean().reset_index()
+    weights, biases = np.sort(mean["init_weight"].unique()), np.sort(mean["init_bias"].unique())
+    matrix = np.full((len(biases), len(weights)), np.nan)
+    for _, row in mean.iterrows():
+        matrix[np.searchsorted(biases, row["init_bias"]), np.searchsorted(weights, row["init_weight"])] = row["final_accuracy"]
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    mesh = ax.pcolormesh(_edges(weights, log=True), _edges(biases, log=True), matrix * PERCENT, cmap="viridis")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_facecolor("0.85")
+    fig.colorbar(mesh, ax=ax).set_label("test accuracy (%), mean over seeds")
+    for i, b in enumerate(biases):
+        for j, w in enumerate(weights):
+            if np.isfinite(matrix[i, j]) and matrix.size <= 100:
+                ax.text(w, b, f"{matrix[i, j] * PERCENT:.2f}", ha="center", va="center", fontsize=7, color="white")
+    ax.scatter([1], [1], marker="o", s=90, facecolors="none", edgecolors="red", linewidths=1.5,
+               label="PyTorch's default initialization (1, 1)")
+    ax.set_xlabel("factor on conv1's initial weights (log scale)")
+    ax.set_ylabel("factor on conv1's initial biases (log scale)")
+    first = frame.iloc[0]
+    ax.set_title(f"{first['model']}: initialization of conv1 at mean {first['mean']}, std {first['std']}\n"
+                 f"{len(frame['seed'].unique())} seed(s), {int(first['epochs'])} epoch(s), {int(first['n_train'])} images",
+                 fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def histogram(cells: pd.DataFrame, path: str | Path) -> None:
     """Distribution of grid-cell accuracies, with the reference cells as vertical lines."""
     models = sorted(cells["model"].unique())

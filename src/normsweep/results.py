@@ -58,6 +58,8 @@ class CellResult:
     epochs: list[EpochRecord] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     host: str = field(default_factory=platform.node)
+    init_weight: float = 1.0  # factors on the first layer's initial weights and biases
+    init_bias: float = 1.0
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

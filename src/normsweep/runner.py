@@ -40,6 +40,7 @@ def run_cell(
     output: str | Path,
     stats_path: str | Path | None = None,
     checkpoint: str | Path | None = None,
+    init: tuple[float, float] = (1.0, 1.0),
 ) -> CellResult:
     """Train one cell and write its result atomically; the checkpoint goes once it is written."""
     stats = data.DatasetStats.from_json(stats_path) if stats_path else None
@@ -56,6 +57,8 @@ def run_cell(
         std=std,
         seed=int(seed),
         checkpoint=Path(checkpoint) if checkpoint else None,
+        init_weight=float(init[0]),
+        init_bias=float(init[1]),
     )
     log.info("cell %s mean=%s std=%s seed=%s: %d train / %d test images", model, mean, std, seed, len(train), len(test))
     result = train_cell(spec, train, test, train_config(model_config.get("training", {})))

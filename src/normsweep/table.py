@@ -74,6 +74,16 @@ def cells_table(
     return table.sort_values(["model", "mean", "std", "mean_label", "std_label", "seed"]).reset_index(drop=True)
 
 
+def init_frame(results: Iterable[CellResult]) -> pd.DataFrame:
+    """The init study: one row per (weight factor, bias factor, seed)."""
+    return pd.DataFrame([
+        {"model": r.model, "mean": r.mean_label, "std": r.std_label, "init_weight": r.init_weight,
+         "init_bias": r.init_bias, "seed": r.seed, "status": r.status, "final_accuracy": r.final_accuracy,
+         "epochs": r.epochs_requested, "n_train": r.n_train}
+        for r in results
+    ])
+
+
 def epochs_table(results: Iterable[CellResult]) -> pd.DataFrame:
     rows = [
         {

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from . import cells as cellnames
-from .models import model_spec
+from .models import model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
 
 log = logging.getLogger("normsweep.train")
@@ -150,6 +150,8 @@ class CellSpec:
     std: list[float] | None
     seed: int
     checkpoint: Path | None = None
+    init_weight: float = 1.0  # factors on conv1's initial weights and biases (the init study)
+    init_bias: float = 1.0
 
 
 def resolve_normalization(
@@ -187,7 +189,7 @@ def train_cell(spec: CellSpec, train: TensorData, test: TensorData, config: Trai
     train_d = TensorData(normalize(train.images, spec.mean, spec.std), train.labels).to(device)
     test_d = TensorData(normalize(test.images, spec.mean, spec.std), test.labels).to(device)
 
-    model = model_info.build().to(device)
+    model = scale_first_layer(model_info.build(), spec.init_weight, spec.init_bias).to(device)
     optimizer = model_info.make_optimizer(model.parameters(), config.lr)
     scheduler = ReduceLROnPlateau(optimizer, mode="max")
     shuffle = torch.Generator().manual_seed(spec.seed)
@@ -248,6 +250,8 @@ def train_cell(spec: CellSpec, train: TensorData, test: TensorData, config: Trai
         device_name=device_name(device),
         epochs=history,
         versions=package_versions(),
+        init_weight=spec.init_weight,
+        init_bias=spec.init_bias,
     )
 
 
