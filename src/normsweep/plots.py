@@ -165,7 +165,8 @@ def init_heatmap(frame: pd.DataFrame, path: str | Path) -> None:
     for i, b in enumerate(biases):
         for j, w in enumerate(weights):
             if np.isfinite(matrix[i, j]) and matrix.size <= 100:
-                ax.text(w, b, f"{matrix[i, j] * PERCENT:.2f}", ha="center", va="center", fontsize=7, color="white")
+                colour = "black" if matrix[i, j] > np.nanmean(matrix) else "white"
+                ax.text(w, b, f"{matrix[i, j] * PERCENT:.2f}", ha="center", va="center", fontsize=7, color=colour)
     ax.scatter([1], [1], marker="o", s=90, facecolors="none", edgecolors="red", linewidths=1.5,
                label="PyTorch's default initialization (1, 1)")
     ax.set_xlabel("factor on conv1's initial weights (log scale)")
