@@ -207,3 +207,28 @@ def test_init_study_target_scales_conv1_and_draws_its_map(tmp_path):
     assert table["final_accuracy"].nunique() > 1  # the factors change what is learned
     assert mpimg.imread(tmp_path / "results/tiny/lenet/init/heatmap.png").shape[0] > 300
     assert not list((tmp_path / "results/tiny/lenet/cells").glob("*"))  # the grid was not run
+
+
+def test_optuna_refines_after_the_grid_and_its_points_are_cells(tmp_path):
+    cfg = tiny_config()
+    cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "workers": 2, "mean": [-1, 2], "std": [0.05, 1],
+                                        "retrain_seeds": [1, 2]}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "results/tiny/lenet/optuna"
+    warm = json.loads((out / "warmstart.json").read_text())
+    assert warm["added"] == 6  # the 4 grid cells, classic and dataset; "none" is no point of the space
+    trials = pd.read_parquet(out / "trials.parquet")
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert len(complete) == warm["added"] + 3 and complete["number"].is_unique
+    best = json.loads((out / "best_seeds.json").read_text())
+    assert best["accuracy"] == complete["value"].max() and len(best["seeds_accuracy"]) == 2
+    for name in ("history.png", "trials_over_grid.png"):
+        assert mpimg.imread(out / name).shape[0] > 300
+    # every new trial wrote an ordinary cell result (seed 1998), beside the grid's
+    results = list((tmp_path / "results/tiny/lenet/cells").rglob("seed~*.json"))
+    assert len(results) >= 7 + 1 + 2  # 7 configured cells, new points, the best retrained with 2 seeds
+    again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr

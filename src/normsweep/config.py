@@ -68,6 +68,10 @@ def fill_defaults(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
                 model.setdefault(key, copy.deepcopy(prop["default"]))
         for key, prop in training_props.items():
             model["training"].setdefault(key, prop["default"])
+        if model.get("optuna"):
+            for key, prop in model_props["optuna"]["properties"].items():
+                if "default" in prop:
+                    model["optuna"].setdefault(key, copy.deepcopy(prop["default"]))
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -121,6 +125,14 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
                     raise ConfigError(
                         f"config key '{where}.references.{ref_name}.std': every std must be > 0"
                     )
+    if model.get("optuna"):
+        from .refine import SearchSpace
+
+        opt = model["optuna"]
+        try:
+            SearchSpace(*opt["mean"], *opt["std"])
+        except ValueError as error:
+            raise ConfigError(f"config key '{where}.optuna': {error}") from None
     init = model.get("init_study")
     for axis in ("weight", "bias") if init else ():
         spec = init[axis]

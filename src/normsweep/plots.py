@@ -149,6 +149,27 @@ def heatmap(cells: pd.DataFrame, path: str | Path, stats: pd.DataFrame | None = 
     plt.close(fig)
 
 
+def trials_over_grid(cells: pd.DataFrame, trials: pd.DataFrame, model: str, path: str | Path) -> None:
+    """The Optuna trials (from ``study.trials_dataframe()``) drawn over the grid's heatmap."""
+    fig, ax = plt.subplots(figsize=(8.5, 7.2))
+    heatmap_panel(ax, cells, model, fig)
+    done = trials[trials["state"] == "COMPLETE"]
+    source = done.get("user_attrs_source", pd.Series(index=done.index, dtype=object)).fillna("optuna")
+    new = done[source != "grid"]
+    if len(new):
+        ax.scatter(new["params_mean"], new["params_std"], s=22, c="white", edgecolors="black", linewidths=0.6,
+                   zorder=8, label=f"Optuna trials ({len(new)})")
+        top = done.loc[done["value"].idxmax()]
+        ax.scatter([top["params_mean"]], [top["params_std"]], marker="*", s=300, c="tab:red", edgecolors="black",
+                   zorder=9, label=f"best trial ({top['params_mean']:.3g}, {top['params_std']:.3g}): "
+                                   f"{top['value'] * PERCENT:.2f}%")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2, frameon=False)
+    ax.set_title(f"{model}: Optuna trials over the grid", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def init_heatmap(frame: pd.DataFrame, path: str | Path) -> None:
     """The init study: accuracy over the factors on conv1's initial weights and biases."""
     mean = frame.groupby(["init_weight", "init_bias"])["final_accuracy"].mean().reset_index()

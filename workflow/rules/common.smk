@@ -1,4 +1,5 @@
 # Config validation, the cells of the study, and input functions.
+import json
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ CELLS = {m: ns_cells.study_cells(m, config["models"][m]) for m in MODELS}
 CLUSTER = cluster_resources(config)
 # a retry gets the same limit: it resumes from the cell's last checkpoint, so it goes further
 RUNTIME = per_model({m: runtime_minutes(config, m) for m in MODELS})
+
 NOTEBOOK_COMPARISON = (
     [f"{RESULTS}/lenet/tables/notebook.md"] if config["compare_notebook"] and "lenet" in MODELS else []
 )
@@ -56,6 +58,32 @@ TRAINING_PARAMS = per_model(
 TRAIN_THREADS = per_model({m: config["models"][m]["training"]["threads"] for m in MODELS})
 
 
+def runtime_for(wildcards):
+    return runtime_minutes(config, wildcards.model)
+
+
 def cell_results(wildcards):
     return [c.result_path(STUDY) for c in CELLS[wildcards.model]]
 
+
+def optuna_config(wildcards):
+    return config["models"][wildcards.model]["optuna"]
+
+
+def optuna_params(wildcards):
+    """Where the study lives and how it searches: what every optuna rule needs."""
+    return {
+        "journal": f"{RESULTS}/{wildcards.model}/optuna/journal.log",
+        "study_name": f"{STUDY}-{wildcards.model}",
+        **optuna_config(wildcards),
+    }
+
+
+def best_seed_cells(wildcards):
+    """The best point retrained with several seeds: ordinary grid-style cells."""
+    best = checkpoints.optuna_summary.get(model=wildcards.model).output.best
+    point = json.loads(Path(best).read_text())
+    return [
+        ns_cells.Cell(wildcards.model, point["mean_label"], point["std_label"], seed).result_path(STUDY)
+        for seed in optuna_config(wildcards)["retrain_seeds"]
+    ]

@@ -1,0 +1,37 @@
+"""Checkpoint optuna_summary: the trials table, the best point, and the plots."""
+
+import _setup
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from optuna.visualization.matplotlib import plot_optimization_history  # noqa: E402
+
+from normsweep import cells, refine  # noqa: E402
+from normsweep.plots import trials_over_grid  # noqa: E402
+from normsweep.results import write_json_atomic  # noqa: E402
+
+log = _setup.start_logging(snakemake.log)  # noqa: F821
+opt = snakemake.params.optuna  # noqa: F821
+study = refine.open_study(opt["journal"], opt["study_name"], opt["sampler"], opt["seed"])
+trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "datetime_complete"))
+trials.to_csv(snakemake.output.trials_csv, index=False)  # noqa: F821
+trials.to_parquet(snakemake.output.trials_parquet, index=False)  # noqa: F821
+best = study.best_trial
+mean_label, std_label = cells.format_value(best.params["mean"]), cells.format_value(best.params["std"])
+write_json_atomic(snakemake.output.best, {  # noqa: F821
+    "number": best.number, "accuracy": best.value, "mean": best.params["mean"], "std": best.params["std"],
+    "mean_label": mean_label, "std_label": std_label, "source": best.user_attrs.get("source", "optuna"),
+    "n_complete": refine.finished(study),
+})
+ax = plot_optimization_history(study, target_name="test accuracy")
+ax.set_title(f"{snakemake.wildcards.model}: Optuna optimization history")  # noqa: F821
+ax.figure.set_size_inches(9, 5)
+ax.figure.tight_layout()
+ax.figure.savefig(snakemake.output.history, dpi=130)  # noqa: F821
+plt.close(ax.figure)
+trials_over_grid(pd.read_parquet(snakemake.input.grid), trials, snakemake.wildcards.model,  # noqa: F821
+                 snakemake.output.over_grid)  # noqa: F821
+log.info("best trial %d: mean %s std %s accuracy %.4f", best.number, mean_label, std_label, best.value)

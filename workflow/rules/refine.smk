@@ -1,0 +1,102 @@
+# Optuna refinement after the grid, for every model with an `optuna` block: warm start from
+# the grid cells, parallel workers (cluster jobs like grid cells), then the trials table,
+# the best point, its retraining with several seeds, and the plots.
+
+OPTUNA_MODELS = [m for m in MODELS if config["models"][m].get("optuna")]
+OPTUNA_TARGETS = expand(
+    f"{RESULTS}/{{model}}/optuna/best_seeds.json", model=OPTUNA_MODELS
+) + expand(f"{RESULTS}/{{model}}/optuna/history.png", model=OPTUNA_MODELS)
+
+
+rule optuna_warmstart:
+    input:
+        cell_results,
+    output:
+        f"{RESULTS}/{{model}}/optuna/warmstart.json",
+    log:
+        f"{LOGS}/{{model}}/optuna/warmstart.log",
+    params:
+        optuna=optuna_params,
+    localrule: True
+    conda:
+        "../../envs/optuna.yaml"
+    script:
+        "../../scripts/optuna_warmstart.py"
+
+
+rule optuna_worker:
+    input:
+        warmstart=f"{RESULTS}/{{model}}/optuna/warmstart.json",
+        stats=f"{RESULTS}/{{model}}/data/stats.json",
+    output:
+        f"{RESULTS}/{{model}}/optuna/worker~{{worker}}.json",
+    log:
+        f"{LOGS}/{{model}}/optuna/worker~{{worker}}.log",
+    params:
+        optuna=optuna_params,
+        cell=TRAINING_PARAMS,
+    conda:
+        "../../envs/optuna.yaml"
+    threads: TRAIN_THREADS
+    resources:
+        runtime=lambda w: runtime_for(w) * optuna_config(w)["n_trials"],
+        mem_mb=CLUSTER["mem_mb"],
+        gpu=CLUSTER["gpu"],
+        gpu_model=CLUSTER["gpu_model"],
+        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
+        slurm_partition=CLUSTER["slurm_partition"],
+        slurm_account=CLUSTER["slurm_account"],
+    script:
+        "../../scripts/optuna_worker.py"
+
+
+checkpoint optuna_summary:
+    input:
+        lambda w: expand(
+            f"{RESULTS}/{{model}}/optuna/worker~{{worker}}.json",
+            model=w.model,
+            worker=range(optuna_config(w)["workers"]),
+        ),
+        grid=f"{RESULTS}/{{model}}/tables/cells.parquet",
+    output:
+        trials_csv=report(
+            f"{RESULTS}/{{model}}/optuna/trials.csv",
+            caption="../report/optuna_trials.rst",
+            category="Optuna",
+        ),
+        trials_parquet=f"{RESULTS}/{{model}}/optuna/trials.parquet",
+        best=f"{RESULTS}/{{model}}/optuna/best.json",
+        history=report(
+            f"{RESULTS}/{{model}}/optuna/history.png",
+            caption="../report/optuna_history.rst",
+            category="Optuna",
+        ),
+        over_grid=report(
+            f"{RESULTS}/{{model}}/optuna/trials_over_grid.png",
+            caption="../report/optuna_over_grid.rst",
+            category="Optuna",
+        ),
+    log:
+        f"{LOGS}/{{model}}/optuna/summary.log",
+    params:
+        optuna=optuna_params,
+    localrule: True
+    conda:
+        "../../envs/optuna.yaml"
+    script:
+        "../../scripts/optuna_summary.py"
+
+
+rule optuna_best_seeds:
+    input:
+        cells=best_seed_cells,
+        best=f"{RESULTS}/{{model}}/optuna/best.json",
+    output:
+        f"{RESULTS}/{{model}}/optuna/best_seeds.json",
+    log:
+        f"{LOGS}/{{model}}/optuna/best_seeds.log",
+    localrule: True
+    conda:
+        "../../envs/optuna.yaml"
+    script:
+        "../../scripts/optuna_best_seeds.py"
