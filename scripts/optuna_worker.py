@@ -6,6 +6,8 @@ import _setup
 import json
 from pathlib import Path
 
+import optuna
+
 from normsweep import cells, refine
 from normsweep.results import read_result, write_json_atomic
 from normsweep.runner import run_cell
@@ -15,21 +17,32 @@ opt = snakemake.params.optuna  # noqa: F821
 model = snakemake.wildcards.model  # noqa: F821
 worker = int(snakemake.wildcards.worker)  # noqa: F821
 study_name = snakemake.config["study"]  # noqa: F821
-target = json.loads(Path(snakemake.input.warmstart).read_text())["target"]  # noqa: F821
-space = refine.SearchSpace(*opt["mean"], *opt["std"])
+warm = json.loads(Path(snakemake.input.warmstart).read_text())  # noqa: F821
+space = refine.SearchSpace(*warm["space"]["mean"], *warm["space"]["std"])
 study = refine.open_study(opt["journal"], opt["study_name"], opt["sampler"], opt["seed"] + worker)
+if opt["prune"]:
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 
-def evaluate(mean: float, std: float) -> float:
-    cell = cells.make_cell(model, mean, std, opt["seed"])
+def evaluate(trial: optuna.Trial) -> float:
+    cell = cells.make_cell(model, trial.params["mean"], trial.params["std"], opt["seed"])
     path = Path(cell.result_path(study_name))
     if path.exists():  # a point another trial already trained, rounded to the same cell
         return read_result(path).final_accuracy
-    log.info("trial: mean %s, std %s", cell.mean, cell.std)
-    return run_cell(model, cell.mean, cell.std, cell.seed, snakemake.params.cell, path,  # noqa: F821
-                    stats_path=snakemake.input.stats, checkpoint=cell.checkpoint_path(study_name)).final_accuracy  # noqa: F821
+
+    def report(epoch) -> None:
+        trial.report(epoch.test_accuracy, step=epoch.epoch)
+        if opt["prune"] and trial.should_prune():
+            Path(cell.checkpoint_path(study_name)).unlink(missing_ok=True)
+            raise optuna.TrialPruned(f"epoch {epoch.epoch}: accuracy {epoch.test_accuracy:.4f}")
+
+    log.info("trial %d: mean %s, std %s", trial.number, cell.mean, cell.std)
+    result = run_cell(model, cell.mean, cell.std, cell.seed, snakemake.params.cell, path,  # noqa: F821
+                      stats_path=snakemake.input.stats, checkpoint=cell.checkpoint_path(study_name),  # noqa: F821
+                      on_epoch=report)
+    return result.final_accuracy
 
 
-done = refine.run_worker(study, target, evaluate, space, grace_seconds=opt["grace_seconds"])
-log.info("worker %d: %d trials completed; the study holds %d of %d", worker, done, refine.finished(study), target)
-write_json_atomic(snakemake.output[0], {"worker": worker, "completed": done})  # noqa: F821
+done = refine.run_worker(study, warm["target"], evaluate, space, grace_seconds=opt["grace_seconds"])
+log.info("worker %d: %d trials finished; the study holds %d of %d", worker, done, refine.finished(study), warm["target"])
+write_json_atomic(snakemake.output[0], {"worker": worker, "finished": done})  # noqa: F821

@@ -59,6 +59,10 @@ def test_shipped_configs_are_valid():
         ("models.lenet.references.rgb", {"mean": [0.1, 0.2, 0.3], "std": 1}, r"3 values, but lenet has 1 channel"),
         ("models.lenet.references.zero", {"mean": 0, "std": 0}, r"'models.lenet.references.zero.std'"),
         ("models.lenet.data", "/nowhere/mnist", r"'models.lenet.data'.*download: true"),
+        ("models.lenet.optuna", {"n_trials": 5, "mean": [2, -1]}, r"'models.lenet.optuna'.*low must be below high"),
+        ("models.lenet.optuna", {"n_trials": 5, "std": [0, 1]}, r"'models.lenet.optuna'.*0 < low < high"),
+        ("models.lenet.optuna", {"n_trials": 0}, r"'models.lenet.optuna.n_trials'"),
+        ("models.lenet.init_study", {"mean": 0, "std": 1, "weight": [0, 1], "bias": [1]}, r"init_study.weight"),
     ],
 )
 def test_bad_values_name_their_key(path, value, message):

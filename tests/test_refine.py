@@ -18,8 +18,9 @@ SPACE = refine.SearchSpace(-1.0, 2.0, 0.05, 1.0)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def fake_accuracy(mean: float, std: float) -> float:
+def fake_accuracy(trial) -> float:
     time.sleep(0.02)
+    mean, std = trial.params["mean"], trial.params["std"]
     return 0.99 - 0.001 * (mean - 0.5) ** 2 - 0.001 * math.log(std / 0.3) ** 2
 
 
@@ -78,7 +79,7 @@ def test_parallel_workers_stop_at_exactly_the_requested_number(tmp_path):
 def _dying_worker(path):
     study = refine.open_study(path, "s", seed=7)
 
-    def die(mean, std):
+    def die(trial):
         time.sleep(0.3)
         os._exit(9)  # killed mid-trial: no tell, no cleanup
 
@@ -104,3 +105,25 @@ def test_a_worker_killed_mid_trial_is_recovered(tmp_path):
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == stuck[0].params  # the lost point is run again, not dropped
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5
+
+
+def test_pruned_trials_count_as_finished(tmp_path):
+    study = refine.open_study(tmp_path / "journal.log", "s")
+
+    def prune_wide(trial):
+        trial.report(0.5, step=1)
+        if trial.params["std"] > 0.3:
+            raise optuna.TrialPruned()
+        return fake_accuracy(trial)
+
+    assert refine.run_worker(study, 6, prune_wide, SPACE) == 6
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 6
+
+
+def test_box_around_the_best_grid_cell():
+    means, stds = [-1.0, 0.0, 1.0, 2.0], [0.05, 0.1, 0.5, 1.0]
+    results = [make_result(0.9 if (m, s) != (1.0, 0.1) else 0.99, mean_label=f"{m:g}", std_label=f"{s:g}",
+                           mean=[m], std=[s]) for m in means for s in stds]
+    box = refine.box_around_best(results, means, stds, SPACE)
+    assert (box.mean_low, box.mean_high, box.std_low, box.std_high) == (0.0, 2.0, 0.05, 0.5)

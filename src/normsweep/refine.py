@@ -112,8 +112,12 @@ def warm_start(study: optuna.Study, results: Iterable[CellResult], space: Search
     return len(trials)
 
 
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 def finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    """Trials that count towards the requested number: completed or pruned."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def recover_stale(study: optuna.Study, grace_seconds: float, now: float | None = None) -> int:
@@ -158,13 +162,14 @@ class Heartbeat:
 def run_worker(
     study: optuna.Study,
     total: int,
-    evaluate: Callable[[float, float], float],
+    evaluate: Callable[[optuna.Trial], float],
     space: SearchSpace,
     grace_seconds: float = 600.0,
     heartbeat_seconds: float = 30.0,
 ) -> int:
-    """Run trials until the study holds ``total`` completed trials; returns how many this
-    worker completed. ``evaluate(mean, std)`` trains one cell and returns its accuracy."""
+    """Run trials until the study holds ``total`` finished trials; returns how many this
+    worker finished. ``evaluate(trial)`` trains the cell at ``trial.params`` and returns its
+    accuracy; it may report per-epoch accuracy and raise ``optuna.TrialPruned``."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     done = 0
     while True:
@@ -176,15 +181,46 @@ def run_worker(
         # the storage numbers trials in order: those before this one that completed or are
         # still running will fill the cap first
         ahead = [
-            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            t for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
             if t.number < trial.number
         ]
         if len(ahead) >= total:
             trial.set_user_attr(SURPLUS_ATTR, True)
             study.tell(trial, state=TrialState.FAIL)
             return done
-        with Heartbeat(trial, heartbeat_seconds):
-            value = evaluate(trial.params["mean"], trial.params["std"])
+        try:
+            with Heartbeat(trial, heartbeat_seconds):
+                value = evaluate(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            done += 1
+            continue
         study.tell(trial, value if math.isfinite(value) else None,
                    state=TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL)
         done += math.isfinite(value)
+
+
+def box_around_best(results: Iterable[CellResult], grid_means: list[float], grid_stds: list[float],
+                    space: SearchSpace) -> SearchSpace:
+    """The search space narrowed to the grid neighbours of the best grid cell (mean over
+    seeds): one grid step on each side, within ``space``."""
+    by_cell: dict[tuple[float, float], list[float]] = {}
+    for r in results:
+        if r.mean is not None and len(set(r.mean)) == 1 and math.isfinite(r.final_accuracy):
+            by_cell.setdefault((r.mean[0], r.std[0]), []).append(r.final_accuracy)
+    on_grid = {k: sum(v) / len(v) for k, v in by_cell.items()
+               if any(math.isclose(k[0], m, rel_tol=1e-5, abs_tol=1e-9) for m in grid_means)
+               and any(math.isclose(k[1], s, rel_tol=1e-5) for s in grid_stds)}
+    if not on_grid:
+        return space
+    best_mean, best_std = max(on_grid, key=on_grid.get)
+
+    def neighbours(values: list[float], x: float) -> tuple[float, float]:
+        values = sorted(values)
+        i = min(range(len(values)), key=lambda k: abs(values[k] - x))
+        return values[max(i - 1, 0)], values[min(i + 1, len(values) - 1)]
+
+    m_low, m_high = neighbours(grid_means, best_mean)
+    s_low, s_high = neighbours(grid_stds, best_std)
+    return SearchSpace(max(m_low, space.mean_low), min(m_high, space.mean_high),
+                       max(s_low, space.std_low), min(s_high, space.std_high))

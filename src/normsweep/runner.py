@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from . import data
 from .catalog import model_info
-from .results import CellResult, write_result
+from .results import CellResult, EpochRecord, write_result
 from .train import CellSpec, TensorData, TrainConfig, resolve_normalization, train_cell
 
 log = logging.getLogger("normsweep.runner")
@@ -41,6 +41,7 @@ def run_cell(
     stats_path: str | Path | None = None,
     checkpoint: str | Path | None = None,
     init: tuple[float, float] = (1.0, 1.0),
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> CellResult:
     """Train one cell and write its result atomically; the checkpoint goes once it is written."""
     stats = data.DatasetStats.from_json(stats_path) if stats_path else None
@@ -61,7 +62,7 @@ def run_cell(
         init_bias=float(init[1]),
     )
     log.info("cell %s mean=%s std=%s seed=%s: %d train / %d test images", model, mean, std, seed, len(train), len(test))
-    result = train_cell(spec, train, test, train_config(model_config.get("training", {})))
+    result = train_cell(spec, train, test, train_config(model_config.get("training", {})), on_epoch)
     write_result(output, result)
     if spec.checkpoint is not None:
         spec.checkpoint.unlink(missing_ok=True)

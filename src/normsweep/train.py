@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -173,7 +173,13 @@ def resolve_normalization(
     return as_list(mean), as_list(std)
 
 
-def train_cell(spec: CellSpec, train: TensorData, test: TensorData, config: TrainConfig) -> CellResult:
+def train_cell(
+    spec: CellSpec,
+    train: TensorData,
+    test: TensorData,
+    config: TrainConfig,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> CellResult:
     """Train one cell from scratch (or from its checkpoint) and return its result.
 
     A NaN or infinite training loss ends the run with status ``diverged`` and NaN accuracy:
@@ -218,6 +224,8 @@ def train_cell(spec: CellSpec, train: TensorData, test: TensorData, config: Trai
             "epoch %d/%d: train loss %.4f, test loss %.4f, test accuracy %.4f, lr %.3g, %.1f s",
             epoch, config.epochs, train_loss, test_loss, accuracy, lr, seconds,
         )
+        if on_epoch is not None:  # e.g. Optuna's pruning, which may stop the cell here
+            on_epoch(history[-1])
         if spec.checkpoint is not None and epoch < config.epochs:
             _save_checkpoint(spec.checkpoint, epoch, history, model, optimizer, scheduler, shuffle)
 

@@ -17,6 +17,7 @@ rule optuna_warmstart:
         f"{LOGS}/{{model}}/optuna/warmstart.log",
     params:
         optuna=optuna_params,
+        grid=lambda w: config["models"][w.model].get("grid"),
     localrule: True
     conda:
         "../../envs/optuna.yaml"
