@@ -4,6 +4,8 @@ images is from the original network's output on normalized ones."""
 
 import _setup
 
+from pathlib import Path
+
 import torch
 
 from normsweep.data import DatasetStats
@@ -16,7 +18,7 @@ from normsweep.train import normalize, resolve_normalization
 log = _setup.start_logging(snakemake.log)  # noqa: F821
 model_name = snakemake.wildcards.model  # noqa: F821
 stats = DatasetStats.from_json(snakemake.input.stats)  # noqa: F821
-_, test = load_splits(model_name, snakemake.params.cell)  # noqa: F821
+_, test, _ = load_splits(model_name, snakemake.params.cell, Path(snakemake.input.stats).parent)  # noqa: F821
 x = test.images[:500]
 torch.manual_seed(0)
 net = model_spec(model_name).build().eval()

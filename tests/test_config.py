@@ -33,10 +33,14 @@ def test_good_config_gets_the_notebook_defaults():
     config = validate_config(copy.deepcopy(GOOD))
     training = config["models"]["lenet"]["training"]
     assert training == {
-        "epochs": 30, "batch_size": 64, "test_batch_size": 1000, "lr": 1.0, "train_subset": None,
+        "epochs": 30, "batch_size": 64, "test_batch_size": 1000, "lr": None, "train_subset": None,
         "test_subset": None, "device": "auto", "threads": 1, "deterministic": False,
     }
     assert config["models"]["lenet"]["seeds"] == [1998]
+    from normsweep.runner import train_config
+
+    assert train_config("lenet", training).lr == 1.0  # no lr: the model's own (Adadelta)
+    assert train_config("resnet18", training).lr == 0.01  # (SGD with momentum)
 
 
 def test_shipped_configs_are_valid():

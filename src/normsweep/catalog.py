@@ -14,6 +14,7 @@ class ModelInfo:
 
 CATALOG: dict[str, ModelInfo] = {
     "lenet": ModelInfo(dataset="mnist", channels=1),
+    "resnet18": ModelInfo(dataset="imagefolder", channels=3),
 }
 
 

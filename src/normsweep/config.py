@@ -152,7 +152,13 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
         if training.get(key) is not None and training[key] < 1:
             raise ConfigError(f"config key '{where}.training.{key}': must be >= 1 or null")
     data = Path(model["data"])
-    if not model.get("download", False) and not data.exists():
+    if model_info(name).dataset != "mnist":
+        if model.get("download"):
+            raise ConfigError(f"config key '{where}.download': only MNIST can be fetched; give an ImageFolder")
+        if not data.is_dir():
+            raise ConfigError(f"config key '{where}.data': folder {data} does not exist; point it at an "
+                              f"ImageFolder with train/<class>/ and val/<class>/")
+    elif not model.get("download", False) and not data.exists():
         raise ConfigError(
             f"config key '{where}.data': folder {data} does not exist; point it at a folder "
             f"holding MNIST/raw/*.gz, or set {where}.download: true to fetch MNIST there"

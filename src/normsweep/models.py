@@ -37,6 +37,47 @@ class LeNet(nn.Module):
         return F.log_softmax(x, dim=1)
 
 
+class ResNet18(nn.Module):
+    """torchvision's ResNet18, returning log-probabilities like LeNet (so NLL loss is the
+    cross-entropy of the notebook). Weights from a local file when given (the torchvision
+    ImageNet file, checked by sha256 when a hash is given), else trained from scratch; the
+    last layer is replaced when the data set has another number of classes."""
+
+    def __init__(self, num_classes: int = 1000, weights: str | None = None, weights_sha256: str | None = None):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        self.net = resnet18(weights=None, num_classes=1000)
+        if weights:
+            state = torch.load(check_weights(weights, weights_sha256), map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state)
+        if num_classes != self.net.fc.out_features:
+            self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
+
+    @property
+    def conv1(self) -> nn.Conv2d:  # the first layer, for the init study and folding checks
+        return self.net.conv1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.net(x), dim=1)
+
+
+def check_weights(path: str, sha256: str | None) -> str:
+    """The weights file, after checking it exists and, when a hash is given, its sha256."""
+    import hashlib
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such weights file (config key 'weights'); give the path "
+                                f"of a local torchvision ResNet18 state dict, or null to train from scratch")
+    if sha256:
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        if not digest.startswith(sha256.lower()):
+            raise ValueError(f"{file}: sha256 {digest}, expected {sha256} (config key 'weights_sha256')")
+    return str(file)
+
+
 def scale_first_layer(model: nn.Module, weight: float = 1.0, bias: float = 1.0, first: str = "conv1") -> nn.Module:
     """Multiply the first convolution's initial weights and biases (the notebook's init study)."""
     if weight != 1.0 or bias != 1.0:
@@ -52,17 +93,29 @@ def scale_first_layer(model: nn.Module, weight: float = 1.0, bias: float = 1.0, 
 class ModelSpec:
     """How one model of the study is built and trained (its data: :mod:`normsweep.catalog`)."""
 
-    build: Callable[[], nn.Module]
+    build: Callable[..., nn.Module]  # build(num_classes=..., weights=..., weights_sha256=...)
     make_optimizer: Callable[[Iterable[nn.Parameter], float], optim.Optimizer]
     default_lr: float
+    plateau: bool  # ReduceLROnPlateau on test accuracy (the MNIST example's protocol)
 
 
 def adadelta(params: Iterable[nn.Parameter], lr: float) -> optim.Optimizer:
     return optim.Adadelta(params, lr=lr)
 
 
+def sgd_momentum(params: Iterable[nn.Parameter], lr: float) -> optim.Optimizer:
+    return optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def _lenet(num_classes: int = 10, **_: object) -> nn.Module:
+    if num_classes != 10:
+        raise ValueError(f"LeNet has 10 outputs (MNIST); this data set has {num_classes} classes")
+    return LeNet()
+
+
 MODELS: dict[str, ModelSpec] = {
-    "lenet": ModelSpec(build=LeNet, make_optimizer=adadelta, default_lr=1.0),
+    "lenet": ModelSpec(build=_lenet, make_optimizer=adadelta, default_lr=1.0, plateau=True),
+    "resnet18": ModelSpec(build=ResNet18, make_optimizer=sgd_momentum, default_lr=0.01, plateau=False),
 }
 
 

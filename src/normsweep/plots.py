@@ -3,6 +3,7 @@ accuracies, and the learning curves of the reference cells."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +26,8 @@ REFERENCE_STYLE = {  # marker, colour
     "classic": ("s", "tab:orange"),
     "unit": ("D", "white"),
     "none": ("x", "black"),
+    "imagenet": ("P", "tab:cyan"),
+    "half": ("v", "tab:olive"),
 }
 DEFAULT_STYLE = ("^", "tab:pink")
 
@@ -42,9 +45,13 @@ def _edges(values: np.ndarray, log: bool) -> np.ndarray:
 
 
 def _where(cell: pd.Series) -> str:
-    """A cell's place as people read it: its values, with the data set's written out."""
+    """A cell's place as people read it: its values, the data set's written out, per-channel
+    values as their averages."""
     if cell["mean_label"] == "none":
         return "(none ≡ 0, 1)"
+    if isinstance(cell.get("channel_means"), str) and math.isnan(cell["mean"]):
+        means, stds = json.loads(cell["channel_means"]), json.loads(cell["channel_stds"])
+        return f"(per channel, average {np.mean(means):.3f}, {np.mean(stds):.3f})"
     if cell["mean_label"] == "dataset" and not math.isnan(cell["mean"]):
         return f"({cell['mean']:.4f}, {cell['std']:.4f})"
     return f"({cell['mean_label']}, {cell['std_label']})"
@@ -111,8 +118,11 @@ def heatmap_panel(
         marker, colour = REFERENCE_STYLE.get(name, DEFAULT_STYLE)
         x, y = ref["mean"], ref["std"]
         where = _where(ref)
-        if math.isnan(x) or math.isnan(y):  # no normalization is the identity map: (0, 1)
+        channels = json.loads(ref["channel_means"]) if isinstance(ref["channel_means"], str) else None
+        if channels is None:  # no normalization is the identity map: (0, 1)
             x, y = 0.0, 1.0
+        elif math.isnan(x) or math.isnan(y):  # per-channel values: drawn at their average
+            x, y = float(np.mean(channels)), float(np.mean(json.loads(ref["channel_stds"])))
         acc = "diverged" if math.isnan(ref["accuracy"]) else f"{ref['accuracy'] * PERCENT:.2f}%"
         handles.append(
             ax.scatter(
@@ -132,7 +142,8 @@ def heatmap_panel(
         fontsize=10,
     )
     if handles:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2, frameon=False)
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8,
+                  ncol=1 if max(len(h.get_label()) for h in handles) > 45 else 2, frameon=False)
 
 
 def heatmap(cells: pd.DataFrame, path: str | Path, stats: pd.DataFrame | None = None) -> None:

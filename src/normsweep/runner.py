@@ -6,29 +6,47 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from . import data
+from . import data, images
 from .catalog import model_info
+from .models import model_spec
 from .results import CellResult, EpochRecord, write_result
 from .train import CellSpec, TensorData, TrainConfig, resolve_normalization, train_cell
 
 log = logging.getLogger("normsweep.runner")
 
 
-def train_config(training: Mapping[str, Any]) -> TrainConfig:
-    """The training knobs of a model's config block (subset sizes are data, not training)."""
+def train_config(model: str, training: Mapping[str, Any]) -> TrainConfig:
+    """The training knobs of a model's config block (subset sizes are data, not training);
+    no learning rate means the model's own."""
     known = TrainConfig.__dataclass_fields__
-    return TrainConfig(**{k: v for k, v in training.items() if k in known})
+    config = TrainConfig(**{k: v for k, v in training.items() if k in known and v is not None})
+    if training.get("lr") is None:
+        config.lr = model_spec(model).default_lr
+    return config
 
 
-def load_splits(model: str, model_config: Mapping[str, Any]) -> tuple[TensorData, TensorData]:
+def load_splits(
+    model: str, model_config: Mapping[str, Any], cache_folder: str | Path | None = None
+) -> tuple[TensorData, TensorData, int]:
+    """Training and test data as tensors, and the number of classes; ImageFolder sets come from their tensor cache
+    (in ``cache_folder``, made by the data check) so that no cell decodes a JPEG."""
     training = model_config.get("training", {})
     root = model_config["data"]
     dataset = model_info(model).dataset
-    if dataset != "mnist":
-        raise ValueError(f"model {model!r}: data set {dataset!r} has no loader")
-    train = data.load_mnist(root, train=True, limit=training.get("train_subset"))
-    test = data.load_mnist(root, train=False, limit=training.get("test_subset"))
-    return TensorData.from_uint8(train.images, train.labels), TensorData.from_uint8(test.images, test.labels)
+    if dataset == "mnist":
+        train = data.load_mnist(root, train=True, limit=training.get("train_subset"))
+        test = data.load_mnist(root, train=False, limit=training.get("test_subset"))
+        num_classes = 10
+    else:
+        image = model_config.get("image", {"resize": 256, "crop": 224})
+        folder = cache_folder if cache_folder is not None else Path(root)
+        train = images.load_cached(root, "train", image["resize"], image["crop"], folder)
+        test = images.load_cached(root, "val", image["resize"], image["crop"], folder)
+        train.images, train.labels = train.images[: training.get("train_subset")], train.labels[: training.get("train_subset")]
+        test.images, test.labels = test.images[: training.get("test_subset")], test.labels[: training.get("test_subset")]
+        num_classes = len(train.classes)
+    return (TensorData.from_uint8(train.images, train.labels), TensorData.from_uint8(test.images, test.labels),
+            num_classes)
 
 
 def run_cell(
@@ -48,7 +66,7 @@ def run_cell(
     mean, std = resolve_normalization(
         mean_label, std_label, stats.mean if stats else None, stats.std if stats else None
     )
-    train, test = load_splits(model, model_config)
+    train, test, num_classes = load_splits(model, model_config, Path(stats_path).parent if stats_path else None)
     spec = CellSpec(
         model=model,
         dataset=model_info(model).dataset,
@@ -58,11 +76,14 @@ def run_cell(
         std=std,
         seed=int(seed),
         checkpoint=Path(checkpoint) if checkpoint else None,
+        num_classes=num_classes,
+        weights=model_config.get("weights"),
+        weights_sha256=model_config.get("weights_sha256"),
         init_weight=float(init[0]),
         init_bias=float(init[1]),
     )
     log.info("cell %s mean=%s std=%s seed=%s: %d train / %d test images", model, mean, std, seed, len(train), len(test))
-    result = train_cell(spec, train, test, train_config(model_config.get("training", {})), on_epoch)
+    result = train_cell(spec, train, test, train_config(model, model_config.get("training", {})), on_epoch)
     write_result(output, result)
     if spec.checkpoint is not None:
         spec.checkpoint.unlink(missing_ok=True)

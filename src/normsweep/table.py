@@ -106,6 +106,8 @@ def per_cell(table: pd.DataFrame) -> pd.DataFrame:
     out = grouped.agg(
         mean=("mean", "first"),
         std=("std", "first"),
+        channel_means=("channel_means", "first"),
+        channel_stds=("channel_stds", "first"),
         reference=("reference", "first"),
         is_grid=("is_grid", "first"),
         accuracy=("final_accuracy", "mean"),

@@ -150,6 +150,9 @@ class CellSpec:
     std: list[float] | None
     seed: int
     checkpoint: Path | None = None
+    num_classes: int = 10
+    weights: str | None = None  # a local pretrained weights file (ResNet18)
+    weights_sha256: str | None = None
     init_weight: float = 1.0  # factors on conv1's initial weights and biases (the init study)
     init_bias: float = 1.0
 
@@ -195,8 +198,10 @@ def train_cell(
     train_d = TensorData(normalize(train.images, spec.mean, spec.std), train.labels).to(device)
     test_d = TensorData(normalize(test.images, spec.mean, spec.std), test.labels).to(device)
 
-    model = scale_first_layer(model_info.build(), spec.init_weight, spec.init_bias).to(device)
+    model = model_info.build(num_classes=spec.num_classes, weights=spec.weights, weights_sha256=spec.weights_sha256)
+    model = scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
     optimizer = model_info.make_optimizer(model.parameters(), config.lr)
+    # the MNIST example's schedule; a scheduler that never steps keeps SGD's rate for ResNet18
     scheduler = ReduceLROnPlateau(optimizer, mode="max")
     shuffle = torch.Generator().manual_seed(spec.seed)
 
@@ -217,7 +222,8 @@ def train_cell(
             log.warning("epoch %d/%d: training loss is %s: diverged, stopping", epoch, config.epochs, train_loss)
             break
         accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
-        scheduler.step(accuracy)
+        if model_info.plateau:
+            scheduler.step(accuracy)
         seconds = time.perf_counter() - tic
         history.append(EpochRecord(epoch, accuracy, test_loss, train_loss, lr, seconds))
         log.info(

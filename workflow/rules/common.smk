@@ -51,7 +51,10 @@ def model_config(wildcards):
 # are left out, so that adding grid points never reruns a finished cell.
 TRAINING_PARAMS = per_model(
     {
-        m: {"data": config["models"][m]["data"], "training": config["models"][m]["training"]}
+        m: {
+            k: config["models"][m].get(k)
+            for k in ("data", "training", "image", "weights", "weights_sha256")
+        }
         for m in MODELS
     }
 )
