@@ -234,3 +234,30 @@ def test_optuna_refines_after_the_grid_and_its_points_are_cells(tmp_path):
     assert len(results) >= 7 + 1 + 2  # 7 configured cells, new points, the best retrained with 2 seeds
     again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
+    cfg = {
+        "study": "rn",
+        "models": {"resnet18": {
+            "data": str(ROOT / "data/imagenette-tiny"), "image": {"resize": 40, "crop": 32},
+            "grid": {"mean": [-1.0, 1.0], "std": [0.2, 1.0]},
+            "references": {"imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                           "dataset": "dataset"},
+            "baseline": "imagenet", "seeds": [1998],
+            "training": {"epochs": 1, "batch_size": 8, "test_batch_size": 16, "threads": 1},
+        }},
+    }
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    stats = json.loads((tmp_path / "results/rn/resnet18/data/stats.json").read_text())
+    assert len(stats["mean"]) == 3 and stats["n_images"] == 30  # exact per-channel statistics
+    cells = pd.read_parquet(tmp_path / "results/rn/resnet18/tables/cells.parquet")
+    assert len(cells) == 6 and (cells["n_train"] == 30).all() and (cells["n_test"] == 12).all()
+    imagenet = json.loads((tmp_path / "results/rn/resnet18/cells/mean~0.485,0.456,0.406/std~0.229,0.224,0.225/"
+                                      "seed~1998.json").read_text())
+    assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01
+    assert list((tmp_path / "results/rn/resnet18/data").glob("train-r40-c32.pt"))  # decoded once, cached
+    assert mpimg.imread(tmp_path / "results/rn/plots/heatmap.png").shape[0] > 300
