@@ -20,9 +20,11 @@ trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "us
 trials.to_csv(snakemake.output.trials_csv, index=False)  # noqa: F821
 trials.to_parquet(snakemake.output.trials_parquet, index=False)  # noqa: F821
 best = study.best_trial
-mean_label, std_label = cells.format_value(best.params["mean"]), cells.format_value(best.params["std"])
+space = refine.SearchSpace(*opt["mean"], *opt["std"], channels=3 if opt["per_channel"] else 1)
+mean, std = space.point(best.params)
+mean_label, std_label = cells.format_value(mean), cells.format_value(std)
 write_json_atomic(snakemake.output.best, {  # noqa: F821
-    "number": best.number, "accuracy": best.value, "mean": best.params["mean"], "std": best.params["std"],
+    "number": best.number, "accuracy": best.value, "mean": mean, "std": std,
     "mean_label": mean_label, "std_label": std_label, "source": best.user_attrs.get("source", "optuna"),
     "n_complete": refine.finished(study),
 })
@@ -32,6 +34,9 @@ ax.figure.set_size_inches(9, 5)
 ax.figure.tight_layout()
 ax.figure.savefig(snakemake.output.history, dpi=130)  # noqa: F821
 plt.close(ax.figure)
+for axis in ("mean", "std"):  # per-channel trials are drawn at their channel average
+    columns = [f"params_{n}" for n in space.names(axis)]
+    trials[f"params_{axis}"] = trials[columns].mean(axis=1)
 trials_over_grid(pd.read_parquet(snakemake.input.grid), trials, snakemake.wildcards.model,  # noqa: F821
                  snakemake.output.over_grid)  # noqa: F821
 log.info("best trial %d: mean %s std %s accuracy %.4f", best.number, mean_label, std_label, best.value)

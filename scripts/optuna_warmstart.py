@@ -9,7 +9,7 @@ from normsweep.results import read_result, write_json_atomic
 
 log = _setup.start_logging(snakemake.log)  # noqa: F821
 opt = snakemake.params.optuna  # noqa: F821
-space = refine.SearchSpace(*opt["mean"], *opt["std"])
+space = refine.SearchSpace(*opt["mean"], *opt["std"], channels=3 if opt["per_channel"] else 1)
 results = [read_result(p) for p in snakemake.input]  # noqa: F821
 if opt["box"]:
     grid = snakemake.params.grid  # noqa: F821
@@ -23,5 +23,6 @@ complete = refine.finished(study)
 log.info("warm start: %d new grid trials, %d finished trials in the study", added, complete)
 write_json_atomic(snakemake.output[0], {  # noqa: F821
     "added": added, "complete": complete, "target": complete + opt["n_trials"],
-    "space": {"mean": [space.mean_low, space.mean_high], "std": [space.std_low, space.std_high]},
+    "space": {"mean": [space.mean_low, space.mean_high], "std": [space.std_low, space.std_high],
+              "channels": space.channels},
 })

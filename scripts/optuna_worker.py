@@ -18,14 +18,14 @@ model = snakemake.wildcards.model  # noqa: F821
 worker = int(snakemake.wildcards.worker)  # noqa: F821
 study_name = snakemake.config["study"]  # noqa: F821
 warm = json.loads(Path(snakemake.input.warmstart).read_text())  # noqa: F821
-space = refine.SearchSpace(*warm["space"]["mean"], *warm["space"]["std"])
+space = refine.SearchSpace(*warm["space"]["mean"], *warm["space"]["std"], warm["space"]["channels"])
 study = refine.open_study(opt["journal"], opt["study_name"], opt["sampler"], opt["seed"] + worker)
 if opt["prune"]:
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
 
 
 def evaluate(trial: optuna.Trial) -> float:
-    cell = cells.make_cell(model, trial.params["mean"], trial.params["std"], opt["seed"])
+    cell = cells.make_cell(model, *space.point(trial.params), opt["seed"])
     path = Path(cell.result_path(study_name))
     if path.exists():  # a point another trial already trained, rounded to the same cell
         return read_result(path).final_accuracy

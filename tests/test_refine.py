@@ -127,3 +127,15 @@ def test_box_around_the_best_grid_cell():
                            mean=[m], std=[s]) for m in means for s in stds]
     box = refine.box_around_best(results, means, stds, SPACE)
     assert (box.mean_low, box.mean_high, box.std_low, box.std_high) == (0.0, 2.0, 0.05, 0.5)
+
+
+def test_per_channel_space_has_six_parameters_and_warm_starts_from_equal_channels(tmp_path):
+    rgb = refine.SearchSpace(-1.0, 2.0, 0.05, 1.0, channels=3)
+    assert sorted(rgb.distributions) == ["mean_b", "mean_g", "mean_r", "std_b", "std_g", "std_r"]
+    study = refine.open_study(tmp_path / "journal.log", "rgb")
+    per_channel = make_result(0.9, mean_label="0.485,0.456,0.406", std_label="0.229,0.224,0.225",
+                              mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    assert refine.warm_start(study, grid_results() + [per_channel], rgb) == 8  # equal channels only
+    trial = study.get_trials()[0]
+    assert trial.params["mean_r"] == trial.params["mean_g"] == trial.params["mean_b"]
+    assert rgb.point(trial.params) == ([trial.params["mean_r"]] * 3, [trial.params["std_r"]] * 3)

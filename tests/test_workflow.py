@@ -246,6 +246,8 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
                            "dataset": "dataset"},
             "baseline": "imagenet", "seeds": [1998],
             "training": {"epochs": 1, "batch_size": 8, "test_batch_size": 16, "threads": 1},
+            "optuna": {"n_trials": 2, "workers": 1, "per_channel": True, "mean": [-1, 2], "std": [0.05, 1],
+                       "retrain_seeds": [1]},
         }},
     }
     (tmp_path / "config").mkdir()
@@ -261,3 +263,11 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01
     assert list((tmp_path / "results/rn/resnet18/data").glob("train-r40-c32.pt"))  # decoded once, cached
     assert mpimg.imread(tmp_path / "results/rn/plots/heatmap.png").shape[0] > 300
+    # the RGB study: 6 parameters, warm-started from the equal-channel cells inside its space
+    trials = pd.read_parquet(tmp_path / "results/rn/resnet18/optuna/trials.parquet")
+    assert {f"params_{a}_{c}" for a in ("mean", "std") for c in "rgb"} <= set(trials.columns)
+    warm = json.loads((tmp_path / "results/rn/resnet18/optuna/warmstart.json").read_text())
+    assert warm["added"] == 4 and warm["space"]["channels"] == 3  # the 2 x 2 grid; per-channel cells are not
+    assert (trials["state"] == "COMPLETE").sum() == warm["added"] + 2
+    best = json.loads((tmp_path / "results/rn/resnet18/optuna/best.json").read_text())
+    assert len(best["mean"]) == 3

@@ -133,6 +133,8 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
             SearchSpace(*opt["mean"], *opt["std"])
         except ValueError as error:
             raise ConfigError(f"config key '{where}.optuna': {error}") from None
+        if opt.get("per_channel") and model_info(name).channels != 3:
+            raise ConfigError(f"config key '{where}.optuna.per_channel': {name} has {model_info(name).channels} channel(s)")
         if opt.get("box") and not model.get("grid"):
             raise ConfigError(f"config key '{where}.optuna.box': a box around the best grid cell needs a grid")
     init = model.get("init_study")

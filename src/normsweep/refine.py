@@ -42,10 +42,14 @@ RETRY_OF_ATTR = "retry_of"
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """Ranges of the mean and (log-scale) std; with ``channels`` = 3, one mean and one std
+    per RGB channel (6 parameters) within the same ranges."""
+
     mean_low: float
     mean_high: float
     std_low: float
     std_high: float
+    channels: int = 1
 
     def __post_init__(self) -> None:
         if not self.mean_low < self.mean_high:
@@ -56,15 +60,25 @@ class SearchSpace:
                 f"so 0 < low < high"
             )
 
+    def names(self, axis: str) -> list[str]:
+        return [axis] if self.channels == 1 else [f"{axis}_{c}" for c in "rgb"[: self.channels]]
+
     @property
     def distributions(self) -> dict[str, FloatDistribution]:
-        return {
-            "mean": FloatDistribution(self.mean_low, self.mean_high),
-            "std": FloatDistribution(self.std_low, self.std_high, log=True),
-        }
+        out = {n: FloatDistribution(self.mean_low, self.mean_high) for n in self.names("mean")}
+        out.update({n: FloatDistribution(self.std_low, self.std_high, log=True) for n in self.names("std")})
+        return out
 
     def contains(self, mean: float, std: float) -> bool:
         return self.mean_low <= mean <= self.mean_high and self.std_low <= std <= self.std_high
+
+    def params(self, mean: float, std: float) -> dict[str, float]:
+        """The trial parameters of an equal-channel point (a grid cell)."""
+        return {**{n: mean for n in self.names("mean")}, **{n: std for n in self.names("std")}}
+
+    def point(self, params: dict[str, float]) -> tuple[list[float], list[float]]:
+        """Per-channel (mean, std) lists of a trial's parameters."""
+        return [params[n] for n in self.names("mean")], [params[n] for n in self.names("std")]
 
 
 def make_sampler(name: str = "tpe", seed: int | None = None) -> optuna.samplers.BaseSampler:
@@ -105,7 +119,7 @@ def warm_start(study: optuna.Study, results: Iterable[CellResult], space: Search
             continue
         known.add(key)
         trials.append(optuna.trial.create_trial(
-            params={"mean": r.mean[0], "std": r.std[0]}, distributions=space.distributions,
+            params=space.params(r.mean[0], r.std[0]), distributions=space.distributions,
             value=r.final_accuracy, user_attrs={CELL_ATTR: key, "source": "grid"},
         ))
     study.add_trials(trials)
@@ -223,4 +237,4 @@ def box_around_best(results: Iterable[CellResult], grid_means: list[float], grid
     m_low, m_high = neighbours(grid_means, best_mean)
     s_low, s_high = neighbours(grid_stds, best_std)
     return SearchSpace(max(m_low, space.mean_low), min(m_high, space.mean_high),
-                       max(s_low, space.std_low), min(s_high, space.std_high))
+                       max(s_low, space.std_low), min(s_high, space.std_high), space.channels)
