@@ -44,7 +44,7 @@ def test_good_config_gets_the_notebook_defaults():
 
 
 def test_shipped_configs_are_valid():
-    for name in ("config.yaml", "full.yaml", "reproduce.yaml"):
+    for name in ("config.yaml", "full.yaml", "reproduce.yaml", "resnet.yaml"):
         load_config(ROOT / "config" / name)
 
 

@@ -27,6 +27,10 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict
 
     from snakemake.utils import validate
 
+    # `models: {lenet: null}` in an extra config file drops a model of config.yaml
+    if isinstance(config.get("models"), dict):
+        for name in [n for n, block in config["models"].items() if block is None]:
+            del config["models"][name]
     try:
         validate(config, str(schema), set_default=True)
     except Exception as error:  # a WorkflowError whose text repeats the whole schema
