@@ -232,6 +232,8 @@ def test_optuna_refines_after_the_grid_and_its_points_are_cells(tmp_path):
     # every new trial wrote an ordinary cell result (seed 1998), beside the grid's
     results = list((tmp_path / "results/tiny/lenet/cells").rglob("seed~*.json"))
     assert len(results) >= 7 + 1 + 2  # 7 configured cells, new points, the best retrained with 2 seeds
+    refined = pd.read_parquet(tmp_path / "results/tiny/lenet/tables/cells_refined.parquet")
+    assert len(refined) == len(results)  # the refined points land in the tidy table too
     again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
 

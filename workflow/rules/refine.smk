@@ -93,9 +93,19 @@ rule optuna_best_seeds:
         cells=best_seed_cells,
         best=f"{RESULTS}/{{model}}/optuna/best.json",
     output:
-        f"{RESULTS}/{{model}}/optuna/best_seeds.json",
+        best=f"{RESULTS}/{{model}}/optuna/best_seeds.json",
+        cells_csv=report(
+            f"{RESULTS}/{{model}}/tables/cells_refined.csv",
+            caption="../report/cells_refined.rst",
+            category="Tables",
+            subcategory="{model}",
+        ),
+        cells_parquet=f"{RESULTS}/{{model}}/tables/cells_refined.parquet",
     log:
         f"{LOGS}/{{model}}/optuna/best_seeds.log",
+    params:
+        roles=lambda w: ns_cells.cell_roles(w.model, model_config(w)),
+        cells_folder=lambda w: f"{RESULTS}/{w.model}/cells",
     localrule: True
     conda:
         "../../envs/optuna.yaml"
