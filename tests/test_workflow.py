@@ -136,7 +136,7 @@ def test_data_check_fetches_nothing_when_files_are_there_and_refuses_bad_ones(tm
     cfg["models"]["lenet"].update({"data": str(small_mnist_copy), "download": True})
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     before = {p.name: p.stat().st_mtime_ns for p in (small_mnist_copy / "MNIST" / "raw").iterdir()}
-    run = snakemake("--cores", "1", "--directory", str(work), f"results/tiny/lenet/data/stats.json", cwd=work)
+    run = snakemake("--cores", "1", "--directory", str(work), "results/tiny/lenet/data/stats.json", cwd=work)
     assert run.returncode == 0, run.stderr[-2000:]
     after = {p.name: p.stat().st_mtime_ns for p in (small_mnist_copy / "MNIST" / "raw").iterdir()}
     assert after == before  # checked, not fetched, not rewritten

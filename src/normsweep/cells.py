@@ -110,9 +110,6 @@ class Cell:
     def result_path(self, study: str) -> str:
         return f"{results_dir(study)}/{CELL_RESULT.format(**self.wildcards)}"
 
-    def log_path(self, study: str) -> str:
-        return f"{logs_dir(study)}/{CELL_LOG.format(**self.wildcards)}"
-
     def checkpoint_path(self, study: str) -> str:
         return f"{results_dir(study)}/{CELL_CHECKPOINT.format(**self.wildcards)}"
 

@@ -11,7 +11,6 @@ from typing import Any, Mapping
 
 import yaml
 
-from . import cells
 from .catalog import model_info
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -199,8 +198,3 @@ def per_model(values: Mapping[str, Any]) -> Any:
     if len({repr(v) for v in values.values()}) == 1:
         return next(iter(values.values()))
     return lambda wildcards: values[wildcards.model]
-
-
-def model_cells(config: Mapping[str, Any]) -> dict[str, list[cells.Cell]]:
-    """Every cell of every model of a validated config."""
-    return {name: cells.study_cells(name, model) for name, model in config["models"].items()}

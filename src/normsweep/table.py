@@ -15,7 +15,6 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from . import cells as cellnames
 from .noise import METHOD, compare_cells
 from .results import STATUS_DIVERGED, CellResult, read_result
 
@@ -261,11 +260,6 @@ def write_tables(
     Path(out["summary_json"]).write_text(json.dumps(summary, indent=2) + "\n")
     Path(out["summary_md"]).write_text(summary_markdown(summary))
     return summary
-
-
-def read_cells(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=True)
 
 
 def grid_matrix(cell: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
