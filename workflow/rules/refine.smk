@@ -4,8 +4,13 @@
 
 OPTUNA_MODELS = [m for m in MODELS if config["models"][m].get("optuna")]
 OPTUNA_TARGETS = expand(
-    f"{RESULTS}/{{model}}/optuna/best_seeds.json", model=OPTUNA_MODELS
-) + expand(f"{RESULTS}/{{model}}/optuna/history.png", model=OPTUNA_MODELS)
+    [
+        f"{RESULTS}/{{model}}/optuna/best_seeds.json",
+        f"{RESULTS}/{{model}}/optuna/history.png",
+        f"{RESULTS}/{{model}}/tables/cells_refined.parquet",
+    ],
+    model=OPTUNA_MODELS,
+)
 
 
 rule optuna_warmstart:
