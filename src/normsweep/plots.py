@@ -126,7 +126,7 @@ def heatmap_panel(
         acc = "diverged" if math.isnan(ref["accuracy"]) else f"{ref['accuracy'] * PERCENT:.2f}%"
         handles.append(
             ax.scatter(
-                x, y, marker=marker, s=90, c=colour, edgecolors="black", linewidths=1.2,
+                x, y, marker=marker, s=90, c=colour, edgecolors=None if marker == "x" else "black", linewidths=1.2,
                 zorder=7 if marker == "x" else 6,
                 label=f"{name} {where}: {acc}",
             )
