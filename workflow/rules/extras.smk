@@ -77,12 +77,7 @@ rule train_init_cell:
     threads: TRAIN_THREADS
     resources:
         runtime=RUNTIME,
-        mem_mb=CLUSTER["mem_mb"],
-        gpu=CLUSTER["gpu"],
-        gpu_model=CLUSTER["gpu_model"],
-        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
-        slurm_partition=CLUSTER["slurm_partition"],
-        slurm_account=CLUSTER["slurm_account"],
+        **CLUSTER,
     script:
         "../../scripts/train_cell.py"
 

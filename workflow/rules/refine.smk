@@ -46,12 +46,7 @@ rule optuna_worker:
     threads: TRAIN_THREADS
     resources:
         runtime=lambda w: runtime_for(w) * optuna_config(w)["n_trials"],
-        mem_mb=CLUSTER["mem_mb"],
-        gpu=CLUSTER["gpu"],
-        gpu_model=CLUSTER["gpu_model"],
-        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
-        slurm_partition=CLUSTER["slurm_partition"],
-        slurm_account=CLUSTER["slurm_account"],
+        **CLUSTER,
     script:
         "../../scripts/optuna_worker.py"
 

@@ -14,13 +14,9 @@ rule train_cell:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        # sized from the config's `cluster` block (see config/README.md); used by profiles/slurm
+        # sized from the config's `cluster` block (see config/README.md); used by profiles/slurm:
+        # mem_mb, gpu, gpu_model, cpus_per_gpu, slurm_partition, slurm_account
         runtime=RUNTIME,
-        mem_mb=CLUSTER["mem_mb"],
-        gpu=CLUSTER["gpu"],
-        gpu_model=CLUSTER["gpu_model"],
-        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
-        slurm_partition=CLUSTER["slurm_partition"],
-        slurm_account=CLUSTER["slurm_account"],
+        **CLUSTER,
     script:
         "../../scripts/train_cell.py"
