@@ -36,6 +36,9 @@ def test_cache_is_reused_and_invalidated_when_an_image_changes(tmp_path):
     shutil.copy(sorted((root / "train" / "n02102040").iterdir())[0], victim)  # another photo, same name
     changed = images.load_cached(root, "train", 72, 64, tmp_path / "cache")
     assert not torch.equal(changed.images[0], first.images[0])
+    assert torch.equal(images.read_cache(tmp_path / "cache", "train", 72, 64).images, changed.images)
+    with pytest.raises(DataError, match="no tensor cache"):
+        images.read_cache(tmp_path / "cache", "val", 72, 64)
 
 
 def test_corrupt_and_empty_folders_name_the_path(tmp_path):

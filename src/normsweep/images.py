@@ -85,6 +85,16 @@ def load_cached(root: str | Path, split: str, resize: int, crop: int, cache_fold
     return split_data
 
 
+def read_cache(folder: str | Path, split: str, resize: int, crop: int) -> ImageSplit:
+    """A split from the cache the data check made, without listing the image folder again
+    (a cell must not stat a million files on a shared file system)."""
+    path = cache_path(folder, split, resize, crop)
+    if not path.exists():
+        raise DataError(f"{path}: no tensor cache; the check_data rule makes it (rerun snakemake)")
+    cached = torch.load(path, weights_only=False)
+    return ImageSplit(cached["images"], cached["labels"], cached["classes"])
+
+
 def describe(root: str | Path) -> dict[str, object]:
     """What check_data records of an ImageFolder: classes and image counts per split."""
     out: dict[str, object] = {"root": str(root)}

@@ -39,9 +39,12 @@ def load_splits(
         num_classes = 10
     else:
         image = model_config.get("image", {"resize": 256, "crop": 224})
-        folder = cache_folder if cache_folder is not None else Path(root)
-        train = images.load_cached(root, "train", image["resize"], image["crop"], folder)
-        test = images.load_cached(root, "val", image["resize"], image["crop"], folder)
+        if cache_folder is not None:  # the workflow: check_data has decoded and cached the folder
+            train = images.read_cache(cache_folder, "train", image["resize"], image["crop"])
+            test = images.read_cache(cache_folder, "val", image["resize"], image["crop"])
+        else:
+            train = images.load_cached(root, "train", image["resize"], image["crop"], root)
+            test = images.load_cached(root, "val", image["resize"], image["crop"], root)
         train.images, train.labels = train.images[: training.get("train_subset")], train.labels[: training.get("train_subset")]
         test.images, test.labels = test.images[: training.get("test_subset")], test.labels[: training.get("test_subset")]
         num_classes = len(train.classes)
