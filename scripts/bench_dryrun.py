@@ -54,11 +54,15 @@ def jobs_planned(output: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cells", type=int, nargs="+", default=[225, 2000, 10000])
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    print(f"{'cells':>7} {'normsweep jobs':>15} {'normsweep s':>12} {'bare jobs':>10} {'bare s':>8} {'ratio':>6}")
+    print(
+        f"{'cells':>7} {'normsweep jobs':>15} {'normsweep s':>12} {'bare jobs':>10} {'bare s':>8} {'ratio':>6}"
+    )
     for n in args.cells:
         side = math.isqrt(n)
         means = side
@@ -69,21 +73,31 @@ def main() -> None:
             bare.mkdir()
             config = {
                 "study": "bench",
-                "models": {"lenet": {
-                    "data": str(ROOT / "data/mnist-small"),
-                    "grid": {"mean": {"start": -2, "stop": 3, "num": means},
-                             "std": {"start": 0.02, "stop": 2, "num": stds}},
-                    "references": {}, "seeds": [1],
-                }},
+                "models": {
+                    "lenet": {
+                        "data": str(ROOT / "data/mnist-small"),
+                        "grid": {
+                            "mean": {"start": -2, "stop": 3, "num": means},
+                            "std": {"start": 0.02, "stop": 2, "num": stds},
+                        },
+                        "references": {},
+                        "seeds": [1],
+                    }
+                },
             }
             (ours / "config/config.yaml").write_text(yaml.safe_dump(config))
             cells = means * stds
-            ours_s, ours_out = timed([SNAKEMAKE, "-s", str(ROOT / "workflow/Snakefile"), "-n", "--quiet", "rules"],
-                                     ours, args.repeat)
+            ours_s, ours_out = timed(
+                [SNAKEMAKE, "-s", str(ROOT / "workflow/Snakefile"), "-n", "--quiet", "rules"],
+                ours,
+                args.repeat,
+            )
             (bare / "Snakefile").write_text(BARE.format(n=cells + 4))
             bare_s, bare_out = timed([SNAKEMAKE, "-n", "--quiet", "rules"], bare, args.repeat)
-            print(f"{cells:>7} {jobs_planned(ours_out):>15} {ours_s:>12.2f} {jobs_planned(bare_out):>10} "
-                  f"{bare_s:>8.2f} {ours_s / bare_s:>6.2f}")
+            print(
+                f"{cells:>7} {jobs_planned(ours_out):>15} {ours_s:>12.2f} {jobs_planned(bare_out):>10} "
+                f"{bare_s:>8.2f} {ours_s / bare_s:>6.2f}"
+            )
 
 
 if __name__ == "__main__":

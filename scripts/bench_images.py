@@ -18,7 +18,9 @@ from normsweep import images  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("root", type=Path)
     parser.add_argument("--split", default="train")
     parser.add_argument("--resize", type=int, default=256)
@@ -32,9 +34,11 @@ def main() -> None:
         images.load_cached(args.root, args.split, args.resize, args.crop, cache)  # reads the cache
         cached_s = time.perf_counter() - tic
     n = len(first.labels)
-    print(f"{n} images, Resize {args.resize}, CenterCrop {args.crop}: "
-          f"decode {1000 * decode_s / n:.2f} ms/image, cached {1000 * cached_s / n:.3f} ms/image, "
-          f"ratio {decode_s / cached_s:.0f}x")
+    print(
+        f"{n} images, Resize {args.resize}, CenterCrop {args.crop}: "
+        f"decode {1000 * decode_s / n:.2f} ms/image, cached {1000 * cached_s / n:.3f} ms/image, "
+        f"ratio {decode_s / cached_s:.0f}x"
+    )
 
 
 if __name__ == "__main__":

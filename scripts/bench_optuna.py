@@ -24,7 +24,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=500)
     parser.add_argument("--measure", type=int, default=20)
     parser.add_argument("--sampler", default="tpe")
@@ -33,16 +35,25 @@ def main() -> None:
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:
         study = refine.open_study(Path(tmp) / "journal.log", "bench", args.sampler, 0)
-        study.add_trials([
-            optuna.trial.create_trial(params={"mean": rng.uniform(-1, 2), "std": 0.05 * 20 ** rng.random()},
-                                      distributions=space.distributions, value=rng.uniform(0.97, 0.99))
-            for _ in range(args.trials)
-        ])
+        study.add_trials(
+            [
+                optuna.trial.create_trial(
+                    params={"mean": rng.uniform(-1, 2), "std": 0.05 * 20 ** rng.random()},
+                    distributions=space.distributions,
+                    value=rng.uniform(0.97, 0.99),
+                )
+                for _ in range(args.trials)
+            ]
+        )
         tic = time.perf_counter()
-        refine.run_worker(study, args.trials + args.measure, lambda trial: 0.98, space, heartbeat_seconds=3600)
+        refine.run_worker(
+            study, args.trials + args.measure, lambda trial: 0.98, space, heartbeat_seconds=3600
+        )
         per_trial = (time.perf_counter() - tic) / args.measure
-    print(f"{args.sampler} sampler, journal file storage, {args.trials} trials in the study: "
-          f"{per_trial:.3f} s of overhead per trial")
+    print(
+        f"{args.sampler} sampler, journal file storage, {args.trials} trials in the study: "
+        f"{per_trial:.3f} s of overhead per trial"
+    )
 
 
 if __name__ == "__main__":

@@ -98,8 +98,12 @@ def time_ours(root: Path, limit: int | None, device: torch.device, train: bool) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=SHARED, help="folder with MNIST/raw/*.gz (default: ../shared/data/mnist)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--root", type=Path, default=SHARED, help="folder with MNIST/raw/*.gz (default: ../shared/data/mnist)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N training images (default: all)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -121,17 +125,23 @@ def main() -> None:
         tv_root = torchvision_root(root, Path(work))
         loader = notebook_loader(tv_root, args.limit, device)
         n = len(loader.dataset)
-        print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {n} training images")
+        print(
+            f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {n} training images"
+        )
         numbers = {"device": str(device), "threads": torch.get_num_threads(), "images": n}
         numbers["notebook_data_s"] = time_notebook(loader, device, train=False)
         numbers["ours_data_s"] = time_ours(root, args.limit, device, train=False)
-        print(f"data path, one epoch:  notebook {numbers['notebook_data_s']:8.2f} s   ours {numbers['ours_data_s']:8.2f} s"
-              f"   ratio {numbers['notebook_data_s'] / numbers['ours_data_s']:6.1f}x")
+        print(
+            f"data path, one epoch:  notebook {numbers['notebook_data_s']:8.2f} s   ours {numbers['ours_data_s']:8.2f} s"
+            f"   ratio {numbers['notebook_data_s'] / numbers['ours_data_s']:6.1f}x"
+        )
         if not args.skip_training:
             numbers["notebook_epoch_s"] = time_notebook(loader, device, train=True)
             numbers["ours_epoch_s"] = time_ours(root, args.limit, device, train=True)
-            print(f"full epoch (LeNet):    notebook {numbers['notebook_epoch_s']:8.2f} s   ours {numbers['ours_epoch_s']:8.2f} s"
-                  f"   ratio {numbers['notebook_epoch_s'] / numbers['ours_epoch_s']:6.1f}x")
+            print(
+                f"full epoch (LeNet):    notebook {numbers['notebook_epoch_s']:8.2f} s   ours {numbers['ours_epoch_s']:8.2f} s"
+                f"   ratio {numbers['notebook_epoch_s'] / numbers['ours_epoch_s']:6.1f}x"
+            )
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2) + "\n")
 

@@ -16,7 +16,9 @@ from PIL import Image
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
     parser.add_argument("--classes", type=int, default=3)
@@ -32,7 +34,8 @@ def main() -> None:
             for path in sorted((args.source / split / name).iterdir())[:n]:
                 with Image.open(path) as image:
                     image.convert("RGB").resize((args.size, args.size), Image.BICUBIC).save(
-                        out / path.name, quality=90)
+                        out / path.name, quality=90
+                    )
     print(f"{len(classes)} classes into {args.target}")
 
 

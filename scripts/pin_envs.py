@@ -23,9 +23,18 @@ PYTHON = "3.11.7"  # the Python of CI and of the README's install
 PIP = "26.3"  # the pip that scripts/setup_env.sh installs
 LOCK = ROOT / "requirements.lock"
 ENVS = {
-    "train": ("training cells and data preparation", ["torch", "torchvision", "numpy", "pyyaml", "snakemake"]),
-    "analysis": ("tables, summary and figures", ["numpy", "pandas", "pyarrow", "matplotlib", "seaborn", "scipy", "snakemake"]),
-    "optuna": ("Optuna refinement", ["optuna", "torch", "torchvision", "numpy", "pandas", "pyarrow", "matplotlib", "snakemake"]),
+    "train": (
+        "training cells and data preparation",
+        ["torch", "torchvision", "numpy", "pyyaml", "snakemake"],
+    ),
+    "analysis": (
+        "tables, summary and figures",
+        ["numpy", "pandas", "pyarrow", "matplotlib", "seaborn", "scipy", "snakemake"],
+    ),
+    "optuna": (
+        "Optuna refinement",
+        ["optuna", "torch", "torchvision", "numpy", "pandas", "pyarrow", "matplotlib", "snakemake"],
+    ),
 }
 
 
@@ -81,7 +90,9 @@ def render(env: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     stale = []

@@ -5,7 +5,8 @@ submit, and GPU-hours from a measured (or configured) time per epoch. Needs no c
     .venv/bin/python scripts/plan.py --configfile config/full.yaml
     .venv/bin/python scripts/plan.py --configfile config/full.yaml --pack 8
 
---configfile extends config/config.yaml exactly as snakemake's option does.
+As with snakemake: without --configfile the demo (config/config.yaml) is planned; with it,
+the given files (merged in order) replace the demo.
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ from normsweep.plan import format_plan, plan  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configfile", action="append", default=[], help="extra config files, as for snakemake")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="config files (replace the demo), as for snakemake",
+    )
     parser.add_argument("--directory", default=".", help="the working directory of the run (default: here)")
     parser.add_argument("--pack", type=int, default=1, help="cells per SLURM job when packing with groups")
     args = parser.parse_args()
@@ -32,9 +41,8 @@ def main() -> int:
     workdir = Path(args.directory)
     config: dict = {}
     try:
-        for path in [workdir / "config" / "config.yaml", *map(Path, args.configfile)]:
-            if path.exists() or path != workdir / "config" / "config.yaml":
-                update_config(config, yaml.safe_load(path.read_text()))
+        for path in map(Path, args.configfile) if args.configfile else [workdir / "config" / "config.yaml"]:
+            update_config(config, yaml.safe_load(path.read_text()))
         validate_config(config)
     except (ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

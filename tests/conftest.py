@@ -6,11 +6,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_MNIST = ROOT / "data" / "mnist-small"
 SHARED_MNIST_RAW = ROOT.parent / "shared" / "data" / "mnist" / "raw"
 BIN = Path(sys.executable).parent
+
+
+def test_config(name: str = "config.yaml") -> dict:
+    """One of the tiny study configs in .test/ (runnable by hand from the repository's root),
+    with its data folders made absolute so that a test can run it in any folder."""
+    config = yaml.safe_load((ROOT / ".test" / name).read_text())
+    for block in config["models"].values():
+        block["data"] = str(ROOT / block["data"])
+    return config
+
+
+test_config.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture
@@ -34,7 +47,16 @@ def snakemake(*args: str, cwd: Path, timeout: int = 900) -> subprocess.Completed
     """Run the real snakemake of this environment on the project's workflow, with the
     local profile as a user would."""
     return subprocess.run(
-        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow" / "Snakefile"),
-         "--profile", str(ROOT / "profiles" / "local"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "workflow" / "Snakefile"),
+            "--profile",
+            str(ROOT / "profiles" / "local"),
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -3,15 +3,17 @@ import copy
 import pytest
 import yaml
 
-from normsweep.config import ConfigError, load_config, validate_config
-
 from conftest import ROOT, SMALL_MNIST, snakemake
+from normsweep.config import ConfigError, load_config, validate_config
 
 GOOD = {
     "models": {
         "lenet": {
             "data": str(SMALL_MNIST),
-            "grid": {"mean": {"start": -2, "stop": 3, "num": 15}, "std": {"start": 0.02, "stop": 2, "num": 15}},
+            "grid": {
+                "mean": {"start": -2, "stop": 3, "num": 15},
+                "std": {"start": 0.02, "stop": 2, "num": 15},
+            },
             "references": {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"},
             "baseline": "classic",
         }
@@ -33,8 +35,15 @@ def test_good_config_gets_the_notebook_defaults():
     config = validate_config(copy.deepcopy(GOOD))
     training = config["models"]["lenet"]["training"]
     assert training == {
-        "epochs": 30, "batch_size": 64, "test_batch_size": 1000, "lr": None, "train_subset": None,
-        "test_subset": None, "device": "auto", "threads": 1, "deterministic": False,
+        "epochs": 30,
+        "batch_size": 64,
+        "test_batch_size": 1000,
+        "lr": None,
+        "train_subset": None,
+        "test_subset": None,
+        "device": "auto",
+        "threads": 1,
+        "deterministic": False,
     }
     assert config["models"]["lenet"]["seeds"] == [1998]
     from normsweep.runner import train_config
@@ -52,21 +61,45 @@ def test_shipped_configs_are_valid():
     "path, value, message",
     [
         ("models.lenet.training.epoch", 3, r"'models.lenet.training'.*'epoch' was unexpected"),
-        ("models.lenet.training.epochs", "many", r"'models.lenet.training.epochs': 'many' is not of type 'integer'"),
+        (
+            "models.lenet.training.epochs",
+            "many",
+            r"'models.lenet.training.epochs': 'many' is not of type 'integer'",
+        ),
         ("models.lenet.training.lr", -1, r"'models.lenet.training.lr'"),
         ("models.lenet.seeds", [], r"'models.lenet.seeds'"),
         ("models.resnet99", {}, r"'models'.*resnet99"),
         ("models.lenet.grid.std", {"start": 0, "stop": 2, "num": 3}, r"'models.lenet.grid.std.start'.*> 0"),
         ("models.lenet.grid.std", [0.5, -1], r"'models.lenet.grid.std': every std must be > 0"),
-        ("models.lenet.grid.mean", {"start": 3, "stop": -2, "num": 3}, r"'models.lenet.grid.mean'.*below stop"),
-        ("models.lenet.baseline", "clasic", r"'models.lenet.baseline': 'clasic' is not one of the references"),
-        ("models.lenet.references.rgb", {"mean": [0.1, 0.2, 0.3], "std": 1}, r"3 values, but lenet has 1 channel"),
+        (
+            "models.lenet.grid.mean",
+            {"start": 3, "stop": -2, "num": 3},
+            r"'models.lenet.grid.mean'.*below stop",
+        ),
+        (
+            "models.lenet.baseline",
+            "clasic",
+            r"'models.lenet.baseline': 'clasic' is not one of the references",
+        ),
+        (
+            "models.lenet.references.rgb",
+            {"mean": [0.1, 0.2, 0.3], "std": 1},
+            r"3 values, but lenet has 1 channel",
+        ),
         ("models.lenet.references.zero", {"mean": 0, "std": 0}, r"'models.lenet.references.zero.std'"),
         ("models.lenet.data", "/nowhere/mnist", r"'models.lenet.data'.*download: true"),
-        ("models.lenet.optuna", {"n_trials": 5, "mean": [2, -1]}, r"'models.lenet.optuna'.*low must be below high"),
+        (
+            "models.lenet.optuna",
+            {"n_trials": 5, "mean": [2, -1]},
+            r"'models.lenet.optuna'.*low must be below high",
+        ),
         ("models.lenet.optuna", {"n_trials": 5, "std": [0, 1]}, r"'models.lenet.optuna'.*0 < low < high"),
         ("models.lenet.optuna", {"n_trials": 0}, r"'models.lenet.optuna.n_trials'"),
-        ("models.lenet.init_study", {"mean": 0, "std": 1, "weight": [0, 1], "bias": [1]}, r"init_study.weight"),
+        (
+            "models.lenet.init_study",
+            {"mean": 0, "std": 1, "weight": [0, 1], "bias": [1]},
+            r"init_study.weight",
+        ),
     ],
 )
 def test_bad_values_name_their_key(path, value, message):
@@ -81,3 +114,26 @@ def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path):
     assert run.returncode != 0
     assert "config key 'models.lenet.training.epochs'" in run.stderr + run.stdout
     assert "train_cell" not in run.stdout
+
+
+def _schema_keys(node: dict, schema: dict, prefix: str = "") -> set[str]:
+    """Every key the schema allows, as dotted paths (``models.<name>`` for the model blocks)."""
+    if "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    keys = set()
+    for name, child in node.get("properties", {}).items():
+        keys.add(prefix + name)
+        keys |= _schema_keys(child, schema, f"{prefix}{name}.")
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and "$ref" in extra and extra["$ref"].endswith("/model"):
+        keys |= _schema_keys(extra, schema, f"{prefix}<name>.")
+    return keys
+
+
+def test_every_config_key_is_documented_in_config_readme():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    text = (ROOT / "config/README.md").read_text()
+    keys = _schema_keys(schema, schema)
+    assert "models.<name>.optuna.per_channel" in keys and "models.<name>.training.epochs" in keys
+    missing = sorted(k for k in keys if f"`{k.rsplit('.', 1)[-1]}`" not in text)
+    assert not missing, f"config/README.md does not document: {missing}"

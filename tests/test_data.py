@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from normsweep import data
-
 from conftest import SMALL_MNIST
+from normsweep import data
 
 
 def test_shipped_subset_is_real_mnist_in_torchvision_layout():

@@ -20,11 +20,15 @@ def test_every_env_pins_exact_versions_that_are_the_installed_ones():
     for env in envs:
         spec = yaml.safe_load(env.read_text())
         conda = [d for d in spec["dependencies"] if isinstance(d, str)]
-        assert all(re.fullmatch(r"[a-z0-9_-]+=[0-9][0-9.]*", d) for d in conda), conda  # python=3.11.7, pip=26.3
+        assert all(re.fullmatch(r"[a-z0-9_-]+=[0-9][0-9.]*", d) for d in conda), (
+            conda
+        )  # python=3.11.7, pip=26.3
         pins = pip_pins(env)
         assert {"torch", "numpy"} & set(pins)
         for name, version in pins.items():
-            assert metadata.version(name) == version, f"{env.name}: {name}=={version}, installed {metadata.version(name)}"
+            assert metadata.version(name) == version, (
+                f"{env.name}: {name}=={version}, installed {metadata.version(name)}"
+            )
 
 
 def test_every_rule_names_its_environment():

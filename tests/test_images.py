@@ -7,11 +7,10 @@ import shutil
 import pytest
 import torch
 
+from conftest import ROOT
 from normsweep import images, train
 from normsweep.data import DataError
 from normsweep.models import ResNet18
-
-from conftest import ROOT
 
 TINY = ROOT / "data" / "imagenette-tiny"
 
@@ -83,16 +82,24 @@ def test_one_training_step_changes_the_weights_and_evaluation_does_not():
     net = ResNet18(num_classes=3)
     before = [p.detach().clone() for p in net.parameters()]
     train.evaluate(net, data, 8)
-    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     train.train_epoch(net, data, optimizer, 8, torch.Generator().manual_seed(0))  # one batch: one step
-    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
 def test_epochs_zero_is_evaluation_only(monkeypatch):
     data = small_split()
     monkeypatch.setattr(train, "train_epoch", lambda *a, **k: pytest.fail("trained at epochs=0"))
-    spec = train.CellSpec("resnet18", "imagefolder", "imagenet", "imagenet", [0.485, 0.456, 0.406],
-                          [0.229, 0.224, 0.225], 1, num_classes=3)
+    spec = train.CellSpec(
+        "resnet18",
+        "imagefolder",
+        "imagenet",
+        "imagenet",
+        [0.485, 0.456, 0.406],
+        [0.229, 0.224, 0.225],
+        1,
+        num_classes=3,
+    )
     result = train.train_cell(spec, data, data, train.TrainConfig(epochs=0, lr=0.01, threads=1))
     assert [e.epoch for e in result.epochs] == [0] and 0 <= result.final_accuracy <= 1

@@ -7,10 +7,14 @@ def test_lenet_matches_the_pytorch_mnist_example():
     net = LeNet()
     shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
     assert shapes == {
-        "conv1.weight": (32, 1, 3, 3), "conv1.bias": (32,),
-        "conv2.weight": (64, 32, 3, 3), "conv2.bias": (64,),
-        "fc1.weight": (128, 9216), "fc1.bias": (128,),
-        "fc2.weight": (10, 128), "fc2.bias": (10,),
+        "conv1.weight": (32, 1, 3, 3),
+        "conv1.bias": (32,),
+        "conv2.weight": (64, 32, 3, 3),
+        "conv2.bias": (64,),
+        "fc1.weight": (128, 9216),
+        "fc1.bias": (128,),
+        "fc2.weight": (10, 128),
+        "fc2.bias": (10,),
     }
     assert sum(p.numel() for p in net.parameters()) == 1_199_882
     assert net.dropout1.p == 0.25 and net.dropout2.p == 0.5

@@ -12,8 +12,15 @@ def rows(cells: dict[tuple[str, str], list[float]], baseline=("0.1307", "0.3081"
     out = []
     for (m, s), accs in cells.items():
         for seed, acc in enumerate(accs):
-            out.append({"mean_label": m, "std_label": s, "seed": seed, "final_accuracy": acc,
-                        "reference": "classic" if (m, s) == baseline else ""})
+            out.append(
+                {
+                    "mean_label": m,
+                    "std_label": s,
+                    "seed": seed,
+                    "final_accuracy": acc,
+                    "reference": "classic" if (m, s) == baseline else "",
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -33,11 +40,16 @@ def test_welch_matches_scipy_and_handles_constants():
 
 
 def test_a_clear_drop_differs_and_a_notebook_sized_gap_does_not():
-    table = noise.compare_cells(rows({
-        ("0.1307", "0.3081"): [0.9925, 0.9918, 0.9931],   # the classic baseline, 3 seeds
-        ("2.28571", "0.2"): [0.9936, 0.9921, 0.9929],     # the notebook's "best": +0.1 point
-        ("-0.571429", "0.02"): [0.9779, 0.9790, 0.9770],  # the notebook's worst: -1.5 points
-    }), baseline="classic").set_index("mean_label")
+    table = noise.compare_cells(
+        rows(
+            {
+                ("0.1307", "0.3081"): [0.9925, 0.9918, 0.9931],  # the classic baseline, 3 seeds
+                ("2.28571", "0.2"): [0.9936, 0.9921, 0.9929],  # the notebook's "best": +0.1 point
+                ("-0.571429", "0.02"): [0.9779, 0.9790, 0.9770],  # the notebook's worst: -1.5 points
+            }
+        ),
+        baseline="classic",
+    ).set_index("mean_label")
     assert bool(table.loc["-0.571429", "differs"]) is True
     assert bool(table.loc["2.28571", "differs"]) is False  # within seed noise
     assert math.isnan(table.loc["0.1307", "p_value"])  # the baseline is not compared with itself
@@ -45,7 +57,8 @@ def test_a_clear_drop_differs_and_a_notebook_sized_gap_does_not():
     # Benjamini-Hochberg over the two compared cells
     raw = table.loc[["2.28571", "-0.571429"], "p_value"].to_numpy()
     assert table.loc[["2.28571", "-0.571429"], "p_adjusted"].to_numpy() == pytest.approx(
-        stats.false_discovery_control(raw, method="bh"))
+        stats.false_discovery_control(raw, method="bh")
+    )
 
 
 def test_many_cells_are_corrected_for():

@@ -5,22 +5,30 @@ import subprocess
 import sys
 
 import yaml
-
-from normsweep.config import cluster_resources, runtime_minutes, validate_config
-from normsweep.plan import format_plan, plan
+from test_results import make_result
 
 from conftest import BIN, ROOT, SMALL_MNIST
-from test_results import make_result
+from normsweep.config import cluster_resources, runtime_minutes, validate_config
+from normsweep.plan import format_plan, plan
 from normsweep.results import EpochRecord, write_result
 
 
 def config(**cluster):
-    return validate_config({
-        "study": "p",
-        "cluster": cluster,
-        "models": {"lenet": {"data": str(SMALL_MNIST), "grid": {"mean": [0.0, 1.0], "std": [0.5, 1.0]},
-                             "references": {"none": "none"}, "seeds": [1, 2], "training": {"epochs": 10}}},
-    })
+    return validate_config(
+        {
+            "study": "p",
+            "cluster": cluster,
+            "models": {
+                "lenet": {
+                    "data": str(SMALL_MNIST),
+                    "grid": {"mean": [0.0, 1.0], "std": [0.5, 1.0]},
+                    "references": {"none": "none"},
+                    "seeds": [1, 2],
+                    "training": {"epochs": 10},
+                }
+            },
+        }
+    )
 
 
 def test_plan_counts_cells_done_and_gpu_hours(tmp_path):
@@ -30,9 +38,12 @@ def test_plan_counts_cells_done_and_gpu_hours(tmp_path):
     assert first.gpu_hours == 10 * 10 * 36 / 3600  # configured time per epoch
     # two finished cells, measured at 7.2 s per epoch
     for seed in (1, 2):
-        write_result(tmp_path / f"results/p/lenet/cells/mean~0/std~0.5/seed~{seed}.json",
-                     make_result(mean_label="0", std_label="0.5", seed=seed,
-                                 epochs=[EpochRecord(1, 0.9, 0.1, 0.2, 1.0, 7.2)]))
+        write_result(
+            tmp_path / f"results/p/lenet/cells/mean~0/std~0.5/seed~{seed}.json",
+            make_result(
+                mean_label="0", std_label="0.5", seed=seed, epochs=[EpochRecord(1, 0.9, 0.1, 0.2, 1.0, 7.2)]
+            ),
+        )
     second = plan(cfg, tmp_path, pack=4)[0]
     assert (second.done, second.to_run, second.jobs) == (2, 8, 2)
     assert second.seconds_per_epoch == 7.2 and "measured" in second.seconds_source
@@ -45,18 +56,26 @@ def test_train_resources_come_from_the_config_and_environment(monkeypatch):
     monkeypatch.setenv("NORMSWEEP_SLURM_GPU_MODEL", "a100")
     cfg = config(seconds_per_epoch=20, cpus_per_gpu=8, account="lab")
     res = cluster_resources(cfg)
-    assert res["slurm_partition"] == "gpu-short" and res["gpu_model"] == "a100" and res["slurm_account"] == "lab"
+    assert (
+        res["slurm_partition"] == "gpu-short" and res["gpu_model"] == "a100" and res["slurm_account"] == "lab"
+    )
     assert res["gpu"] == 1 and res["cpus_per_gpu"] == 8
     assert runtime_minutes(cfg, "lenet") == 10  # ceil((10 epochs x 20 s x 1.5 + 300 s) / 60)
     cpu_only = cluster_resources(config(gpus_per_cell=0))
     assert cpu_only["gpu"] == 0 and cpu_only["gpu_model"] == ""
 
 
-def test_plan_script_runs_on_a_config_file(tmp_path):
+def test_plan_script_runs_on_config_files(tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text(yaml.safe_dump({"study": "plan-test", "cluster": {"seconds_per_epoch": 12}}))
-    run = subprocess.run([sys.executable, str(ROOT / "scripts/plan.py"), "--configfile", str(extra)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # merged in order, as snakemake does: the demo, then the extra file on top of it
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/plan.py"), "--configfile", "config/config.yaml", str(extra)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "lenet" in run.stdout and "29 cells to run" in run.stdout
 
@@ -65,7 +84,11 @@ def test_dry_run_through_the_slurm_profile_needs_no_cluster(tmp_path):
     env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
     run = subprocess.run(
         [str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "--quiet", "rules"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "train_cell" in run.stdout

@@ -1,19 +1,24 @@
 import matplotlib.image as mpimg
 import pandas as pd
+from test_results import make_result
 
 from normsweep import plots, table
 from normsweep.cells import cell_roles
-
-from test_results import make_result
 
 
 def test_heatmap_has_one_panel_per_model(tmp_path):
     rows = []
     for model in ("lenet", "resnet18"):
         config = {"grid": {"mean": [0.0, 1.0], "std": [0.5, 1.0]}, "references": {"none": "none"}}
-        results = [make_result(0.5 + 0.1 * i, model=model, mean_label=m, std_label=s, mean=[float(m)], std=[float(s)])
-                   for i, (m, s) in enumerate([("0", "0.5"), ("0", "1"), ("1", "0.5"), ("1", "1")])]
-        results.append(make_result(0.7, model=model, mean_label="none", std_label="none", mean=None, std=None))
+        results = [
+            make_result(
+                0.5 + 0.1 * i, model=model, mean_label=m, std_label=s, mean=[float(m)], std=[float(s)]
+            )
+            for i, (m, s) in enumerate([("0", "0.5"), ("0", "1"), ("1", "0.5"), ("1", "1")])
+        ]
+        results.append(
+            make_result(0.7, model=model, mean_label="none", std_label="none", mean=None, std=None)
+        )
         rows.append(table.cells_table(results, {model: cell_roles(model, config)}))
     cells = pd.concat(rows, ignore_index=True)
     one, two = tmp_path / "one.png", tmp_path / "two.png"

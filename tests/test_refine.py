@@ -9,10 +9,9 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_results import make_result
 
 from normsweep import refine
-
-from test_results import make_result
 
 SPACE = refine.SearchSpace(-1.0, 2.0, 0.05, 1.0)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -29,7 +28,9 @@ def grid_results():
     for m in (-2.0, 0.0, 1.0):  # -2 is outside the space
         for s in (0.02, 0.1, 0.5):  # 0.02 is outside the space
             for seed in (1, 2):
-                out.append(make_result(0.98, mean_label=f"{m:g}", std_label=f"{s:g}", mean=[m], std=[s], seed=seed))
+                out.append(
+                    make_result(0.98, mean_label=f"{m:g}", std_label=f"{s:g}", mean=[m], std=[s], seed=seed)
+                )
     out.append(make_result(0.97, mean_label="none", std_label="none", mean=None, std=None))
     return out
 
@@ -43,7 +44,9 @@ def test_bad_ranges_are_refused():
 
 def test_warm_start_adds_exactly_the_grid_cells_inside_the_space_once(tmp_path):
     study = refine.open_study(tmp_path / "journal.log", "s")
-    assert refine.warm_start(study, grid_results(), SPACE) == 2 * 2 * 2  # means 0, 1 x stds 0.1, 0.5 x 2 seeds
+    assert (
+        refine.warm_start(study, grid_results(), SPACE) == 2 * 2 * 2
+    )  # means 0, 1 x stds 0.1, 0.5 x 2 seeds
     again = refine.open_study(tmp_path / "journal.log", "s")  # another process, later
     assert refine.warm_start(again, grid_results(), SPACE) == 0
     trials = again.get_trials()
@@ -123,8 +126,13 @@ def test_pruned_trials_count_as_finished(tmp_path):
 
 def test_box_around_the_best_grid_cell():
     means, stds = [-1.0, 0.0, 1.0, 2.0], [0.05, 0.1, 0.5, 1.0]
-    results = [make_result(0.9 if (m, s) != (1.0, 0.1) else 0.99, mean_label=f"{m:g}", std_label=f"{s:g}",
-                           mean=[m], std=[s]) for m in means for s in stds]
+    results = [
+        make_result(
+            0.9 if (m, s) != (1.0, 0.1) else 0.99, mean_label=f"{m:g}", std_label=f"{s:g}", mean=[m], std=[s]
+        )
+        for m in means
+        for s in stds
+    ]
     box = refine.box_around_best(results, means, stds, SPACE)
     assert (box.mean_low, box.mean_high, box.std_low, box.std_high) == (0.0, 2.0, 0.05, 0.5)
 
@@ -133,8 +141,13 @@ def test_per_channel_space_has_six_parameters_and_warm_starts_from_equal_channel
     rgb = refine.SearchSpace(-1.0, 2.0, 0.05, 1.0, channels=3)
     assert sorted(rgb.distributions) == ["mean_b", "mean_g", "mean_r", "std_b", "std_g", "std_r"]
     study = refine.open_study(tmp_path / "journal.log", "rgb")
-    per_channel = make_result(0.9, mean_label="0.485,0.456,0.406", std_label="0.229,0.224,0.225",
-                              mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    per_channel = make_result(
+        0.9,
+        mean_label="0.485,0.456,0.406",
+        std_label="0.229,0.224,0.225",
+        mean=[0.485, 0.456, 0.406],
+        std=[0.229, 0.224, 0.225],
+    )
     assert refine.warm_start(study, grid_results() + [per_channel], rgb) == 8  # equal channels only
     trial = study.get_trials()[0]
     assert trial.params["mean_r"] == trial.params["mean_g"] == trial.params["mean_b"]

@@ -9,10 +9,25 @@ from normsweep import results
 
 def make_result(accuracy=0.98, status=results.STATUS_OK, **overrides):
     base = dict(
-        model="lenet", dataset="mnist", mean_label="0.5", std_label="0.25", mean=[0.5], std=[0.25],
-        seed=1, status=status, final_accuracy=accuracy, best_accuracy=accuracy, epochs_requested=1,
-        n_train=100, n_test=50, batch_size=64, test_batch_size=1000, lr=1.0, wall_seconds=1.5,
-        device="cpu", device_name="cpu (1 threads)",
+        model="lenet",
+        dataset="mnist",
+        mean_label="0.5",
+        std_label="0.25",
+        mean=[0.5],
+        std=[0.25],
+        seed=1,
+        status=status,
+        final_accuracy=accuracy,
+        best_accuracy=accuracy,
+        epochs_requested=1,
+        n_train=100,
+        n_test=50,
+        batch_size=64,
+        test_batch_size=1000,
+        lr=1.0,
+        wall_seconds=1.5,
+        device="cpu",
+        device_name="cpu (1 threads)",
         epochs=[results.EpochRecord(1, accuracy, 0.1, 0.2, 1.0, 1.2)],
         versions={"torch": "2.14.1"},
     )
@@ -29,8 +44,11 @@ def test_round_trip_keeps_every_field(tmp_path):
 
 def test_nan_is_written_as_null_and_read_back_as_nan(tmp_path):
     path = tmp_path / "cell.json"
-    diverged = make_result(math.nan, results.STATUS_DIVERGED,
-                           epochs=[results.EpochRecord(1, math.nan, math.nan, math.nan, 1.0, 0.5)])
+    diverged = make_result(
+        math.nan,
+        results.STATUS_DIVERGED,
+        epochs=[results.EpochRecord(1, math.nan, math.nan, math.nan, 1.0, 0.5)],
+    )
     results.write_result(path, diverged)
     raw = json.loads(path.read_text())  # strict JSON: no NaN token
     assert raw["final_accuracy"] is None and raw["status"] == "diverged"

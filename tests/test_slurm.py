@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import BIN, ROOT, SMALL_MNIST
 from normsweep import data, train
 from normsweep.results import read_result
-
-from conftest import BIN, ROOT, SMALL_MNIST
 
 SLURM_DIR = Path(os.environ.get("NORMSWEEP_SLURM_DIR", "/tmp/normsweep-slurm"))
 SLURM_CONF = SLURM_DIR / "etc" / "slurm.conf"
@@ -34,8 +33,13 @@ HARD_LIMIT = 420  # seconds: every snakemake run here is killed after this, what
 def _cluster_up() -> bool:
     if not SLURM_CONF.exists() or shutil.which("sinfo") is None:
         return False
-    run = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30,
-                         env={**os.environ, "SLURM_CONF": str(SLURM_CONF)})
+    run = subprocess.run(
+        ["sinfo", "-h", "-o", "%t"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "SLURM_CONF": str(SLURM_CONF)},
+    )
     return run.returncode == 0 and "idle" in run.stdout or "mix" in run.stdout
 
 
@@ -44,8 +48,12 @@ if not _cluster_up():
         raise RuntimeError(f"NORMSWEEP_REQUIRE_SLURM=1 but no test cluster answers ({SLURM_CONF})")
     pytest.skip("no test SLURM cluster: run scripts/slurm/start.sh", allow_module_level=True)
 
-ENV = {**os.environ, "SLURM_CONF": str(SLURM_CONF), "NORMSWEEP_SLURM_PARTITION": PARTITION,
-       "NORMSWEEP_SLURM_GPU_MODEL": GPU_MODEL}
+ENV = {
+    **os.environ,
+    "SLURM_CONF": str(SLURM_CONF),
+    "NORMSWEEP_SLURM_PARTITION": PARTITION,
+    "NORMSWEEP_SLURM_GPU_MODEL": GPU_MODEL,
+}
 
 
 def slurm_config(study: str, *, grid=None, references=None, **training) -> dict:
@@ -56,7 +64,9 @@ def slurm_config(study: str, *, grid=None, references=None, **training) -> dict:
             "lenet": {
                 "data": str(SMALL_MNIST),
                 "grid": grid or {"mean": [0.0, 1.0], "std": [0.3, 1.0]},
-                "references": references if references is not None else {"classic": {"mean": 0.1307, "std": 0.3081}},
+                "references": references
+                if references is not None
+                else {"classic": {"mean": 0.1307, "std": 0.3081}},
                 "seeds": [1998],
                 "training": {"epochs": 1, "train_subset": 300, "test_subset": 200, "threads": 1, **training},
             }
@@ -64,16 +74,34 @@ def slurm_config(study: str, *, grid=None, references=None, **training) -> dict:
     }
 
 
-def run_snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    """snakemake --profile profiles/slurm, with short status intervals, under a hard kill."""
+def run_snakemake(
+    work: Path, *args: str, profile: str | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """snakemake --profile profiles/slurm (or the named profile), with short status intervals,
+    under a hard kill."""
     command = [
-        "timeout", "-s", "KILL", str(HARD_LIMIT),
-        str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow/Snakefile"),
-        "--profile", str(ROOT / "profiles/slurm"), "--directory", str(work),
-        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
-        "--latency-wait", "5", *args,
+        "timeout",
+        "-s",
+        "KILL",
+        str(HARD_LIMIT),
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(ROOT / "workflow/Snakefile"),
+        "--profile",
+        profile or str(ROOT / "profiles/slurm"),
+        "--directory",
+        str(work),
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "2",
+        "--latency-wait",
+        "5",
+        *args,
     ]
-    return subprocess.run(command, cwd=work, capture_output=True, text=True, env=ENV, timeout=HARD_LIMIT + 30)
+    return subprocess.run(
+        command, cwd=work, capture_output=True, text=True, env=env or ENV, timeout=HARD_LIMIT + 30
+    )
 
 
 def write_config(work: Path, config: dict) -> None:
@@ -85,11 +113,16 @@ def sacct_jobs(since: str) -> list[dict[str, str]]:
     fields = ["JobID", "JobName%80", "Partition", "AllocTRES%80", "ReqTRES%80", "State", "Comment%120"]
     run = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-S", since, "-o", ",".join(fields)],
-        capture_output=True, text=True, env=ENV, timeout=60,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
     )
     assert run.returncode == 0, run.stderr
     names = [f.split("%")[0] for f in fields]
-    return [dict(zip(names, line.split("|"))) for line in run.stdout.splitlines() if line.strip()]
+    return [
+        dict(zip(names, line.split("|"), strict=False)) for line in run.stdout.splitlines() if line.strip()
+    ]
 
 
 def since_now() -> str:
@@ -117,7 +150,9 @@ def test_every_cell_went_through_sbatch_with_a_gpu(grid_run):
         assert "gres/gpu=1" in job["AllocTRES"], job  # the GPU as SLURM recorded it
     print("\nsacct:\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in cells))
     # data check, tables and figures ran on the login node, not through sbatch
-    assert not [j for j in jobs if re.search("check_data|dataset_stats|aggregate|plots", j["Comment"] + j["JobName"])]
+    assert not [
+        j for j in jobs if re.search("check_data|dataset_stats|aggregate|plots", j["Comment"] + j["JobName"])
+    ]
 
 
 def test_the_table_and_heatmap_appear(grid_run):
@@ -128,6 +163,40 @@ def test_the_table_and_heatmap_appear(grid_run):
     assert summary["n_results"] == 5
     log = (work / "logs/slurm-grid/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
     assert "epoch 1/1" in log
+
+
+def test_the_plain_profile_name_works_once_installed(tmp_path):
+    """`snakemake --profile slurm`, as cluster users type it: scripts/install_profile.py puts
+    the project's profile, with the site's partition and GPU model, where snakemake looks."""
+    home = tmp_path / "xdg"
+    env = {
+        k: v for k, v in ENV.items() if not k.startswith("NORMSWEEP_SLURM_")
+    }  # site settings: profile only
+    env["XDG_CONFIG_HOME"] = str(home)
+    work = tmp_path / "work"
+    write_config(work, slurm_config("slurm-named", grid={"mean": [0.5], "std": [1.0]}, references={}))
+    before = run_snakemake(work, "-n", profile="slurm", env=env)
+    assert before.returncode != 0 and "profile" in before.stderr  # not installed yet: snakemake says so
+    install = subprocess.run(
+        [str(BIN / "python"), str(ROOT / "scripts/install_profile.py"), "--partition", PARTITION,
+         "--gpu-model", GPU_MODEL],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr
+    assert (home / "snakemake/slurm/config.yaml").exists()
+    since = since_now()
+    run = run_snakemake(work, profile="slurm", env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    time.sleep(2)
+    cells = [j for j in sacct_jobs(since) if "train_cell" in j["Comment"] + j["JobName"]]
+    assert len(cells) == 1 and cells[0]["State"] == "COMPLETED", cells
+    assert cells[0]["Partition"] == PARTITION and "gres/gpu=1" in cells[0]["AllocTRES"], cells
+    # installing again is idempotent; a profile the user changed is kept unless --force
+    again = subprocess.run(
+        [str(BIN / "python"), str(ROOT / "scripts/install_profile.py"), "--partition", "other"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 1 and "--force" in again.stderr
 
 
 def test_a_failing_job_fails_the_run_and_names_its_log(tmp_path):
@@ -147,20 +216,47 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     (Plugin 2.8.0 reads sacct's 'CANCELLED by <uid>' as still running, so the first
     snakemake is stopped with Ctrl-C, as a user would; a TIMEOUT is seen and retried.)"""
     epochs = 4
-    cfg = slurm_config("slurm-resume", grid={"mean": [0.1307], "std": [0.3081]}, references={},
-                       epochs=epochs, train_subset=3000, deterministic=True)
+    cfg = slurm_config(
+        "slurm-resume",
+        grid={"mean": [0.1307], "std": [0.3081]},
+        references={},
+        epochs=epochs,
+        train_subset=3000,
+        deterministic=True,
+    )
     write_config(tmp_path, cfg)
     checkpoint = tmp_path / "results/slurm-resume/lenet/checkpoints/mean~0.1307/std~0.3081/seed~1998.pt"
     command = [
-        "timeout", "-s", "KILL", str(HARD_LIMIT),
-        str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow/Snakefile"),
-        "--profile", str(ROOT / "profiles/slurm"), "--directory", str(tmp_path),
-        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
-        "--latency-wait", "5", "--retries", "0",
+        "timeout",
+        "-s",
+        "KILL",
+        str(HARD_LIMIT),
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(ROOT / "workflow/Snakefile"),
+        "--profile",
+        str(ROOT / "profiles/slurm"),
+        "--directory",
+        str(tmp_path),
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "2",
+        "--latency-wait",
+        "5",
+        "--retries",
+        "0",
     ]
     since = since_now()
-    proc = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 240
         while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
@@ -194,15 +290,18 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     # kill, only the interrupted epoch is done again
     for k in range(1, epochs + 1):
         assert len(re.findall(rf"epoch {k}/{epochs}:", log)) == (1 if k > done_before else 0), log
-    print(f"\nresume: killed during epoch {done_before + 1}, resumed after epoch {done_before}; "
-          f"epochs recomputed: 1 (the interrupted one)")
+    print(
+        f"\nresume: killed during epoch {done_before + 1}, resumed after epoch {done_before}; "
+        f"epochs recomputed: 1 (the interrupted one)"
+    )
 
     # deterministic on the CPU: the resumed cell equals an uninterrupted run, to the last digit
     tr = data.load_mnist(SMALL_MNIST, train=True, limit=3000)
     te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
     whole = train.train_cell(
         train.CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
-        train.TensorData.from_uint8(tr.images, tr.labels), train.TensorData.from_uint8(te.images, te.labels),
+        train.TensorData.from_uint8(tr.images, tr.labels),
+        train.TensorData.from_uint8(te.images, te.labels),
         train.TrainConfig(epochs=epochs, threads=1, deterministic=True),
     )
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
@@ -222,5 +321,12 @@ def test_packing_runs_several_cells_per_allocation_with_one_gpu(tmp_path):
 
 
 #: The README's packing flags (members of a pack run one after another on one GPU).
-PACKING = ("--groups", "train_cell=pack", "--resources", "gpu=1", "--set-resource-scopes", "gpu=local",
-           "--group-components")
+PACKING = (
+    "--groups",
+    "train_cell=pack",
+    "--resources",
+    "gpu=1",
+    "--set-resource-scopes",
+    "gpu=local",
+    "--group-components",
+)

@@ -2,10 +2,9 @@ import math
 
 import pandas as pd
 import pytest
+from test_results import make_result
 
 from normsweep import cells, table
-
-from test_results import make_result
 
 
 def results_of(values):
@@ -15,8 +14,17 @@ def results_of(values):
         for seed, acc in enumerate(accs):
             mean = None if m == "none" else [float(m)]
             std = None if s == "none" else [float(s)]
-            out.append(make_result(acc, "diverged" if math.isnan(acc) else "ok", mean_label=m, std_label=s,
-                                   mean=mean, std=std, seed=seed))
+            out.append(
+                make_result(
+                    acc,
+                    "diverged" if math.isnan(acc) else "ok",
+                    mean_label=m,
+                    std_label=s,
+                    mean=mean,
+                    std=std,
+                    seed=seed,
+                )
+            )
     return out
 
 
@@ -27,10 +35,16 @@ CONFIG = {
 
 
 def test_tables_summary_best_worst_references_and_seed_spread():
-    res = results_of({
-        ("0", "0.5"): [0.97, 0.99], ("0", "1"): [0.95, 0.95], ("1", "0.5"): [0.90, 0.92],
-        ("1", "1"): [math.nan, math.nan], ("none", "none"): [0.96, 0.96], ("0.1307", "0.3081"): [0.99, 0.995],
-    })
+    res = results_of(
+        {
+            ("0", "0.5"): [0.97, 0.99],
+            ("0", "1"): [0.95, 0.95],
+            ("1", "0.5"): [0.90, 0.92],
+            ("1", "1"): [math.nan, math.nan],
+            ("none", "none"): [0.96, 0.96],
+            ("0.1307", "0.3081"): [0.99, 0.995],
+        }
+    )
     roles = {"lenet": cells.cell_roles("lenet", CONFIG)}
     frame = table.cells_table(res, roles)
     assert len(frame) == 12 and frame["is_grid"].sum() == 8
@@ -53,7 +67,9 @@ def test_tables_summary_best_worst_references_and_seed_spread():
 
 
 def test_mixed_versions_are_flagged():
-    res = results_of({("0", "0.5"): [0.97]}) + [make_result(0.9, mean_label="1", std_label="1", versions={"torch": "2.0"})]
+    res = results_of({("0", "0.5"): [0.97]}) + [
+        make_result(0.9, mean_label="1", std_label="1", versions={"torch": "2.0"})
+    ]
     summary = table.summarize(table.cells_table(res, {}))
     assert summary["lenet"]["mixed_versions"] is True
     assert "Warning" in table.summary_markdown(summary)

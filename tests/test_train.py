@@ -4,17 +4,18 @@ import pytest
 import torch
 from torchvision import transforms
 
-from normsweep import data, train
-from normsweep.results import STATUS_DIVERGED, STATUS_OK
-
 from conftest import SMALL_MNIST
+from normsweep import data, images, tensorfile, train
+from normsweep.results import STATUS_DIVERGED, STATUS_OK
 
 
 @pytest.fixture(scope="module")
 def tiny():
     tr = data.load_mnist(SMALL_MNIST, train=True, limit=256)
     te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
-    return train.TensorData.from_uint8(tr.images, tr.labels), train.TensorData.from_uint8(te.images, te.labels)
+    return train.TensorData.from_uint8(tr.images, tr.labels), train.TensorData.from_uint8(
+        te.images, te.labels
+    )
 
 
 def spec(mean, std, seed=1998, checkpoint=None):
@@ -113,3 +114,37 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
     assert len(trained) == 2  # epochs 2 and 3 only: epoch 1 came from the checkpoint
     assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
+
+
+class _RunsCodeWhenUnpickled:
+    """A pickle payload that would create a file if it were ever unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_holding_an_object_is_refused_and_named(tiny, tmp_path):
+    tr, te = tiny
+    marker = tmp_path / "code-ran"
+    checkpoint = tmp_path / "cells" / "seed~1998.pt"
+    checkpoint.parent.mkdir()
+    torch.save({"epoch": 1, "payload": _RunsCodeWhenUnpickled(marker)}, checkpoint)
+    config = train.TrainConfig(epochs=2, threads=1)
+    with pytest.raises(tensorfile.UnsafeFileError, match=r"seed~1998\.pt: refused to load this checkpoint"):
+        train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    assert not marker.exists()  # nothing in the file ran
+
+
+def test_an_image_cache_holding_an_object_is_refused_and_named(tmp_path):
+    marker = tmp_path / "code-ran"
+    cache = images.cache_path(tmp_path, "train", 40, 32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"images": _RunsCodeWhenUnpickled(marker), "labels": [], "classes": []}, cache)
+    with pytest.raises(
+        tensorfile.UnsafeFileError, match=r"train-r40-c32\.pt: refused to load this image cache"
+    ):
+        images.read_cache(tmp_path, "train", 40, 32)
+    assert not marker.exists()

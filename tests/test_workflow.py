@@ -8,23 +8,22 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, SMALL_MNIST, snakemake
+from conftest import ROOT, SMALL_MNIST, snakemake, test_config
+from normsweep.cells import data_key
 
 
 def tiny_config(**grid):
-    return {
-        "study": "tiny",
-        "models": {
-            "lenet": {
-                "data": str(SMALL_MNIST),
-                "grid": grid or {"mean": [0.0, 1.0], "std": [0.1, 1.0]},
-                "references": {"none": "none", "classic": {"mean": 0.1307, "std": 0.3081}, "dataset": "dataset"},
-                "baseline": "classic",
-                "seeds": [1998],
-                "training": {"epochs": 1, "train_subset": 300, "test_subset": 200, "threads": 1},
-            }
-        }
-    }
+    """.test/config.yaml, with another grid when one is given."""
+    config = test_config()
+    if grid:
+        config["models"]["lenet"]["grid"] = grid
+    return config
+
+
+def data_dir(work, config: dict, model: str = "lenet"):
+    """results/<study>/<model>/data/<key>/ of a config (the key: normsweep.cells.data_key)."""
+    block = config["models"][model]
+    return work / "results" / config["study"] / model / "data" / data_key(block, model != "lenet")
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -60,7 +59,7 @@ def test_the_tables_hold_every_cell(study):
 
 def test_dataset_cell_trains_with_the_exact_statistics(study):
     work, _ = study
-    stats = json.loads((work / "results/tiny/lenet/data/stats.json").read_text())
+    stats = json.loads((data_dir(work, tiny_config()) / "stats.json").read_text())
     cell = json.loads((work / "results/tiny/lenet/cells/mean~dataset/std~dataset/seed~1998.json").read_text())
     assert cell["mean"] == stats["mean"] and cell["std"] == stats["std"]
     assert stats["n_images"] == 6000 and 0.12 < stats["mean"][0] < 0.14
@@ -103,9 +102,23 @@ def test_finished_cells_are_never_recomputed(study):
         os.utime(path, (path.stat().st_atime - 7200, path.stat().st_mtime - 7200))
     plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
     # study_config rewrites the (changed) config for the report; no finished cell reruns
-    assert job_counts(plan.stdout) == {"train_cell": 2, "aggregate": 1, "plots": 1, "study_config": 1, "all": 1,
-                                       "total": 6}, plan.stdout
+    assert job_counts(plan.stdout) == {
+        "train_cell": 2,
+        "aggregate": 1,
+        "plots": 1,
+        "study_config": 1,
+        "all": 1,
+        "total": 6,
+    }, plan.stdout
     assert job_counts(plan.stdout).get("train_cell") == 2, plan.stdout + plan.stderr
+    # allowing a download is a param of the data check (which runs again), but the data set
+    # statistics it leads to are the same numbers: no finished cell reruns
+    fetching = tiny_config()
+    fetching["models"]["lenet"]["download"] = True
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(fetching))
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
+    counts = job_counts(plan.stdout)
+    assert counts["check_data"] == 1 and "train_cell" not in counts, plan.stdout
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
 
 
@@ -136,13 +149,18 @@ def test_data_check_fetches_nothing_when_files_are_there_and_refuses_bad_ones(tm
     cfg["models"]["lenet"].update({"data": str(small_mnist_copy), "download": True})
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     before = {p.name: p.stat().st_mtime_ns for p in (small_mnist_copy / "MNIST" / "raw").iterdir()}
-    run = snakemake("--cores", "1", "--directory", str(work), "results/tiny/lenet/data/stats.json", cwd=work)
+    stats = data_dir(work, cfg) / "stats.json"
+    run = snakemake("--cores", "1", "--directory", str(work), str(stats.relative_to(work)), cwd=work)
     assert run.returncode == 0, run.stderr[-2000:]
     after = {p.name: p.stat().st_mtime_ns for p in (small_mnist_copy / "MNIST" / "raw").iterdir()}
     assert after == before  # checked, not fetched, not rewritten
-    checked = json.loads((work / "results/tiny/lenet/data/files.json").read_text())
-    assert set(checked["md5"]) == {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
+    checked = json.loads((stats.parent / "files.json").read_text())
+    assert set(checked["md5"]) == {
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    }
 
     victim = small_mnist_copy / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
     victim.write_bytes(b"not mnist")
@@ -160,8 +178,16 @@ def test_the_report_is_self_contained_with_figures_tables_and_config(study):
     assert run.returncode == 0, run.stderr[-2000:]
     html = (work / "report.html").read_text()
     assert len(html) > 100_000
-    for needle in ("heatmap.png", "histogram.png", "curves.png", "cells.csv", "cell_stats.csv",
-                   "summary.md", "config.yaml", "Welch"):
+    for needle in (
+        "heatmap.png",
+        "histogram.png",
+        "curves.png",
+        "cells.csv",
+        "cell_stats.csv",
+        "summary.md",
+        "config.yaml",
+        "Welch",
+    ):
         assert needle in html, needle
 
 
@@ -177,10 +203,13 @@ def test_fold_target_shows_the_first_layer_absorbs_any_normalization(study):
 def test_reproduce_compares_reference_cells_with_the_notebook(tmp_path):
     cfg = tiny_config()
     cfg["compare_notebook"] = True
-    cfg["models"]["lenet"].update({
-        "grid": None, "seeds": [1998, 1999],
-        "references": {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"},
-    })
+    cfg["models"]["lenet"].update(
+        {
+            "grid": None,
+            "seeds": [1998, 1999],
+            "references": {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"},
+        }
+    )
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
@@ -197,14 +226,22 @@ def test_reproduce_compares_reference_cells_with_the_notebook(tmp_path):
 def test_init_study_target_scales_conv1_and_draws_its_map(tmp_path):
     cfg = tiny_config()
     cfg["models"]["lenet"]["init_study"] = {
-        "mean": -1, "std": 0.1, "weight": {"start": 0.1, "stop": 10, "num": 2}, "bias": [1.0, 5.0],
+        "mean": -1,
+        "std": 0.1,
+        "weight": {"start": 0.1, "stop": 10, "num": 2},
+        "bias": [1.0, 5.0],
     }
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("init", "--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     table = pd.read_csv(tmp_path / "results/tiny/lenet/init/table.csv")
-    assert sorted(zip(table["init_weight"], table["init_bias"])) == [(0.1, 1.0), (0.1, 5.0), (10.0, 1.0), (10.0, 5.0)]
+    assert sorted(zip(table["init_weight"], table["init_bias"], strict=True)) == [
+        (0.1, 1.0),
+        (0.1, 5.0),
+        (10.0, 1.0),
+        (10.0, 5.0),
+    ]
     assert (table["mean"].astype(str) == "-1").all() and (table["std"].astype(str) == "0.1").all()
     assert table["final_accuracy"].nunique() > 1  # the factors change what is learned
     assert mpimg.imread(tmp_path / "results/tiny/lenet/init/heatmap.png").shape[0] > 300
@@ -213,8 +250,13 @@ def test_init_study_target_scales_conv1_and_draws_its_map(tmp_path):
 
 def test_optuna_refines_after_the_grid_and_its_points_are_cells(tmp_path):
     cfg = tiny_config()
-    cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "workers": 2, "mean": [-1, 2], "std": [0.05, 1],
-                                        "retrain_seeds": [1, 2]}
+    cfg["models"]["lenet"]["optuna"] = {
+        "n_trials": 3,
+        "workers": 2,
+        "mean": [-1, 2],
+        "std": [0.05, 1],
+        "retrain_seeds": [1, 2],
+    }
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
@@ -239,31 +281,22 @@ def test_optuna_refines_after_the_grid_and_its_points_are_cells(tmp_path):
 
 
 def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
-    cfg = {
-        "study": "rn",
-        "models": {"resnet18": {
-            "data": str(ROOT / "data/imagenette-tiny"), "image": {"resize": 40, "crop": 32},
-            "grid": {"mean": [-1.0, 1.0], "std": [0.2, 1.0]},
-            "references": {"imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-                           "dataset": "dataset"},
-            "baseline": "imagenet", "seeds": [1998],
-            "training": {"epochs": 1, "batch_size": 8, "test_batch_size": 16, "threads": 1},
-            "optuna": {"n_trials": 2, "workers": 1, "per_channel": True, "mean": [-1, 2], "std": [0.05, 1],
-                       "retrain_seeds": [1]},
-        }},
-    }
+    cfg = test_config("resnet.yaml")
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    stats = json.loads((tmp_path / "results/rn/resnet18/data/stats.json").read_text())
+    stats = json.loads((data_dir(tmp_path, cfg, "resnet18") / "stats.json").read_text())
     assert len(stats["mean"]) == 3 and stats["n_images"] == 30  # exact per-channel statistics
     cells = pd.read_parquet(tmp_path / "results/rn/resnet18/tables/cells.parquet")
     assert len(cells) == 6 and (cells["n_train"] == 30).all() and (cells["n_test"] == 12).all()
-    imagenet = json.loads((tmp_path / "results/rn/resnet18/cells/mean~0.485,0.456,0.406/std~0.229,0.224,0.225/"
-                                      "seed~1998.json").read_text())
+    imagenet = json.loads(
+        (
+            tmp_path / "results/rn/resnet18/cells/mean~0.485,0.456,0.406/std~0.229,0.224,0.225/seed~1998.json"
+        ).read_text()
+    )
     assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01
-    assert list((tmp_path / "results/rn/resnet18/data").glob("train-r40-c32.pt"))  # decoded once, cached
+    assert (data_dir(tmp_path, cfg, "resnet18") / "train-r40-c32.pt").exists()  # decoded once, cached
     assert mpimg.imread(tmp_path / "results/rn/plots/heatmap.png").shape[0] > 300
     # the RGB study: 6 parameters, warm-started from the equal-channel cells inside its space
     trials = pd.read_parquet(tmp_path / "results/rn/resnet18/optuna/trials.parquet")
@@ -273,3 +306,84 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert (trials["state"] == "COMPLETE").sum() == warm["added"] + 2
     best = json.loads((tmp_path / "results/rn/resnet18/optuna/best.json").read_text())
     assert len(best["mean"]) == 3
+    # a new image size: the data rules see it in their params, make the new cache, and the
+    # cells train again on it (issue 10: before, every cell failed with "no tensor cache")
+    cfg["models"]["resnet18"]["image"] = {"resize": 48, "crop": 40}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/rn/resnet18/tables/cells.parquet"
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (data_dir(tmp_path, cfg, "resnet18") / "train-r48-c40.pt").exists()
+    files = json.loads((data_dir(tmp_path, cfg, "resnet18") / "files.json").read_text())
+    assert files["image"] == {"resize": 48, "crop": 40}
+    resized = pd.read_parquet(tmp_path / target)
+    assert len(resized) == 6 and (resized["status"] == "ok").all()
+    again = snakemake("-n", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # back to the first size: its data files are still there, and every cell trains again
+    cfg["models"]["resnet18"]["image"] = {"resize": 40, "crop": 32}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    back = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert job_counts(back.stdout)["train_cell"] == 6 and "check_data" not in job_counts(back.stdout), (
+        back.stdout
+    )
+
+
+def test_a_users_config_starts_from_the_notebook_not_from_the_demo(tmp_path):
+    """--configfile replaces the demo (config/config.yaml) instead of merging into it."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        yaml.safe_dump(
+            {
+                "study": "mine",
+                "models": {"lenet": {"data": str(SMALL_MNIST), "grid": {"mean": [0.0, 1.0], "std": [0.5]}}},
+            }
+        )
+    )
+    # from the repository, where config/config.yaml is the demo, as a user would run it
+    plan = snakemake(
+        "-n", "--quiet", "rules", "--configfile", str(mine), "--directory", str(tmp_path), cwd=ROOT
+    )
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert job_counts(plan.stdout)["train_cell"] == 2, plan.stdout  # the grid only: no demo references
+    run = snakemake(
+        "--cores",
+        "1",
+        "--configfile",
+        str(mine),
+        "--directory",
+        str(tmp_path),
+        "results/mine/config.yaml",
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    used = yaml.safe_load((tmp_path / "results/mine/config.yaml").read_text())
+    lenet = used["models"]["lenet"]
+    assert lenet["training"]["train_subset"] is None and lenet["training"]["test_subset"] is None
+    assert lenet["training"]["epochs"] == 30 and lenet["references"] == {} and lenet["seeds"] == [1998]
+    # and with no --configfile, the workflow profile still picks the demo
+    demo = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=ROOT)
+    assert demo.returncode == 0 and job_counts(demo.stdout)["train_cell"] == 5 * 5 + 4, demo.stdout
+
+
+def test_a_truncated_cell_result_is_named_with_the_fix(study, tmp_path):
+    work, _ = study
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    victim = work / "results/tiny/lenet/cells/mean~1/std~0.1/seed~1998.json"
+    intact = victim.read_text()
+    try:
+        victim.write_text(intact[: len(intact) // 3])  # a full disk, an interrupted copy
+        os.utime(
+            victim, (victim.stat().st_atime + 60, victim.stat().st_mtime + 60)
+        )  # aggregate must run again
+        run = snakemake("--cores", "1", "--directory", str(work), cwd=work)
+        assert run.returncode != 0
+        log = (work / "logs/tiny/lenet/aggregate.log").read_text()
+        assert str(victim.relative_to(work)) in log and "delete it and rerun snakemake" in log
+        assert "Traceback" not in log
+        # the fix the message gives works: delete, rerun, only that cell trains again
+        victim.unlink()
+        plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
+        assert job_counts(plan.stdout)["train_cell"] == 1, plan.stdout
+    finally:
+        victim.write_text(intact)

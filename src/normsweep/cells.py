@@ -13,8 +13,9 @@ Per-channel values (one per RGB channel) are written comma-separated: ``0.485,0.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,21 @@ WILDCARD_PATTERNS = {
     "seed": r"[0-9]+",
     "weight": r"[-+0-9.e]+",
     "bias": r"[-+0-9.e]+",
+    "datakey": r"[0-9a-f]{10}",
 }
+
+
+def data_key(block: Mapping[str, Any], images: bool) -> str:
+    """The name of a model's data folder under results/: a hash of what the data check and the
+    statistics are made from (the data folder and, for images, the size). Another folder or size
+    is another key, so its files are new files and every cell sees the change; allowing a
+    download is not part of it (it changes no number)."""
+    import hashlib
+    import json
+
+    basis = {"data": str(block["data"]), "image": block.get("image") if images else None}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:10]
+
 
 #: The layout, in one place. Each study (the config's ``study`` name) has its own folders,
 #: so the demo and the full study never mix their cells.
@@ -51,6 +66,7 @@ def results_dir(study: str) -> str:
 
 def logs_dir(study: str) -> str:
     return LOGS.format(study=study)
+
 
 #: Significant digits kept in a cell name; the name is the value the cell trains with.
 DIGITS = 6
@@ -150,9 +166,7 @@ def grid_cells(model: str, grid: Mapping[str, Any], seeds: Iterable[int]) -> lis
     return sorted(cells, key=_sort_key)
 
 
-def reference_cells(
-    model: str, references: Mapping[str, Any], seeds: Iterable[int]
-) -> dict[str, list[Cell]]:
+def reference_cells(model: str, references: Mapping[str, Any], seeds: Iterable[int]) -> dict[str, list[Cell]]:
     """Named reference cells: ``none``, ``dataset`` or ``{mean: .., std: ..}``."""
     named: dict[str, list[Cell]] = {}
     for name, ref in references.items():
@@ -200,5 +214,7 @@ def init_cells(model: str, init_study: Mapping[str, Any], seeds: Iterable[int]) 
     biases = axis_values(init_study["bias"], "log")
     return [
         {"model": model, "weight": format_value(w), "bias": format_value(b), "seed": int(seed)}
-        for w in weights for b in biases for seed in seeds
+        for w in weights
+        for b in biases
+        for seed in seeds
     ]

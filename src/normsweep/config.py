@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -23,7 +24,6 @@ class ConfigError(ValueError):
 def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict[str, Any]:
     """Validate against the schema (filling its defaults in place), then check the values."""
     import jsonschema
-
     from snakemake.utils import validate
 
     # `models: {lenet: null}` in an extra config file drops a model of config.yaml
@@ -137,15 +137,21 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
         except ValueError as error:
             raise ConfigError(f"config key '{where}.optuna': {error}") from None
         if opt.get("per_channel") and model_info(name).channels != 3:
-            raise ConfigError(f"config key '{where}.optuna.per_channel': {name} has {model_info(name).channels} channel(s)")
+            raise ConfigError(
+                f"config key '{where}.optuna.per_channel': {name} has {model_info(name).channels} channel(s)"
+            )
         if opt.get("box") and not model.get("grid"):
-            raise ConfigError(f"config key '{where}.optuna.box': a box around the best grid cell needs a grid")
+            raise ConfigError(
+                f"config key '{where}.optuna.box': a box around the best grid cell needs a grid"
+            )
     init = model.get("init_study")
     for axis in ("weight", "bias") if init else ():
         spec = init[axis]
         values = [spec["start"], spec["stop"]] if isinstance(spec, Mapping) else spec
         if any(v <= 0 for v in values):
-            raise ConfigError(f"config key '{where}.init_study.{axis}': factors are spaced geometrically: use values > 0")
+            raise ConfigError(
+                f"config key '{where}.init_study.{axis}': factors are spaced geometrically: use values > 0"
+            )
     baseline = model.get("baseline")
     if baseline is not None and baseline not in references:
         raise ConfigError(
@@ -159,10 +165,14 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
     data = Path(model["data"])
     if model_info(name).dataset != "mnist":
         if model.get("download"):
-            raise ConfigError(f"config key '{where}.download': only MNIST can be fetched; give an ImageFolder")
+            raise ConfigError(
+                f"config key '{where}.download': only MNIST can be fetched; give an ImageFolder"
+            )
         if not data.is_dir():
-            raise ConfigError(f"config key '{where}.data': folder {data} does not exist; point it at an "
-                              f"ImageFolder with train/<class>/ and val/<class>/")
+            raise ConfigError(
+                f"config key '{where}.data': folder {data} does not exist; point it at an "
+                f"ImageFolder with train/<class>/ and val/<class>/"
+            )
     elif not model.get("download", False) and not data.exists():
         raise ConfigError(
             f"config key '{where}.data': folder {data} does not exist; point it at a folder "
@@ -178,17 +188,24 @@ def runtime_minutes(config: Mapping[str, Any], model: str) -> int:
 
 
 def cluster_resources(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What every training job asks the cluster for, besides its time limit."""
+    """What every training job asks the cluster for, besides its time limit. Partition,
+    account and GPU model are left out when empty, so that a profile's default resources
+    (scripts/install_profile.py) can give them; a CPU-only study asks for no GPU model."""
     cluster = config["cluster"]
     gpus = cluster["gpus_per_cell"]
-    return {
+    resources: dict[str, Any] = {
         "mem_mb": cluster["mem_mb"],
-        "slurm_partition": cluster["partition"],
-        "slurm_account": cluster["account"],
         "gpu": gpus,
-        "gpu_model": cluster["gpu_model"] if gpus else "",
         "cpus_per_gpu": cluster["cpus_per_gpu"] if gpus else 0,
     }
+    for key, value in (("slurm_partition", cluster["partition"]), ("slurm_account", cluster["account"])):
+        if value:
+            resources[key] = value
+    if not gpus:
+        resources["gpu_model"] = ""  # overrides a profile's default: no GPU, no model
+    elif cluster["gpu_model"]:
+        resources["gpu_model"] = cluster["gpu_model"]
+    return resources
 
 
 def per_model(values: Mapping[str, Any]) -> Any:

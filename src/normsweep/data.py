@@ -179,7 +179,7 @@ class DatasetStats:
         }
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "DatasetStats":
+    def from_json(cls, path: str | Path) -> DatasetStats:
         raw = json.loads(Path(path).read_text())
         return cls(raw["mean"], raw["std"], raw["n_images"], raw["n_pixels_per_channel"])
 

@@ -10,7 +10,7 @@ differ, because the padded zeros are zeros of the normalized input, not of the r
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -36,7 +36,9 @@ def fold_normalization(conv: nn.Conv2d, mean: Sequence[float], std: Sequence[flo
     return folded
 
 
-def fold_into_model(model: nn.Module, mean: Sequence[float], std: Sequence[float], first: str = "conv1") -> nn.Module:
+def fold_into_model(
+    model: nn.Module, mean: Sequence[float], std: Sequence[float], first: str = "conv1"
+) -> nn.Module:
     """A copy of ``model`` that takes raw input: its first convolution absorbs the normalization."""
     folded = copy.deepcopy(model)
     setattr(folded, first, fold_normalization(getattr(model, first), mean, std))

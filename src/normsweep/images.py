@@ -14,6 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import datasets, transforms
 
+from . import tensorfile
 from .data import DataError
 
 SPLITS = ("train", "val")
@@ -42,8 +43,10 @@ def _signature(files: list[str]) -> str:
 def _listing(root: str | Path, split: str) -> datasets.ImageFolder:
     folder = Path(root) / split
     if not folder.is_dir():
-        raise DataError(f"{folder}: no such folder. An ImageFolder data set needs {Path(root)}/train/<class>/ "
-                        f"and {Path(root)}/val/<class>/ with images in them.")
+        raise DataError(
+            f"{folder}: no such folder. An ImageFolder data set needs {Path(root)}/train/<class>/ "
+            f"and {Path(root)}/val/<class>/ with images in them."
+        )
     try:
         return datasets.ImageFolder(str(folder))
     except FileNotFoundError as error:  # no class folder, or no image in them
@@ -53,7 +56,9 @@ def _listing(root: str | Path, split: str) -> datasets.ImageFolder:
 def decode(root: str | Path, split: str, resize: int, crop: int) -> ImageSplit:
     """Decode every image of a split: RGB, Resize(resize), CenterCrop(crop), as uint8."""
     listing = _listing(root, split)
-    prepare = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop), transforms.PILToTensor()])
+    prepare = transforms.Compose(
+        [transforms.Resize(resize), transforms.CenterCrop(crop), transforms.PILToTensor()]
+    )
     images = torch.empty((len(listing.samples), 3, crop, crop), dtype=torch.uint8)
     for i, (path, _) in enumerate(listing.samples):
         try:
@@ -73,14 +78,22 @@ def load_cached(root: str | Path, split: str, resize: int, crop: int, cache_fold
     signature = _signature(files)
     path = cache_path(cache_folder, split, resize, crop)
     if path.exists():
-        cached = torch.load(path, weights_only=False)
+        cached = tensorfile.load(path, "image cache")
         if cached.get("signature") == signature:
             return ImageSplit(cached["images"], cached["labels"], cached["classes"])
     split_data = decode(root, split, resize, crop)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"images": split_data.images, "labels": split_data.labels, "classes": split_data.classes,
-                "signature": signature, "files": files}, tmp)
+    torch.save(
+        {
+            "images": split_data.images,
+            "labels": split_data.labels,
+            "classes": split_data.classes,
+            "signature": signature,
+            "files": files,
+        },
+        tmp,
+    )
     tmp.replace(path)
     return split_data
 
@@ -91,7 +104,7 @@ def read_cache(folder: str | Path, split: str, resize: int, crop: int) -> ImageS
     path = cache_path(folder, split, resize, crop)
     if not path.exists():
         raise DataError(f"{path}: no tensor cache; the check_data rule makes it (rerun snakemake)")
-    cached = torch.load(path, weights_only=False)
+    cached = tensorfile.load(path, "image cache")
     return ImageSplit(cached["images"], cached["labels"], cached["classes"])
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -43,7 +43,9 @@ class ResNet18(nn.Module):
     ImageNet file, checked by sha256 when a hash is given), else trained from scratch; the
     last layer is replaced when the data set has another number of classes."""
 
-    def __init__(self, num_classes: int = 1000, weights: str | None = None, weights_sha256: str | None = None):
+    def __init__(
+        self, num_classes: int = 1000, weights: str | None = None, weights_sha256: str | None = None
+    ):
         super().__init__()
         from torchvision.models import resnet18
 
@@ -69,8 +71,10 @@ def check_weights(path: str, sha256: str | None) -> str:
 
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"{file}: no such weights file (config key 'weights'); give the path "
-                                f"of a local torchvision ResNet18 state dict, or null to train from scratch")
+        raise FileNotFoundError(
+            f"{file}: no such weights file (config key 'weights'); give the path "
+            f"of a local torchvision ResNet18 state dict, or null to train from scratch"
+        )
     if sha256:
         digest = hashlib.sha256(file.read_bytes()).hexdigest()
         if not digest.startswith(sha256.lower()):
@@ -78,7 +82,9 @@ def check_weights(path: str, sha256: str | None) -> str:
     return str(file)
 
 
-def scale_first_layer(model: nn.Module, weight: float = 1.0, bias: float = 1.0, first: str = "conv1") -> nn.Module:
+def scale_first_layer(
+    model: nn.Module, weight: float = 1.0, bias: float = 1.0, first: str = "conv1"
+) -> nn.Module:
     """Multiply the first convolution's initial weights and biases (the notebook's init study)."""
     if weight != 1.0 or bias != 1.0:
         conv = getattr(model, first)

@@ -71,6 +71,8 @@ def compare_cells(rows: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
     tested = table["p_value"].notna()
     table["p_adjusted"] = math.nan
     if tested.any():
-        table.loc[tested, "p_adjusted"] = stats.false_discovery_control(table.loc[tested, "p_value"], method="bh")
+        table.loc[tested, "p_adjusted"] = stats.false_discovery_control(
+            table.loc[tested, "p_value"], method="bh"
+        )
     table["differs"] = table["p_adjusted"] < ALPHA
     return table

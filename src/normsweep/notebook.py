@@ -44,12 +44,21 @@ def compare_with_notebook(cells: pd.DataFrame) -> pd.DataFrame:
         sd = float(acc.std(ddof=1)) if n > 1 else math.nan
         half = stats.t.ppf(0.975, n - 1) * sd * math.sqrt(1 + 1 / n) if n > 1 else math.nan
         within = bool(ours - half <= published <= ours + half) if n > 1 else None
-        rows.append({
-            "cell": name, "mean": mean_label, "std": std_label, "notebook": published,
-            "ours_mean": ours, "ours_sd": sd, "n_seeds": n,
-            "prediction_low": ours - half, "prediction_high": ours + half,
-            "difference": ours - published, "within_seed_noise": within,
-        })
+        rows.append(
+            {
+                "cell": name,
+                "mean": mean_label,
+                "std": std_label,
+                "notebook": published,
+                "ours_mean": ours,
+                "ours_sd": sd,
+                "n_seeds": n,
+                "prediction_low": ours - half,
+                "prediction_high": ours + half,
+                "difference": ours - published,
+                "within_seed_noise": within,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -65,8 +74,14 @@ def comparison_markdown(table: pd.DataFrame, epochs: list[int], n_train: list[in
     ]
     for _, r in table.iterrows():
         sd = "" if math.isnan(r["ours_sd"]) else f" ± {r['ours_sd']:.4f}"
-        interval = "" if math.isnan(r["prediction_low"]) else f"[{r['prediction_low']:.4f}, {r['prediction_high']:.4f}]"
+        interval = (
+            ""
+            if math.isnan(r["prediction_low"])
+            else f"[{r['prediction_low']:.4f}, {r['prediction_high']:.4f}]"
+        )
         within = {True: "yes", False: "**no**"}.get(r["within_seed_noise"], "needs 2+ seeds")
-        lines.append(f"| {r['cell']} | {r['mean']} | {r['std']} | {r['notebook']:.4f} | {r['ours_mean']:.4f}{sd} | "
-                     f"{r['n_seeds']} | {interval} | {within} |")
+        lines.append(
+            f"| {r['cell']} | {r['mean']} | {r['std']} | {r['notebook']:.4f} | {r['ours_mean']:.4f}{sd} | "
+            f"{r['n_seeds']} | {interval} | {within} |"
+        )
     return "\n".join(lines) + "\n"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import cells as cellnames
 from .results import read_result
@@ -78,7 +79,9 @@ def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int = 1) ->
 
 def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
     unit = "GPU-hours" if gpus_per_cell else "CPU-job-hours"
-    lines = [f"{'model':<10} {'cells':>7} {'done':>7} {'to run':>7} {'jobs':>7} {'epochs':>6} {'s/epoch':>8} {unit:>14}"]
+    lines = [
+        f"{'model':<10} {'cells':>7} {'done':>7} {'to run':>7} {'jobs':>7} {'epochs':>6} {'s/epoch':>8} {unit:>14}"
+    ]
     for p in plans:
         lines.append(
             f"{p.model:<10} {p.cells:>7} {p.done:>7} {p.to_run:>7} {p.jobs:>7} {p.epochs:>6} "
@@ -86,6 +89,8 @@ def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
         )
     lines += [f"  {p.model}: seconds per epoch {p.seconds_source}" for p in plans]
     total = sum(p.gpu_hours for p in plans)
-    lines.append(f"total: {sum(p.to_run for p in plans)} cells to run in {sum(p.jobs for p in plans)} jobs, "
-                 f"about {total:.2f} {unit}")
+    lines.append(
+        f"total: {sum(p.to_run for p in plans)} cells to run in {sum(p.jobs for p in plans)} jobs, "
+        f"about {total:.2f} {unit}"
+    )
     return "\n".join(lines)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import matplotlib
 import matplotlib.patches
@@ -16,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .table import per_cell, grid_matrix  # noqa: E402
+from .table import grid_matrix, per_cell  # noqa: E402
 
 PERCENT = 100.0
 MEAN_LABEL = "mean subtracted, μ (pixel intensity, 0–1 scale)"
@@ -68,8 +69,11 @@ def heatmap_panel(
         ax.text(0.5, 0.5, "no grid cells", ha="center", va="center", transform=ax.transAxes)
         return
     mesh = ax.pcolormesh(
-        _edges(means, log=False), _edges(stds, log=True), matrix * PERCENT,
-        cmap="viridis", shading="flat",
+        _edges(means, log=False),
+        _edges(stds, log=True),
+        matrix * PERCENT,
+        cmap="viridis",
+        shading="flat",
     )
     ax.set_yscale("log")
     ax.set_facecolor("0.85")  # diverged (NaN) cells show as grey
@@ -95,21 +99,42 @@ def heatmap_panel(
     handles = []
     if differ is not None and len(differ):
         x_edges, y_edges = _edges(means, log=False), _edges(stds, log=True)
-        keys = set(zip(differ["mean_label"], differ["std_label"]))
+        keys = set(zip(differ["mean_label"], differ["std_label"], strict=True))
         for _, row in grid.iterrows():
             if (row["mean_label"], row["std_label"]) in keys:
                 j, i = int(np.searchsorted(means, row["mean"])), int(np.searchsorted(stds, row["std"]))
-                ax.add_patch(matplotlib.patches.Rectangle(
-                    (x_edges[j], y_edges[i]), x_edges[j + 1] - x_edges[j], y_edges[i + 1] - y_edges[i],
-                    fill=False, edgecolor="red", linewidth=2.0, linestyle="--", zorder=4))
-        handles.append(matplotlib.patches.Patch(
-            fill=False, edgecolor="red", linestyle="--", linewidth=2.0,
-            label=f"differs from the baseline beyond seed noise ({len(keys)} cells)"))
+                ax.add_patch(
+                    matplotlib.patches.Rectangle(
+                        (x_edges[j], y_edges[i]),
+                        x_edges[j + 1] - x_edges[j],
+                        y_edges[i + 1] - y_edges[i],
+                        fill=False,
+                        edgecolor="red",
+                        linewidth=2.0,
+                        linestyle="--",
+                        zorder=4,
+                    )
+                )
+        handles.append(
+            matplotlib.patches.Patch(
+                fill=False,
+                edgecolor="red",
+                linestyle="--",
+                linewidth=2.0,
+                label=f"differs from the baseline beyond seed noise ({len(keys)} cells)",
+            )
+        )
     if not grid.empty:
         best = grid.loc[grid["accuracy"].idxmax()]
         handles.append(
             ax.scatter(
-                best["mean"], best["std"], marker="*", s=260, c="gold", edgecolors="black", zorder=5,
+                best["mean"],
+                best["std"],
+                marker="*",
+                s=260,
+                c="gold",
+                edgecolors="black",
+                zorder=5,
                 label=f"best grid cell ({best['mean_label']}, {best['std_label']}): {best['accuracy'] * PERCENT:.2f}%",
             )
         )
@@ -126,7 +151,13 @@ def heatmap_panel(
         acc = "diverged" if math.isnan(ref["accuracy"]) else f"{ref['accuracy'] * PERCENT:.2f}%"
         handles.append(
             ax.scatter(
-                x, y, marker=marker, s=90, c=colour, edgecolors=None if marker == "x" else "black", linewidths=1.2,
+                x,
+                y,
+                marker=marker,
+                s=90,
+                c=colour,
+                edgecolors=None if marker == "x" else "black",
+                linewidths=1.2,
                 zorder=7 if marker == "x" else 6,
                 label=f"{name} {where}: {acc}",
             )
@@ -142,8 +173,14 @@ def heatmap_panel(
         fontsize=10,
     )
     if handles:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8,
-                  ncol=1 if max(len(h.get_label()) for h in handles) > 45 else 2, frameon=False)
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.14),
+            fontsize=8,
+            ncol=1 if max(len(h.get_label()) for h in handles) > 45 else 2,
+            frameon=False,
+        )
 
 
 def heatmap(cells: pd.DataFrame, path: str | Path, stats: pd.DataFrame | None = None) -> None:
@@ -152,7 +189,7 @@ def heatmap(cells: pd.DataFrame, path: str | Path, stats: pd.DataFrame | None = 
     baseline beyond seed noise are outlined."""
     models = sorted(cells["model"].unique())
     fig, axes = plt.subplots(1, len(models), figsize=(8.5 * len(models), 7.2), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    for ax, model in zip(axes[0], models, strict=True):
         differ = None if stats is None else stats[(stats["model"] == model) & stats["differs"]]
         heatmap_panel(ax, cells[cells["model"] == model], model, fig, differ)
     fig.tight_layout()
@@ -168,12 +205,28 @@ def trials_over_grid(cells: pd.DataFrame, trials: pd.DataFrame, model: str, path
     source = done.get("user_attrs_source", pd.Series(index=done.index, dtype=object)).fillna("optuna")
     new = done[source != "grid"]
     if len(new):
-        ax.scatter(new["params_mean"], new["params_std"], s=22, c="white", edgecolors="black", linewidths=0.6,
-                   zorder=8, label=f"Optuna trials ({len(new)})")
+        ax.scatter(
+            new["params_mean"],
+            new["params_std"],
+            s=22,
+            c="white",
+            edgecolors="black",
+            linewidths=0.6,
+            zorder=8,
+            label=f"Optuna trials ({len(new)})",
+        )
         top = done.loc[done["value"].idxmax()]
-        ax.scatter([top["params_mean"]], [top["params_std"]], marker="*", s=300, c="tab:red", edgecolors="black",
-                   zorder=9, label=f"best trial ({top['params_mean']:.3g}, {top['params_std']:.3g}): "
-                                   f"{top['value'] * PERCENT:.2f}%")
+        ax.scatter(
+            [top["params_mean"]],
+            [top["params_std"]],
+            marker="*",
+            s=300,
+            c="tab:red",
+            edgecolors="black",
+            zorder=9,
+            label=f"best trial ({top['params_mean']:.3g}, {top['params_std']:.3g}): "
+            f"{top['value'] * PERCENT:.2f}%",
+        )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2, frameon=False)
     ax.set_title(f"{model}: Optuna trials over the grid", fontsize=10)
     fig.tight_layout()
@@ -187,9 +240,13 @@ def init_heatmap(frame: pd.DataFrame, path: str | Path) -> None:
     weights, biases = np.sort(mean["init_weight"].unique()), np.sort(mean["init_bias"].unique())
     matrix = np.full((len(biases), len(weights)), np.nan)
     for _, row in mean.iterrows():
-        matrix[np.searchsorted(biases, row["init_bias"]), np.searchsorted(weights, row["init_weight"])] = row["final_accuracy"]
+        matrix[np.searchsorted(biases, row["init_bias"]), np.searchsorted(weights, row["init_weight"])] = row[
+            "final_accuracy"
+        ]
     fig, ax = plt.subplots(figsize=(8, 6.5))
-    mesh = ax.pcolormesh(_edges(weights, log=True), _edges(biases, log=True), matrix * PERCENT, cmap="viridis")
+    mesh = ax.pcolormesh(
+        _edges(weights, log=True), _edges(biases, log=True), matrix * PERCENT, cmap="viridis"
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_facecolor("0.85")
@@ -198,15 +255,27 @@ def init_heatmap(frame: pd.DataFrame, path: str | Path) -> None:
         for j, w in enumerate(weights):
             if np.isfinite(matrix[i, j]) and matrix.size <= 100:
                 colour = "black" if matrix[i, j] > np.nanmean(matrix) else "white"
-                ax.text(w, b, f"{matrix[i, j] * PERCENT:.2f}", ha="center", va="center", fontsize=7, color=colour)
-    ax.scatter([1], [1], marker="o", s=90, facecolors="none", edgecolors="red", linewidths=1.5,
-               label="PyTorch's default initialization (1, 1)")
+                ax.text(
+                    w, b, f"{matrix[i, j] * PERCENT:.2f}", ha="center", va="center", fontsize=7, color=colour
+                )
+    ax.scatter(
+        [1],
+        [1],
+        marker="o",
+        s=90,
+        facecolors="none",
+        edgecolors="red",
+        linewidths=1.5,
+        label="PyTorch's default initialization (1, 1)",
+    )
     ax.set_xlabel("factor on conv1's initial weights (log scale)")
     ax.set_ylabel("factor on conv1's initial biases (log scale)")
     first = frame.iloc[0]
-    ax.set_title(f"{first['model']}: initialization of conv1 at mean {first['mean']}, std {first['std']}\n"
-                 f"{len(frame['seed'].unique())} seed(s), {int(first['epochs'])} epoch(s), {int(first['n_train'])} images",
-                 fontsize=10)
+    ax.set_title(
+        f"{first['model']}: initialization of conv1 at mean {first['mean']}, std {first['std']}\n"
+        f"{len(frame['seed'].unique())} seed(s), {int(first['epochs'])} epoch(s), {int(first['n_train'])} images",
+        fontsize=10,
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -217,7 +286,7 @@ def histogram(cells: pd.DataFrame, path: str | Path) -> None:
     """Distribution of grid-cell accuracies, with the reference cells as vertical lines."""
     models = sorted(cells["model"].unique())
     fig, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 4.6), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    for ax, model in zip(axes[0], models, strict=True):
         cell = per_cell(cells[cells["model"] == model])
         grid = cell[cell["is_grid"]]["accuracy"].dropna() * PERCENT
         n_div = int(cell[cell["is_grid"]]["accuracy"].isna().sum())
@@ -227,8 +296,11 @@ def histogram(cells: pd.DataFrame, path: str | Path) -> None:
                 continue
             _, colour = REFERENCE_STYLE.get(str(ref["reference"]), DEFAULT_STYLE)
             ax.axvline(
-                ref["accuracy"] * PERCENT, color=colour if colour != "white" else "0.4", linestyle="--",
-                linewidth=1.5, label=f"{ref['reference']}: {ref['accuracy'] * PERCENT:.2f}%",
+                ref["accuracy"] * PERCENT,
+                color=colour if colour != "white" else "0.4",
+                linestyle="--",
+                linewidth=1.5,
+                label=f"{ref['reference']}: {ref['accuracy'] * PERCENT:.2f}%",
             )
         ax.set_xlabel("test accuracy (%), mean over seeds")
         ax.set_ylabel("number of grid cells")
@@ -247,7 +319,7 @@ def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path)
     (mean over seeds; the band spans the seeds' min to max)."""
     models = sorted(cells["model"].unique())
     fig, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 4.6), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    for ax, model in zip(axes[0], models, strict=True):
         cell = per_cell(cells[cells["model"] == model])
         curves: list[tuple[str, Any, str]] = []
         for _, ref in cell[cell["reference"] != ""].iterrows():
@@ -263,8 +335,14 @@ def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path)
             if mine.empty:
                 continue
             stats = mine.groupby("epoch")["test_accuracy"].agg(["mean", "min", "max"]) * PERCENT
-            ax.plot(stats.index, stats["mean"], marker="o", markersize=4, color=colour,
-                    label=f"{label} {_where(row)}")
+            ax.plot(
+                stats.index,
+                stats["mean"],
+                marker="o",
+                markersize=4,
+                color=colour,
+                label=f"{label} {_where(row)}",
+            )
             if int(row["n_seeds"]) > 1:
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.2)
         ax.set_xlabel("epoch")
@@ -282,7 +360,10 @@ def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path)
 
 
 def all_figures(
-    cells: pd.DataFrame, epochs: pd.DataFrame, out: Mapping[str, str | Path], stats: pd.DataFrame | None = None
+    cells: pd.DataFrame,
+    epochs: pd.DataFrame,
+    out: Mapping[str, str | Path],
+    stats: pd.DataFrame | None = None,
 ) -> None:
     for key in ("heatmap", "histogram", "curves"):
         Path(out[key]).parent.mkdir(parents=True, exist_ok=True)

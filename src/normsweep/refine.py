@@ -21,9 +21,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import optuna
 from optuna.distributions import FloatDistribution
@@ -96,7 +97,10 @@ def open_study(path: str | Path, name: str, sampler: str = "tpe", seed: int | No
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(path)))
     return optuna.create_study(
-        study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
         sampler=make_sampler(sampler, seed),
     )
 
@@ -118,10 +122,14 @@ def warm_start(study: optuna.Study, results: Iterable[CellResult], space: Search
         if key in known:
             continue
         known.add(key)
-        trials.append(optuna.trial.create_trial(
-            params=space.params(r.mean[0], r.std[0]), distributions=space.distributions,
-            value=r.final_accuracy, user_attrs={CELL_ATTR: key, "source": "grid"},
-        ))
+        trials.append(
+            optuna.trial.create_trial(
+                params=space.params(r.mean[0], r.std[0]),
+                distributions=space.distributions,
+                value=r.final_accuracy,
+                user_attrs={CELL_ATTR: key, "source": "grid"},
+            )
+        )
     study.add_trials(trials)
     return len(trials)
 
@@ -139,14 +147,18 @@ def recover_stale(study: optuna.Study, grace_seconds: float, now: float | None =
     now = time.time() if now is None else now
     storage, recovered = study._storage, 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = trial.user_attrs.get(HEARTBEAT_ATTR, trial.datetime_start.timestamp() if trial.datetime_start else now)
+        beat = trial.user_attrs.get(
+            HEARTBEAT_ATTR, trial.datetime_start.timestamp() if trial.datetime_start else now
+        )
         if now - beat <= grace_seconds:
             continue
         try:
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except RuntimeError:  # finished meanwhile by a slow but living worker
             continue
-        study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
+        study.enqueue_trial(
+            dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False
+        )
         recovered += 1
     return recovered
 
@@ -163,7 +175,7 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             self.trial.set_user_attr(HEARTBEAT_ATTR, time.time())
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self.trial.set_user_attr(HEARTBEAT_ATTR, time.time())
         self._thread.start()
         return self
@@ -195,7 +207,8 @@ def run_worker(
         # the storage numbers trials in order: those before this one that completed or are
         # still running will fill the cap first
         ahead = [
-            t for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            t
+            for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
             if t.number < trial.number
         ]
         if len(ahead) >= total:
@@ -209,22 +222,29 @@ def run_worker(
             study.tell(trial, state=TrialState.PRUNED)
             done += 1
             continue
-        study.tell(trial, value if math.isfinite(value) else None,
-                   state=TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL)
+        study.tell(
+            trial,
+            value if math.isfinite(value) else None,
+            state=TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL,
+        )
         done += math.isfinite(value)
 
 
-def box_around_best(results: Iterable[CellResult], grid_means: list[float], grid_stds: list[float],
-                    space: SearchSpace) -> SearchSpace:
+def box_around_best(
+    results: Iterable[CellResult], grid_means: list[float], grid_stds: list[float], space: SearchSpace
+) -> SearchSpace:
     """The search space narrowed to the grid neighbours of the best grid cell (mean over
     seeds): one grid step on each side, within ``space``."""
     by_cell: dict[tuple[float, float], list[float]] = {}
     for r in results:
         if r.mean is not None and len(set(r.mean)) == 1 and math.isfinite(r.final_accuracy):
             by_cell.setdefault((r.mean[0], r.std[0]), []).append(r.final_accuracy)
-    on_grid = {k: sum(v) / len(v) for k, v in by_cell.items()
-               if any(math.isclose(k[0], m, rel_tol=1e-5, abs_tol=1e-9) for m in grid_means)
-               and any(math.isclose(k[1], s, rel_tol=1e-5) for s in grid_stds)}
+    on_grid = {
+        k: sum(v) / len(v)
+        for k, v in by_cell.items()
+        if any(math.isclose(k[0], m, rel_tol=1e-5, abs_tol=1e-9) for m in grid_means)
+        and any(math.isclose(k[1], s, rel_tol=1e-5) for s in grid_stds)
+    }
     if not on_grid:
         return space
     best_mean, best_std = max(on_grid, key=on_grid.get)
@@ -236,5 +256,10 @@ def box_around_best(results: Iterable[CellResult], grid_means: list[float], grid
 
     m_low, m_high = neighbours(grid_means, best_mean)
     s_low, s_high = neighbours(grid_stds, best_std)
-    return SearchSpace(max(m_low, space.mean_low), min(m_high, space.mean_high),
-                       max(s_low, space.std_low), min(s_high, space.std_high), space.channels)
+    return SearchSpace(
+        max(m_low, space.mean_low),
+        min(m_high, space.mean_high),
+        max(s_low, space.std_low),
+        min(s_high, space.std_high),
+        space.channels,
+    )

@@ -6,10 +6,13 @@ strict JSON; :func:`read_result` turns it back into NaN.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
 import platform
+import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -66,6 +69,10 @@ class CellResult:
         return asdict(self)
 
 
+class ResultError(ValueError):
+    """A cell result that cannot be read; the message names the file and the fix."""
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
@@ -73,7 +80,30 @@ def package_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    versions.update(code_version())
     return versions
+
+
+@functools.cache
+def code_version() -> dict[str, str]:
+    """The training code a result was made with: ``code`` is a hash of the normsweep package's
+    source files (the same code gives the same hash in any checkout, clone or conda env),
+    ``commit`` the git commit of the checkout when there is one ("+dirty" with local changes
+    to the package), for finding that code again."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for source in sorted(package.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    version = {"code": digest.hexdigest()[:12]}
+    try:
+        run = functools.partial(subprocess.run, cwd=package, capture_output=True, text=True, timeout=10)
+        head = run(["git", "rev-parse", "HEAD"])
+        if head.returncode == 0:
+            dirty = run(["git", "status", "--porcelain", "--", "."]).stdout.strip()
+            version["commit"] = head.stdout.strip()[:12] + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -117,22 +147,36 @@ _EPOCH_FLOAT_FIELDS = ("test_accuracy", "test_loss", "train_loss", "lr", "second
 
 
 def read_result(path: str | os.PathLike[str]) -> CellResult:
-    """Read a cell result, checking its schema; ``null`` numbers come back as NaN."""
-    with open(path) as handle:
-        raw = json.load(handle)
+    """Read a cell result, checking its schema; ``null`` numbers come back as NaN.
+
+    A file that is not a complete result (cut short by a full disk or an interrupted copy)
+    raises :class:`ResultError` naming the file and the fix."""
+    try:
+        with open(path) as handle:
+            raw = json.load(handle)
+        if not isinstance(raw, dict):
+            raise ValueError(f"a JSON {type(raw).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ResultError(
+            f"{path}: not a complete cell result ({error}); delete it and rerun snakemake, "
+            f"which trains this cell again"
+        ) from None
     if raw.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(
+        raise ResultError(
             f"{path}: result schema version {raw.get('schema_version')!r}, expected "
             f"{SCHEMA_VERSION}; delete the file to recompute this cell"
         )
-    for key in _FLOAT_FIELDS:
-        raw[key] = math.nan if raw[key] is None else float(raw[key])
-    epochs = []
-    for record in raw.pop("epochs"):
-        for key in _EPOCH_FLOAT_FIELDS:
-            record[key] = math.nan if record[key] is None else float(record[key])
-        epochs.append(EpochRecord(**record))
     try:
+        for key in _FLOAT_FIELDS:
+            raw[key] = math.nan if raw[key] is None else float(raw[key])
+        epochs = []
+        for record in raw.pop("epochs"):
+            for key in _EPOCH_FLOAT_FIELDS:
+                record[key] = math.nan if record[key] is None else float(record[key])
+            epochs.append(EpochRecord(**record))
         return CellResult(epochs=epochs, **raw)
-    except TypeError as error:
-        raise ValueError(f"{path}: not a normsweep cell result ({error})") from None
+    except (TypeError, KeyError, ValueError) as error:
+        raise ResultError(
+            f"{path}: not a normsweep cell result (missing or bad field {error}); delete it and "
+            f"rerun snakemake, which trains this cell again"
+        ) from None

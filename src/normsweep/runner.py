@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import data, images
 from .catalog import model_info
@@ -45,11 +46,20 @@ def load_splits(
         else:
             train = images.load_cached(root, "train", image["resize"], image["crop"], root)
             test = images.load_cached(root, "val", image["resize"], image["crop"], root)
-        train.images, train.labels = train.images[: training.get("train_subset")], train.labels[: training.get("train_subset")]
-        test.images, test.labels = test.images[: training.get("test_subset")], test.labels[: training.get("test_subset")]
+        train.images, train.labels = (
+            train.images[: training.get("train_subset")],
+            train.labels[: training.get("train_subset")],
+        )
+        test.images, test.labels = (
+            test.images[: training.get("test_subset")],
+            test.labels[: training.get("test_subset")],
+        )
         num_classes = len(train.classes)
-    return (TensorData.from_uint8(train.images, train.labels), TensorData.from_uint8(test.images, test.labels),
-            num_classes)
+    return (
+        TensorData.from_uint8(train.images, train.labels),
+        TensorData.from_uint8(test.images, test.labels),
+        num_classes,
+    )
 
 
 def run_cell(
@@ -69,7 +79,9 @@ def run_cell(
     mean, std = resolve_normalization(
         mean_label, std_label, stats.mean if stats else None, stats.std if stats else None
     )
-    train, test, num_classes = load_splits(model, model_config, Path(stats_path).parent if stats_path else None)
+    train, test, num_classes = load_splits(
+        model, model_config, Path(stats_path).parent if stats_path else None
+    )
     spec = CellSpec(
         model=model,
         dataset=model_info(model).dataset,
@@ -85,10 +97,23 @@ def run_cell(
         init_weight=float(init[0]),
         init_bias=float(init[1]),
     )
-    log.info("cell %s mean=%s std=%s seed=%s: %d train / %d test images", model, mean, std, seed, len(train), len(test))
+    log.info(
+        "cell %s mean=%s std=%s seed=%s: %d train / %d test images",
+        model,
+        mean,
+        std,
+        seed,
+        len(train),
+        len(test),
+    )
     result = train_cell(spec, train, test, train_config(model, model_config.get("training", {})), on_epoch)
     write_result(output, result)
     if spec.checkpoint is not None:
         spec.checkpoint.unlink(missing_ok=True)
-    log.info("cell done: status %s, final accuracy %.4f, %.1f s", result.status, result.final_accuracy, result.wall_seconds)
+    log.info(
+        "cell done: status %s, final accuracy %.4f, %.1f s",
+        result.status,
+        result.final_accuracy,
+        result.wall_seconds,
+    )
     return result

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .noise import METHOD, compare_cells
-from .results import STATUS_DIVERGED, CellResult, read_result
+from .results import STATUS_DIVERGED, CellResult, ResultError, read_result
 
 CELL_KEYS = ["model", "mean_label", "std_label"]
 
@@ -64,23 +65,42 @@ def cells_table(
                 "device": r.device,
                 "device_name": r.device_name,
                 "torch_version": r.versions.get("torch", ""),
-                "versions": json.dumps(r.versions, sort_keys=True),
+                "code": r.versions.get("code", ""),
+                "commit": r.versions.get("commit", ""),
+                # what makes numbers comparable: packages and the package's code (not the
+                # commit, which also moves when only the docs change)
+                "versions": json.dumps(
+                    {k: v for k, v in r.versions.items() if k != "commit"}, sort_keys=True
+                ),
             }
         )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    return table.sort_values(["model", "mean", "std", "mean_label", "std_label", "seed"]).reset_index(drop=True)
+    return table.sort_values(["model", "mean", "std", "mean_label", "std_label", "seed"]).reset_index(
+        drop=True
+    )
 
 
 def init_frame(results: Iterable[CellResult]) -> pd.DataFrame:
     """The init study: one row per (weight factor, bias factor, seed)."""
-    return pd.DataFrame([
-        {"model": r.model, "mean": r.mean_label, "std": r.std_label, "init_weight": r.init_weight,
-         "init_bias": r.init_bias, "seed": r.seed, "status": r.status, "final_accuracy": r.final_accuracy,
-         "epochs": r.epochs_requested, "n_train": r.n_train}
-        for r in results
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "model": r.model,
+                "mean": r.mean_label,
+                "std": r.std_label,
+                "init_weight": r.init_weight,
+                "init_bias": r.init_bias,
+                "seed": r.seed,
+                "status": r.status,
+                "final_accuracy": r.final_accuracy,
+                "epochs": r.epochs_requested,
+                "n_train": r.n_train,
+            }
+            for r in results
+        ]
+    )
 
 
 def epochs_table(results: Iterable[CellResult]) -> pd.DataFrame:
@@ -149,6 +169,9 @@ def summarize(table: pd.DataFrame, baseline: Mapping[str, str] | None = None) ->
         versions = sorted(rows["versions"].unique())
         entry["versions"] = [json.loads(v) for v in versions]
         entry["mixed_versions"] = len(versions) > 1
+        codes = rows.groupby("code")["commit"].agg(lambda c: sorted(set(c) - {""}))
+        entry["code_versions"] = {str(code): list(commits) for code, commits in codes.items()}
+        entry["mixed_code"] = len(codes) > 1
         summary[str(model)] = entry
     return summary
 
@@ -163,8 +186,12 @@ def noise_summary(stats: pd.DataFrame, baseline: str | None) -> dict[str, Any]:
         "n_compared": int(len(tested)),
         "n_differ": int(len(differ)),
         "differ": [
-            {"mean": r["mean_label"], "std": r["std_label"], "diff": _float(r["diff_vs_baseline"]),
-             "p_adjusted": _float(r["p_adjusted"])}
+            {
+                "mean": r["mean_label"],
+                "std": r["std_label"],
+                "diff": _float(r["diff_vs_baseline"]),
+                "p_adjusted": _float(r["p_adjusted"]),
+            }
             for _, r in differ.iterrows()
         ],
         "note": None if len(tested) else "fewer than two seeds per cell (or no baseline): nothing to test",
@@ -199,8 +226,21 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
             f"{s['n_diverged']} diverged."
         )
         lines.append("")
+        if s.get("mixed_code"):
+            lines += [
+                "**Warning:** the cells of this table were made with different versions of the training "
+                "code (normsweep source hash: git commits):",
+                "",
+            ]
+            lines += [
+                f"- `{code}`: {', '.join(commits) or 'no git checkout'}"
+                for code, commits in s["code_versions"].items()
+            ] + [""]
         if s.get("mixed_versions"):
-            lines += ["**Warning:** the cells of this table were made with different package versions:", ""]
+            lines += [
+                "**Warning:** the cells of this table were made with different package or code versions:",
+                "",
+            ]
             lines += [f"- `{json.dumps(v, sort_keys=True)}`" for v in s["versions"]] + [""]
         lines += ["| cell | mean | std | accuracy | sd over seeds | seeds |", "|---|---|---|---|---|---|"]
         rows = [("best grid cell", s.get("best")), ("worst grid cell", s.get("worst"))]
@@ -244,13 +284,27 @@ def write_tables(
     out: Mapping[str, str | Path],
 ) -> dict[str, Any]:
     """Read the cell results and write cells/epochs tables (CSV + Parquet) and the summary."""
-    results = [read_result(p) for p in result_paths]
+    results, unreadable = [], []
+    for path in result_paths:
+        try:
+            results.append(read_result(path))
+        except ResultError as error:
+            unreadable.append((str(path), str(error)))
+    if unreadable:
+        listing = "\n".join(f"  {message}" for _, message in unreadable)
+        raise ResultError(
+            f"{len(unreadable)} cell result(s) cannot be read:\n{listing}\n"
+            f"Delete them and rerun snakemake; it trains exactly these cells again:\n"
+            f"  rm {' '.join(path for path, _ in unreadable)}"
+        )
     cells = cells_table(results, roles)
     epochs = epochs_table(results)
     summary = summarize(cells, baseline)
     stats = pd.concat(
-        [compare_cells(rows, (baseline or {}).get(str(model))).assign(model=model)
-         for model, rows in cells.groupby("model")],
+        [
+            compare_cells(rows, (baseline or {}).get(str(model))).assign(model=model)
+            for model, rows in cells.groupby("model")
+        ],
         ignore_index=True,
     )
     for name, frame in (("cells", cells), ("epochs", epochs), ("cell_stats", stats)):

@@ -10,15 +10,16 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from . import cells as cellnames
+from . import tensorfile
 from .models import model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
 
@@ -46,12 +47,12 @@ class TensorData:
     labels: torch.Tensor
 
     @classmethod
-    def from_uint8(cls, images: torch.Tensor, labels: torch.Tensor) -> "TensorData":
+    def from_uint8(cls, images: torch.Tensor, labels: torch.Tensor) -> TensorData:
         if images.dim() == 3:  # N x H x W (MNIST): add the channel axis
             images = images.unsqueeze(1)
         return cls(images.to(torch.float32).div_(255.0), labels)
 
-    def to(self, device: torch.device) -> "TensorData":
+    def to(self, device: torch.device) -> TensorData:
         return TensorData(self.images.to(device), self.labels.to(device))
 
     def __len__(self) -> int:
@@ -69,8 +70,7 @@ def normalize(
     std_t = torch.as_tensor(std, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
     if mean_t.shape[0] not in (1, channels) or std_t.shape[0] not in (1, channels):
         raise ValueError(
-            f"mean {list(mean)} / std {list(std)}: give one value or one per channel "
-            f"({channels} channels)"
+            f"mean {list(mean)} / std {list(std)}: give one value or one per channel ({channels} channels)"
         )
     return (images - mean_t) / std_t
 
@@ -198,7 +198,9 @@ def train_cell(
     train_d = TensorData(normalize(train.images, spec.mean, spec.std), train.labels).to(device)
     test_d = TensorData(normalize(test.images, spec.mean, spec.std), test.labels).to(device)
 
-    model = model_info.build(num_classes=spec.num_classes, weights=spec.weights, weights_sha256=spec.weights_sha256)
+    model = model_info.build(
+        num_classes=spec.num_classes, weights=spec.weights, weights_sha256=spec.weights_sha256
+    )
     model = scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
     optimizer = model_info.make_optimizer(model.parameters(), config.lr)
     # the MNIST example's schedule; a scheduler that never steps keeps SGD's rate for ResNet18
@@ -219,7 +221,9 @@ def train_cell(
         if not math.isfinite(train_loss):
             status = STATUS_DIVERGED
             history.append(EpochRecord(epoch, math.nan, math.nan, train_loss, lr, time.perf_counter() - tic))
-            log.warning("epoch %d/%d: training loss is %s: diverged, stopping", epoch, config.epochs, train_loss)
+            log.warning(
+                "epoch %d/%d: training loss is %s: diverged, stopping", epoch, config.epochs, train_loss
+            )
             break
         accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
         if model_info.plateau:
@@ -228,7 +232,13 @@ def train_cell(
         history.append(EpochRecord(epoch, accuracy, test_loss, train_loss, lr, seconds))
         log.info(
             "epoch %d/%d: train loss %.4f, test loss %.4f, test accuracy %.4f, lr %.3g, %.1f s",
-            epoch, config.epochs, train_loss, test_loss, accuracy, lr, seconds,
+            epoch,
+            config.epochs,
+            train_loss,
+            test_loss,
+            accuracy,
+            lr,
+            seconds,
         )
         if on_epoch is not None:  # e.g. Optuna's pruning, which may stop the cell here
             on_epoch(history[-1])
@@ -237,7 +247,9 @@ def train_cell(
 
     if config.epochs == 0:  # evaluation only
         accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
-        history.append(EpochRecord(0, accuracy, test_loss, math.nan, config.lr, time.perf_counter() - started))
+        history.append(
+            EpochRecord(0, accuracy, test_loss, math.nan, config.lr, time.perf_counter() - started)
+        )
 
     accuracies = [r.test_accuracy for r in history]
     final = math.nan if status == STATUS_DIVERGED else accuracies[-1]
@@ -269,7 +281,9 @@ def train_cell(
     )
 
 
-def _save_checkpoint(path: Path, epoch: int, history: list[EpochRecord], model, optimizer, scheduler, shuffle) -> None:
+def _save_checkpoint(
+    path: Path, epoch: int, history: list[EpochRecord], model, optimizer, scheduler, shuffle
+) -> None:
     """Everything needed to resume after ``epoch``; written atomically."""
     state = {
         "epoch": epoch,
@@ -287,8 +301,10 @@ def _save_checkpoint(path: Path, epoch: int, history: list[EpochRecord], model, 
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler, shuffle, device) -> tuple[int, list[EpochRecord]]:
-    state = torch.load(path, map_location=device, weights_only=False)
+def _load_checkpoint(
+    path: Path, model, optimizer, scheduler, shuffle, device
+) -> tuple[int, list[EpochRecord]]:
+    state = tensorfile.load(path, "checkpoint", map_location=device)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -1,12 +1,6 @@
 # All cells into tidy tables and a summary, then the figures.
 
 
-localrules:
-    aggregate,
-    plots,
-    study_config,
-
-
 rule study_config:
     output:
         report(
@@ -14,14 +8,15 @@ rule study_config:
             caption="../report/config.rst",
             category="Configuration",
         ),
-    params:
-        config=config,
     log:
         f"{LOGS}/study_config.log",
+    localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        config=config,
     script:
-        "../../scripts/study_config.py"
+        "../../scripts/rules/study_config.py"
 
 
 rule aggregate:
@@ -53,13 +48,14 @@ rule aggregate:
         ),
     log:
         f"{LOGS}/{{model}}/aggregate.log",
-    params:
-        roles=lambda w: ns_cells.cell_roles(w.model, model_config(w)),
-        baseline=lambda w: model_config(w).get("baseline"),
+    localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        roles=cell_roles,
+        baseline=baseline,
     script:
-        "../../scripts/aggregate.py"
+        "../../scripts/rules/aggregate.py"
 
 
 rule plots:
@@ -68,20 +64,17 @@ rule plots:
         epochs=expand(f"{RESULTS}/{{model}}/tables/epochs.parquet", model=MODELS),
         stats=expand(f"{RESULTS}/{{model}}/tables/cell_stats.parquet", model=MODELS),
     output:
-        heatmap=report(
-            f"{RESULTS}/plots/heatmap.png", caption="../report/heatmap.rst", category="Figures"
-        ),
+        heatmap=report(f"{RESULTS}/plots/heatmap.png", caption="../report/heatmap.rst", category="Figures"),
         histogram=report(
             f"{RESULTS}/plots/histogram.png",
             caption="../report/histogram.rst",
             category="Figures",
         ),
-        curves=report(
-            f"{RESULTS}/plots/curves.png", caption="../report/curves.rst", category="Figures"
-        ),
+        curves=report(f"{RESULTS}/plots/curves.png", caption="../report/curves.rst", category="Figures"),
     log:
         f"{LOGS}/plots.log",
+    localrule: True
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../../scripts/plots.py"
+        "../../scripts/rules/plots.py"

@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 from normsweep import cells as ns_cells  # noqa: E402
+from normsweep.catalog import model_info  # noqa: E402
 from normsweep.config import (  # noqa: E402
     ConfigError,
     cluster_resources,
@@ -15,6 +16,12 @@ from normsweep.config import (  # noqa: E402
 
 # The schema (snakemake.utils.validate, which fills defaults), then the checks it cannot
 # express: nothing runs on a bad config, and the message names the key.
+if not config:
+    raise WorkflowError(
+        "No config: give one with --configfile (config/full.yaml is the notebook's study, "
+        "config/config.yaml the demo that the workflow profile workflow/profiles/default picks "
+        "when --configfile is left out)"
+    )
 try:
     validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 except ConfigError as error:
@@ -27,7 +34,8 @@ MODELS = sorted(config["models"])
 CELLS = {m: ns_cells.study_cells(m, config["models"][m]) for m in MODELS}
 # what one training job asks the cluster for (constants: cheap to plan 10,000 cells)
 CLUSTER = cluster_resources(config)
-# a retry gets the same limit: it resumes from the cell's last checkpoint, so it goes further
+# A retry (profiles/slurm: retries) gets the same limit: it resumes from the cell's last
+# checkpoint, so every attempt goes further than the one before.
 RUNTIME = per_model({m: runtime_minutes(config, m) for m in MODELS})
 
 NOTEBOOK_COMPARISON = (
@@ -41,20 +49,87 @@ wildcard_constraints:
     mean=ns_cells.WILDCARD_PATTERNS["mean"],
     std=ns_cells.WILDCARD_PATTERNS["std"],
     seed=ns_cells.WILDCARD_PATTERNS["seed"],
+    datakey=ns_cells.WILDCARD_PATTERNS["datakey"],
 
 
 def model_config(wildcards):
     return config["models"][wildcards.model]
 
 
+# Each model's data check, statistics and image caches live in results/<study>/<model>/data/<key>/,
+# the key a hash of the data folder and image size: a new folder or size gives new files,
+# which every cell sees (see ns_cells.data_key).
+DATA_DIR = {
+    m: f"{RESULTS}/{m}/data/{ns_cells.data_key(config['models'][m], model_info(m).dataset != 'mnist')}"
+    for m in MODELS
+}
+
+
+def data_stats(wildcards):
+    """The data set statistics (and image cache) a job of the model reads."""
+    return f"{DATA_DIR[wildcards.model]}/stats.json"
+
+
+def cell_data_stats(wildcards):
+    """As data_stats, for training cells, ancient: rerunning the data check (e.g. after
+    `download` changed) remakes the same numbers and must not retrain finished cells; a real
+    change of the data gives another folder, hence a new input."""
+    return ancient(data_stats(wildcards))
+
+
+def data_params(wildcards):
+    """What the data rules make from: the folder, whether MNIST may be fetched, the image size."""
+    block = model_config(wildcards)
+    return {
+        "root": block["data"],
+        "download": block["download"],
+        "image": block["image"] if model_info(wildcards.model).dataset != "mnist" else None,
+    }
+
+
+def cell_roles(wildcards):
+    return ns_cells.cell_roles(wildcards.model, model_config(wildcards))
+
+
+def baseline(wildcards):
+    return model_config(wildcards).get("baseline")
+
+
+def fold_cells(wildcards):
+    """The (mean, std) of the model's cells, once each (the first seed's)."""
+    first_seed = CELLS[wildcards.model][0].seed
+    return [(c.mean, c.std) for c in CELLS[wildcards.model] if c.seed == first_seed]
+
+
+def init_study(wildcards):
+    return model_config(wildcards)["init_study"]
+
+
+def init_results(wildcards):
+    block = model_config(wildcards)
+    return [
+        f"{RESULTS}/{ns_cells.INIT_RESULT.format(**c)}"
+        for c in ns_cells.init_cells(wildcards.model, block["init_study"], block["seeds"])
+    ]
+
+
+def final_targets():
+    """The default targets (of `all`): tables, figures, the config, and the extras the
+    config asks for."""
+    return [
+        *expand(f"{RESULTS}/{{model}}/tables/summary.md", model=MODELS),
+        *FIGURES,
+        f"{RESULTS}/config.yaml",
+        *NOTEBOOK_COMPARISON,
+        *OPTUNA_TARGETS,
+    ]
+
+
 # What changes a cell's result: its data and training knobs. The grid and the references
 # are left out, so that adding grid points never reruns a finished cell.
 TRAINING_PARAMS = per_model(
     {
-        m: {
-            k: config["models"][m].get(k)
-            for k in ("data", "training", "image", "weights", "weights_sha256")
-        }
+        m: {k: config["models"][m].get(k) for k in ("data", "training", "image", "weights", "weights_sha256")}
         for m in MODELS
     }
 )
@@ -71,6 +146,22 @@ def cell_results(wildcards):
 
 def optuna_config(wildcards):
     return config["models"][wildcards.model]["optuna"]
+
+
+def grid_config(wildcards):
+    return model_config(wildcards).get("grid")
+
+
+def optuna_worker_runtime(wildcards):
+    return runtime_for(wildcards) * optuna_config(wildcards)["n_trials"]
+
+
+def optuna_worker_results(wildcards):
+    return expand(
+        f"{RESULTS}/{{model}}/optuna/worker~{{worker}}.json",
+        model=wildcards.model,
+        worker=range(optuna_config(wildcards)["workers"]),
+    )
 
 
 def optuna_params(wildcards):

@@ -1,32 +1,33 @@
 # The data: checked (md5) on the login node, fetched there when missing and allowed, then
-# measured once. Outputs stay under results/: the rules never delete or rewrite the data.
+# measured once. Outputs stay under results/<study>/<model>/data/<key>/ (the key: a hash of
+# the folder and image size): the rules never delete or rewrite the data.
 
 
 rule check_data:
     output:
-        f"{RESULTS}/{{model}}/data/files.json",
+        f"{RESULTS}/{{model}}/data/{{datakey}}/files.json",
     log:
-        f"{LOGS}/{{model}}/data/check.log",
-    params:
-        root=lambda w: model_config(w)["data"],
+        f"{LOGS}/{{model}}/data/{{datakey}}/check.log",
+    localrule: True
     conda:
         "../../envs/train.yaml"
-    localrule: True
+    params:
+        data=data_params,
     script:
-        "../../scripts/check_data.py"
+        "../../scripts/rules/check_data.py"
 
 
 rule dataset_stats:
     input:
-        f"{RESULTS}/{{model}}/data/files.json",
+        f"{RESULTS}/{{model}}/data/{{datakey}}/files.json",
     output:
-        f"{RESULTS}/{{model}}/data/stats.json",
+        f"{RESULTS}/{{model}}/data/{{datakey}}/stats.json",
     log:
-        f"{LOGS}/{{model}}/data/stats.log",
-    params:
-        root=lambda w: model_config(w)["data"],
+        f"{LOGS}/{{model}}/data/{{datakey}}/stats.log",
+    localrule: True
     conda:
         "../../envs/train.yaml"
-    localrule: True
+    params:
+        data=data_params,
     script:
-        "../../scripts/dataset_stats.py"
+        "../../scripts/rules/dataset_stats.py"

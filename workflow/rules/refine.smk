@@ -20,44 +20,41 @@ rule optuna_warmstart:
         f"{RESULTS}/{{model}}/optuna/warmstart.json",
     log:
         f"{LOGS}/{{model}}/optuna/warmstart.log",
-    params:
-        optuna=optuna_params,
-        grid=lambda w: config["models"][w.model].get("grid"),
     localrule: True
     conda:
         "../../envs/optuna.yaml"
+    params:
+        optuna=optuna_params,
+        grid=grid_config,
     script:
-        "../../scripts/optuna_warmstart.py"
+        "../../scripts/rules/optuna_warmstart.py"
 
 
 rule optuna_worker:
     input:
         warmstart=f"{RESULTS}/{{model}}/optuna/warmstart.json",
-        stats=f"{RESULTS}/{{model}}/data/stats.json",
+        stats=data_stats,
     output:
         f"{RESULTS}/{{model}}/optuna/worker~{{worker}}.json",
     log:
         f"{LOGS}/{{model}}/optuna/worker~{{worker}}.log",
-    params:
-        optuna=optuna_params,
-        cell=TRAINING_PARAMS,
     conda:
         "../../envs/optuna.yaml"
     threads: TRAIN_THREADS
     resources:
-        runtime=lambda w: runtime_for(w) * optuna_config(w)["n_trials"],
         **CLUSTER,
+        runtime=optuna_worker_runtime,
+    params:
+        optuna=optuna_params,
+        cell=TRAINING_PARAMS,
+        study=STUDY,
     script:
-        "../../scripts/optuna_worker.py"
+        "../../scripts/rules/optuna_worker.py"
 
 
 checkpoint optuna_summary:
     input:
-        lambda w: expand(
-            f"{RESULTS}/{{model}}/optuna/worker~{{worker}}.json",
-            model=w.model,
-            worker=range(optuna_config(w)["workers"]),
-        ),
+        optuna_worker_results,
         grid=f"{RESULTS}/{{model}}/tables/cells.parquet",
     output:
         trials_csv=report(
@@ -79,13 +76,13 @@ checkpoint optuna_summary:
         ),
     log:
         f"{LOGS}/{{model}}/optuna/summary.log",
-    params:
-        optuna=optuna_params,
     localrule: True
     conda:
         "../../envs/optuna.yaml"
+    params:
+        optuna=optuna_params,
     script:
-        "../../scripts/optuna_summary.py"
+        "../../scripts/rules/optuna_summary.py"
 
 
 rule optuna_best_seeds:
@@ -103,11 +100,11 @@ rule optuna_best_seeds:
         cells_parquet=f"{RESULTS}/{{model}}/tables/cells_refined.parquet",
     log:
         f"{LOGS}/{{model}}/optuna/best_seeds.log",
-    params:
-        roles=lambda w: ns_cells.cell_roles(w.model, model_config(w)),
-        cells_folder=lambda w: f"{RESULTS}/{w.model}/cells",
     localrule: True
     conda:
         "../../envs/optuna.yaml"
+    params:
+        roles=cell_roles,
+        cells_folder=f"{RESULTS}/{{model}}/cells",
     script:
-        "../../scripts/optuna_best_seeds.py"
+        "../../scripts/rules/optuna_best_seeds.py"

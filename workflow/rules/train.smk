@@ -3,20 +3,21 @@
 
 rule train_cell:
     input:
-        stats=f"{RESULTS}/{{model}}/data/stats.json",
+        stats=cell_data_stats,
     output:
         f"{RESULTS}/{ns_cells.CELL_RESULT}",
     log:
         f"{LOGS}/{ns_cells.CELL_LOG}",
-    params:
-        cell=TRAINING_PARAMS,
     conda:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
+        **CLUSTER,
         # sized from the config's `cluster` block (see config/README.md); used by profiles/slurm:
         # mem_mb, gpu, gpu_model, cpus_per_gpu, slurm_partition, slurm_account
         runtime=RUNTIME,
-        **CLUSTER,
+    params:
+        cell=TRAINING_PARAMS,
+        checkpoint=f"{RESULTS}/{ns_cells.CELL_CHECKPOINT}",
     script:
-        "../../scripts/train_cell.py"
+        "../../scripts/rules/train_cell.py"

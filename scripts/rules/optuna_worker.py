@@ -1,23 +1,22 @@
 """Rule optuna_worker: run trials until the study holds its requested number. Each trial
 trains a cell through the same code path as the grid and writes an ordinary cell result."""
 
-import _setup
-
 import json
 from pathlib import Path
 
 import optuna
 
+import _setup
 from normsweep import cells, refine
 from normsweep.results import read_result, write_json_atomic
 from normsweep.runner import run_cell
 
-log = _setup.start_logging(snakemake.log)  # noqa: F821
-opt = snakemake.params.optuna  # noqa: F821
-model = snakemake.wildcards.model  # noqa: F821
-worker = int(snakemake.wildcards.worker)  # noqa: F821
-study_name = snakemake.config["study"]  # noqa: F821
-warm = json.loads(Path(snakemake.input.warmstart).read_text())  # noqa: F821
+log = _setup.start_logging(snakemake.log)
+opt = snakemake.params.optuna
+model = snakemake.wildcards.model
+worker = int(snakemake.wildcards.worker)
+study_name = snakemake.params.study
+warm = json.loads(Path(snakemake.input.warmstart).read_text())
 space = refine.SearchSpace(*warm["space"]["mean"], *warm["space"]["std"], warm["space"]["channels"])
 study = refine.open_study(opt["journal"], opt["study_name"], opt["sampler"], opt["seed"] + worker)
 if opt["prune"]:
@@ -37,12 +36,26 @@ def evaluate(trial: optuna.Trial) -> float:
             raise optuna.TrialPruned(f"epoch {epoch.epoch}: accuracy {epoch.test_accuracy:.4f}")
 
     log.info("trial %d: mean %s, std %s", trial.number, cell.mean, cell.std)
-    result = run_cell(model, cell.mean, cell.std, cell.seed, snakemake.params.cell, path,  # noqa: F821
-                      stats_path=snakemake.input.stats, checkpoint=cell.checkpoint_path(study_name),  # noqa: F821
-                      on_epoch=report)
+    result = run_cell(
+        model,
+        cell.mean,
+        cell.std,
+        cell.seed,
+        snakemake.params.cell,
+        path,
+        stats_path=snakemake.input.stats,
+        checkpoint=cell.checkpoint_path(study_name),
+        on_epoch=report,
+    )
     return result.final_accuracy
 
 
 done = refine.run_worker(study, warm["target"], evaluate, space, grace_seconds=opt["grace_seconds"])
-log.info("worker %d: %d trials finished; the study holds %d of %d", worker, done, refine.finished(study), warm["target"])
-write_json_atomic(snakemake.output[0], {"worker": worker, "finished": done})  # noqa: F821
+log.info(
+    "worker %d: %d trials finished; the study holds %d of %d",
+    worker,
+    done,
+    refine.finished(study),
+    warm["target"],
+)
+write_json_atomic(snakemake.output[0], {"worker": worker, "finished": done})

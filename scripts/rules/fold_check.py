@@ -2,12 +2,11 @@
 LeNet's first convolution and measure how far the folded network's output on raw test
 images is from the original network's output on normalized ones."""
 
-import _setup
-
 from pathlib import Path
 
 import torch
 
+import _setup
 from normsweep.data import DatasetStats
 from normsweep.fold import fold_into_model
 from normsweep.models import model_spec
@@ -15,16 +14,16 @@ from normsweep.results import write_json_atomic
 from normsweep.runner import load_splits
 from normsweep.train import normalize, resolve_normalization
 
-log = _setup.start_logging(snakemake.log)  # noqa: F821
-model_name = snakemake.wildcards.model  # noqa: F821
-stats = DatasetStats.from_json(snakemake.input.stats)  # noqa: F821
-_, test, _ = load_splits(model_name, snakemake.params.cell, Path(snakemake.input.stats).parent)  # noqa: F821
+log = _setup.start_logging(snakemake.log)
+model_name = snakemake.wildcards.model
+stats = DatasetStats.from_json(snakemake.input.stats)
+_, test, _ = load_splits(model_name, snakemake.params.cell, Path(snakemake.input.stats).parent)
 x = test.images[:500]
 torch.manual_seed(0)
 net = model_spec(model_name).build().eval()
 rows = []
 with torch.inference_mode():
-    for mean_label, std_label in snakemake.params.cells:  # noqa: F821
+    for mean_label, std_label in snakemake.params.cells:
         mean, std = resolve_normalization(mean_label, std_label, stats.mean, stats.std)
         if mean is None:
             continue
@@ -33,5 +32,11 @@ with torch.inference_mode():
         diff = float((folded - reference).abs().max())
         scale = float(reference.abs().max())
         rows.append({"mean": mean_label, "std": std_label, "max_abs_diff": diff, "max_abs_output": scale})
-        log.info("(%s, %s): max |folded - normalized| = %.3g (outputs up to %.3g)", mean_label, std_label, diff, scale)
-write_json_atomic(snakemake.output[0], {"model": model_name, "images": int(x.shape[0]), "cells": rows})  # noqa: F821
+        log.info(
+            "(%s, %s): max |folded - normalized| = %.3g (outputs up to %.3g)",
+            mean_label,
+            std_label,
+            diff,
+            scale,
+        )
+write_json_atomic(snakemake.output[0], {"model": model_name, "images": int(x.shape[0]), "cells": rows})

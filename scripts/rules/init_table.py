@@ -1,13 +1,12 @@
 """Rule init_table: the init study's cells into a table and a heatmap over the two factors."""
 
 import _setup
-
 from normsweep.plots import init_heatmap
 from normsweep.results import read_result
 from normsweep.table import init_frame
 
-log = _setup.start_logging(snakemake.log)  # noqa: F821
-frame = init_frame([read_result(p) for p in snakemake.input])  # noqa: F821
-frame.to_csv(snakemake.output.table, index=False)  # noqa: F821
-init_heatmap(frame, snakemake.output.heatmap)  # noqa: F821
+log = _setup.start_logging(snakemake.log)
+frame = init_frame([read_result(p) for p in snakemake.input])
+frame.to_csv(snakemake.output.table, index=False)
+init_heatmap(frame, snakemake.output.heatmap)
 log.info("%d init-study results", len(frame))

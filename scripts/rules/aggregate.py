@@ -1,0 +1,21 @@
+"""Rule aggregate: every cell result of a model into tidy tables and a summary."""
+
+import sys
+
+import _setup
+from normsweep.results import ResultError
+from normsweep.table import write_tables
+
+log = _setup.start_logging(snakemake.log)
+model = snakemake.wildcards.model
+try:
+    summary = write_tables(
+        snakemake.input,
+        roles={model: snakemake.params.roles},
+        baseline={model: snakemake.params.baseline},
+        out=snakemake.output,
+    )
+except ResultError as error:  # unreadable cell files: name them all and the fix, no traceback
+    log.error("%s", error)
+    sys.exit(1)
+log.info("%s: %d results in %d cells", model, summary[model]["n_results"], summary[model]["n_cells"])

@@ -1,0 +1,41 @@
+"""Rule optuna_warmstart: open (or create) the model's study, add the finished grid cells
+inside the search space as completed trials (once each), and fix the search space (the
+configured ranges, or a box around the best grid cell)."""
+
+import _setup
+from normsweep import cells, refine
+from normsweep.results import read_result, write_json_atomic
+
+log = _setup.start_logging(snakemake.log)
+opt = snakemake.params.optuna
+space = refine.SearchSpace(*opt["mean"], *opt["std"], channels=3 if opt["per_channel"] else 1)
+results = [read_result(p) for p in snakemake.input]
+if opt["box"]:
+    grid = snakemake.params.grid
+    space = refine.box_around_best(
+        results, cells.axis_values(grid["mean"], "linear"), cells.axis_values(grid["std"], "log"), space
+    )
+    log.info(
+        "box around the best grid cell: mean [%g, %g], std [%g, %g]",
+        space.mean_low,
+        space.mean_high,
+        space.std_low,
+        space.std_high,
+    )
+study = refine.open_study(opt["journal"], opt["study_name"], opt["sampler"], opt["seed"])
+added = refine.warm_start(study, results, space)
+complete = refine.finished(study)
+log.info("warm start: %d new grid trials, %d finished trials in the study", added, complete)
+write_json_atomic(
+    snakemake.output[0],
+    {
+        "added": added,
+        "complete": complete,
+        "target": complete + opt["n_trials"],
+        "space": {
+            "mean": [space.mean_low, space.mean_high],
+            "std": [space.std_low, space.std_high],
+            "channels": space.channels,
+        },
+    },
+)

@@ -1,0 +1,12 @@
+"""Rule plots: heatmap, histogram and learning curves of every model."""
+
+import pandas as pd
+
+import _setup
+from normsweep.plots import all_figures
+
+_setup.start_logging(snakemake.log)
+cells = pd.concat([pd.read_parquet(p) for p in snakemake.input.cells], ignore_index=True)
+epochs = pd.concat([pd.read_parquet(p) for p in snakemake.input.epochs], ignore_index=True)
+stats = pd.concat([pd.read_parquet(p) for p in snakemake.input.stats], ignore_index=True)
+all_figures(cells, epochs, snakemake.output, stats)

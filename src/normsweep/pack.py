@@ -1,0 +1,474 @@
+"""Packs: many cells of one model and seed trained at once, in one process, on one device.
+
+Every cell of one seed trains the same network from the same initial weights on the same
+batches; only the affine map ``(x - mean) / std`` in front of it differs. A pack stacks K
+copies of the parameters (``torch.func.stack_module_state`` layout: one leading axis of
+length K) and runs them with ``vmap(functional_call)``: one dispatched operator serves K
+cells, which is what a GPU needs when one LeNet step is far too small to fill it.
+
+Each member keeps everything its one-cell run has (:func:`normsweep.train.train_cell`):
+
+- its own normalization, applied to the shared batch inside the vmap;
+- the same initial weights (one model built after ``manual_seed(seed)``, copied K times),
+  the same batch order (the seed's shuffle generator) and the same dropout masks
+  (``randomness="same"``: one mask per batch, drawn from the global generator exactly as the
+  one-cell run draws it);
+- its own Adadelta state and learning rate (the update is written elementwise over the
+  stacked tensors, with one lr per member), and its own ReduceLROnPlateau state
+  (:class:`Plateau`, the rule of ``torch.optim.lr_scheduler.ReduceLROnPlateau`` over
+  per-member values);
+- its own divergence: a member whose epoch training loss is NaN or infinite is recorded
+  ``diverged`` at that epoch and leaves the pack; the others go on unchanged (their
+  arithmetic never mixes with another member's).
+
+A pack saves one checkpoint after every epoch and resumes after its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, vmap
+
+from . import tensorfile
+from .catalog import model_info
+from .models import model_spec, scale_first_layer
+from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
+from .train import CellSpec, TensorData, TrainConfig, device_name, pick_device, set_determinism
+
+log = logging.getLogger("normsweep.pack")
+
+#: Adadelta's defaults (torch.optim.Adadelta), which the MNIST example keeps.
+RHO, EPS = 0.9, 1e-6
+
+
+class PackError(ValueError):
+    """A pack that cannot be trained as asked; the message names the config key."""
+
+
+@dataclass
+class Plateau:
+    """ReduceLROnPlateau(mode="max") with torch's defaults, one state per member.
+
+    torch.optim takes one scalar learning rate per parameter group; a pack needs one per
+    member, so the rule is written out here over lists (K values, once per epoch)."""
+
+    lr: list[float]
+    factor: float = 0.1
+    patience: int = 10
+    threshold: float = 1e-4
+    cooldown: int = 0
+    min_lr: float = 0.0
+    eps: float = 1e-8
+    best: list[float] = field(default_factory=list)
+    num_bad_epochs: list[int] = field(default_factory=list)
+    cooldown_counter: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        k = len(self.lr)
+        self.best = self.best or [-math.inf] * k
+        self.num_bad_epochs = self.num_bad_epochs or [0] * k
+        self.cooldown_counter = self.cooldown_counter or [0] * k
+
+    def step(self, metrics: Sequence[float], members: Sequence[int] | None = None) -> None:
+        """One epoch's test accuracies of ``members`` (indices; default all)."""
+        for i, current in zip(members if members is not None else range(len(self.lr)), metrics, strict=True):
+            current = float(current)
+            if current > self.best[i] * (1.0 + self.threshold):  # mode max, threshold_mode rel
+                self.best[i] = current
+                self.num_bad_epochs[i] = 0
+            else:
+                self.num_bad_epochs[i] += 1
+            if self.cooldown_counter[i] > 0:
+                self.cooldown_counter[i] -= 1
+                self.num_bad_epochs[i] = 0
+            if self.num_bad_epochs[i] > self.patience:
+                new_lr = max(self.lr[i] * self.factor, self.min_lr)
+                if self.lr[i] - new_lr > self.eps:
+                    self.lr[i] = new_lr
+                self.cooldown_counter[i] = self.cooldown
+                self.num_bad_epochs[i] = 0
+
+    def state_dict(self) -> dict:
+        return {
+            "lr": list(self.lr),
+            "best": list(self.best),
+            "num_bad_epochs": list(self.num_bad_epochs),
+            "cooldown_counter": list(self.cooldown_counter),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr = [float(v) for v in state["lr"]]
+        self.best = [float(v) for v in state["best"]]
+        self.num_bad_epochs = [int(v) for v in state["num_bad_epochs"]]
+        self.cooldown_counter = [int(v) for v in state["cooldown_counter"]]
+
+
+def check_packable(model: str, pack: int) -> None:
+    if pack > 1 and not model_info(model).packable:
+        raise PackError(
+            f"config key 'cluster.pack': {model} cannot be packed (BatchNorm statistics are shared "
+            f"across a batch, and one cell already fills a GPU); use pack: 1 for it"
+        )
+
+
+def member_bytes(n_params: int, batch_size: int, activations_per_sample: int) -> int:
+    """Device memory of one member of a training step (float32): parameters, gradients and two
+    Adadelta states, plus the activations kept for the backward pass."""
+    return 4 * (4 * n_params + batch_size * activations_per_sample)
+
+
+def lenet_activations_per_sample() -> int:
+    """Values LeNet keeps per image for its backward pass: conv1 and conv2 outputs and their
+    ReLUs, the pooled map with its dropout mask and the flattened copy, fc1 with its ReLU and
+    dropout, the logits and log-probabilities."""
+    return 2 * 32 * 26 * 26 + 2 * 64 * 24 * 24 + 3 * 9216 + 3 * 128 + 2 * 10
+
+
+def fitting_pack(pack: int, need_per_member: int, available: int) -> int:
+    return max(0, min(pack, available // max(need_per_member, 1)))
+
+
+def check_fits(
+    pack: int, n_params: int, batch_size: int, device: torch.device, available: int | None = None
+) -> None:
+    """Fail before training when ``pack`` members cannot fit in the device's free memory,
+    naming ``pack`` and the size that would fit. ``available`` defaults to the device's free
+    memory (CUDA) or the machine's available memory (CPU)."""
+    if available is None:
+        available = free_memory(device)
+    if available is None:
+        return
+    need = member_bytes(n_params, batch_size, lenet_activations_per_sample())
+    if pack * need > available:
+        fits = fitting_pack(pack, need, available)
+        raise PackError(
+            f"config key 'cluster.pack': {pack} cells need about {pack * need / 2**30:.2f} GiB on "
+            f"{device_name(device)}, which has {available / 2**30:.2f} GiB free; pack: {fits} fits "
+            f"(or use a device with more memory)"
+        )
+
+
+def free_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def train_pack(
+    specs: Sequence[CellSpec],
+    train: TensorData,
+    test: TensorData,
+    config: TrainConfig,
+    checkpoint: Path | None = None,
+    pack_id: str = "",
+    on_epoch: Callable[[int, EpochRecord], None] | None = None,
+    eval_chunk: int = 8,
+) -> list[CellResult]:
+    """Train the cells ``specs`` (one model, one seed) as one stacked model; one result each,
+    in the order of ``specs``. ``on_epoch(member_index, record)`` is called for every member's
+    finished (or diverged) epoch."""
+    if not specs:
+        return []
+    first = specs[0]
+    for spec in specs:
+        same = (spec.model, spec.seed, spec.num_classes, spec.weights, spec.init_weight, spec.init_bias)
+        if same != (
+            first.model,
+            first.seed,
+            first.num_classes,
+            first.weights,
+            first.init_weight,
+            first.init_bias,
+        ):
+            raise PackError("a pack holds cells of one model and one seed with the same start")
+    check_packable(first.model, len(specs))
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    info = model_spec(first.model)
+    set_determinism(first.seed, config.deterministic)
+    base = info.build(
+        num_classes=first.num_classes, weights=first.weights, weights_sha256=first.weights_sha256
+    )
+    base = scale_first_layer(base, first.init_weight, first.init_bias).to(device)
+    k = len(specs)
+    names = [name for name, _ in base.named_parameters()]
+    n_params = sum(p.numel() for p in base.parameters())
+    check_fits(k, n_params, config.batch_size, device)
+
+    # the members' state, stacked on a leading axis; `active` maps rows to members
+    params = {
+        n: p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())).contiguous()
+        for n, p in base.named_parameters()
+    }
+    square_avg = {n: torch.zeros_like(p) for n, p in params.items()}
+    acc_delta = {n: torch.zeros_like(p) for n, p in params.items()}
+    channels = train.images.shape[1]
+    mean = torch.stack([_per_channel(s.mean, 0.0, channels) for s in specs]).to(device)
+    std = torch.stack([_per_channel(s.std, 1.0, channels) for s in specs]).to(device)
+    plateau = Plateau(lr=[float(config.lr)] * k)
+    histories: list[list[EpochRecord]] = [[] for _ in specs]
+    status = [STATUS_OK] * k
+    active = list(range(k))
+    shuffle = torch.Generator().manual_seed(first.seed)
+    first_epoch = 1
+    members = [f"{s.mean_label}/{s.std_label}" for s in specs]
+    if checkpoint is not None and checkpoint.exists():
+        state = tensorfile.load(checkpoint, "pack checkpoint", map_location=device)
+        if state["members"] != members:
+            raise PackError(f"{checkpoint}: a checkpoint of other cells ({state['members']}); delete it")
+        first_epoch = int(state["epoch"]) + 1
+        active = [int(i) for i in state["active"]]
+        status = list(state["status"])
+        histories = [[EpochRecord(**r) for r in h] for h in state["histories"]]
+        params = {n: state["params"][n].to(device) for n in names}
+        square_avg = {n: state["square_avg"][n].to(device) for n in names}
+        acc_delta = {n: state["acc_delta"][n].to(device) for n in names}
+        plateau.load_state_dict(state["plateau"])
+        shuffle.set_state(state["shuffle_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        log.info("pack %s resumed from %s after epoch %d", pack_id, checkpoint, first_epoch - 1)
+
+    buffers = {n: b for n, b in base.named_buffers()}
+
+    def member_log_probs(p, m, s, x):
+        return functional_call(base, (p, buffers), ((x - m) / s,))
+
+    def member_loss(p, m, s, x, y):
+        return F.nll_loss(member_log_probs(p, m, s, x), y)
+
+    batched_loss = vmap(member_loss, in_dims=(0, 0, 0, None, None), randomness="same")
+    train_x, train_y = train.images.to(device), train.labels.to(device)
+    test_x, test_y = test.images.to(device), test.labels.to(device)
+    for p in params.values():  # the rows of the active members only, from here on
+        p.requires_grad_(True)
+
+    for epoch in range(first_epoch, config.epochs + 1):
+        if not active:
+            break
+        tic = time.perf_counter()
+        rows = torch.tensor(active, dtype=torch.int64, device=device)
+        lr_now = [plateau.lr[i] for i in active]  # the rates this epoch trains with
+        lr_t = torch.tensor(lr_now, dtype=torch.float32, device=device)
+        base.train()
+        order = torch.randperm(len(train), generator=shuffle).to(device)
+        loss_sum = torch.zeros(len(active), device=device)
+        n_batches = 0
+        for start in range(0, len(train), config.batch_size):
+            index = order[start : start + config.batch_size]
+            losses = batched_loss(params, mean[rows], std[rows], train_x[index], train_y[index])
+            grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
+            with torch.no_grad():
+                for n, g in zip(names, grads, strict=True):
+                    _adadelta(params[n], g, square_avg[n], acc_delta[n], lr_t)
+            loss_sum += losses.detach()
+            n_batches += 1
+        train_loss = dict(zip(active, (loss_sum / max(n_batches, 1)).tolist(), strict=True))  # one sync
+        lr_of = dict(zip(active, lr_now, strict=True))
+
+        diverged = [i for i in active if not math.isfinite(train_loss[i])]
+        for i in diverged:
+            status[i] = STATUS_DIVERGED
+            record = EpochRecord(
+                epoch, math.nan, math.nan, train_loss[i], lr_of[i], time.perf_counter() - tic
+            )
+            histories[i].append(record)
+            log.warning(
+                "pack %s: %s diverged in epoch %d (training loss %s)",
+                pack_id,
+                members[i],
+                epoch,
+                train_loss[i],
+            )
+            if on_epoch is not None:
+                on_epoch(i, record)
+        if diverged:  # they leave the pack: the others' arithmetic never involved them
+            keep = torch.tensor(
+                [r for r, i in enumerate(active) if i not in diverged], dtype=torch.int64, device=device
+            )
+            params = {n: p.detach()[keep].clone().requires_grad_(True) for n, p in params.items()}
+            square_avg = {n: v[keep].clone() for n, v in square_avg.items()}
+            acc_delta = {n: v[keep].clone() for n, v in acc_delta.items()}
+            active = [i for i in active if i not in diverged]
+        if active:
+            rows = torch.tensor(active, dtype=torch.int64, device=device)
+            accuracy, test_loss = _evaluate(
+                member_log_probs,
+                params,
+                mean[rows],
+                std[rows],
+                test_x,
+                test_y,
+                config.test_batch_size,
+                eval_chunk,
+                base,
+            )
+            if info.plateau:
+                plateau.step(accuracy, active)
+            seconds = time.perf_counter() - tic
+            for row, i in enumerate(active):
+                record = EpochRecord(epoch, accuracy[row], test_loss[row], train_loss[i], lr_of[i], seconds)
+                histories[i].append(record)
+                if on_epoch is not None:
+                    on_epoch(i, record)
+        if checkpoint is not None and epoch < config.epochs and active:
+            _save_checkpoint(
+                checkpoint,
+                epoch,
+                members,
+                active,
+                status,
+                histories,
+                params,
+                square_avg,
+                acc_delta,
+                plateau,
+                shuffle,
+            )
+
+    if config.epochs == 0 and active:  # evaluation only
+        rows = torch.tensor(active, dtype=torch.int64, device=device)
+        accuracy, test_loss = _evaluate(
+            member_log_probs,
+            params,
+            mean[rows],
+            std[rows],
+            test_x,
+            test_y,
+            config.test_batch_size,
+            eval_chunk,
+            base,
+        )
+        for row, i in enumerate(active):
+            histories[i].append(
+                EpochRecord(
+                    0, accuracy[row], test_loss[row], math.nan, config.lr, time.perf_counter() - started
+                )
+            )
+
+    wall = time.perf_counter() - started
+    versions = package_versions()
+    results = []
+    for i, spec in enumerate(specs):
+        accuracies = [r.test_accuracy for r in histories[i]]
+        final = math.nan if status[i] == STATUS_DIVERGED else accuracies[-1]
+        results.append(
+            CellResult(
+                model=spec.model,
+                dataset=spec.dataset,
+                mean_label=spec.mean_label,
+                std_label=spec.std_label,
+                mean=spec.mean,
+                std=spec.std,
+                seed=spec.seed,
+                status=status[i],
+                final_accuracy=final,
+                best_accuracy=max((a for a in accuracies if math.isfinite(a)), default=math.nan),
+                epochs_requested=config.epochs,
+                n_train=len(train),
+                n_test=len(test),
+                batch_size=config.batch_size,
+                test_batch_size=config.test_batch_size,
+                lr=config.lr,
+                wall_seconds=wall,
+                device=device.type,
+                device_name=device_name(device),
+                epochs=histories[i],
+                versions=versions,
+                init_weight=spec.init_weight,
+                init_bias=spec.init_bias,
+                pack=pack_id,
+                pack_size=k,
+            )
+        )
+    return results
+
+
+def _per_channel(values: Sequence[float] | None, identity: float, channels: int) -> torch.Tensor:
+    """A member's mean or std as a C x 1 x 1 tensor; no normalization is (x - 0) / 1, which
+    gives x exactly."""
+    if values is None:
+        values = [identity]
+    t = torch.as_tensor(list(values), dtype=torch.float32)
+    if t.numel() == 1:
+        t = t.repeat(channels)
+    return t.reshape(channels, 1, 1)
+
+
+def _adadelta(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    square_avg: torch.Tensor,
+    acc_delta: torch.Tensor,
+    lr: torch.Tensor,
+) -> None:
+    """torch.optim.Adadelta's update (no weight decay), elementwise over the stacked members,
+    with one learning rate per member (``lr``: K values)."""
+    lr = lr.reshape(-1, *([1] * (param.dim() - 1)))
+    square_avg.mul_(RHO).addcmul_(grad, grad, value=1 - RHO)
+    std = square_avg.add(EPS).sqrt_()
+    delta = acc_delta.add(EPS).sqrt_().div_(std).mul_(grad)
+    acc_delta.mul_(RHO).addcmul_(delta, delta, value=1 - RHO)
+    param.sub_(delta * lr)
+
+
+@torch.inference_mode()
+def _evaluate(log_probs, params, mean, std, x, y, batch_size, chunk, base) -> tuple[list[float], list[float]]:
+    """Test accuracy and mean test loss of every member (``chunk`` members at a time, so that
+    a large test batch times many members stays within memory)."""
+    base.eval()
+    k = mean.shape[0]
+    correct = torch.zeros(k, dtype=torch.int64, device=x.device)
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=x.device)
+    forward = vmap(log_probs, in_dims=(0, 0, 0, None))
+    for lo in range(0, k, chunk):
+        part = {n: p[lo : lo + chunk].detach() for n, p in params.items()}
+        for start in range(0, len(y), batch_size):
+            images, labels = x[start : start + batch_size], y[start : start + batch_size]
+            out = forward(part, mean[lo : lo + chunk], std[lo : lo + chunk], images)  # chunk x B x classes
+            nll = -out.gather(2, labels.expand(out.shape[0], -1).unsqueeze(2)).squeeze(2)
+            loss_sum[lo : lo + chunk] += nll.double().sum(dim=1)
+            correct[lo : lo + chunk] += (out.argmax(dim=2) == labels).sum(dim=1)
+    n = max(len(y), 1)
+    return (correct.double() / n).tolist(), (loss_sum / n).tolist()
+
+
+def _save_checkpoint(
+    path, epoch, members, active, status, histories, params, square_avg, acc_delta, plateau, shuffle
+):
+    """Everything needed to resume the pack after ``epoch`` (plain tensors and values only,
+    so that it loads with weights_only=True); written atomically."""
+    state = {
+        "epoch": epoch,
+        "members": members,
+        "active": active,
+        "status": status,
+        "histories": [[vars(r) for r in h] for h in histories],
+        "params": {n: p.detach() for n, p in params.items()},
+        "square_avg": square_avg,
+        "acc_delta": acc_delta,
+        "plateau": plateau.state_dict(),
+        "shuffle_rng": shuffle.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
