@@ -10,11 +10,13 @@ from dataclasses import dataclass
 class ModelInfo:
     dataset: str  # the loader its data needs
     channels: int  # image channels: how many values a per-channel mean or std has
+    packable: bool  # many cells can train as one stacked model (normsweep.pack)
 
 
 CATALOG: dict[str, ModelInfo] = {
-    "lenet": ModelInfo(dataset="mnist", channels=1),
-    "resnet18": ModelInfo(dataset="imagefolder", channels=3),
+    "lenet": ModelInfo(dataset="mnist", channels=1, packable=True),
+    # BatchNorm's batch statistics, and one cell already fills a GPU
+    "resnet18": ModelInfo(dataset="imagefolder", channels=3, packable=False),
 }
 
 

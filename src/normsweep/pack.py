@@ -176,10 +176,11 @@ def train_pack(
     pack_id: str = "",
     on_epoch: Callable[[int, EpochRecord], None] | None = None,
     eval_chunk: int = 8,
+    on_step: Callable[[list[int], torch.Tensor], None] | None = None,
 ) -> list[CellResult]:
     """Train the cells ``specs`` (one model, one seed) as one stacked model; one result each,
     in the order of ``specs``. ``on_epoch(member_index, record)`` is called for every member's
-    finished (or diverged) epoch."""
+    finished (or diverged) epoch; ``on_step(members, losses)`` after every training step."""
     if not specs:
         return []
     first = specs[0]
@@ -279,6 +280,8 @@ def train_pack(
                     _adadelta(params[n], g, square_avg[n], acc_delta[n], lr_t)
             loss_sum += losses.detach()
             n_batches += 1
+            if on_step is not None:  # (member indices, their losses), e.g. for a test
+                on_step(list(active), losses.detach())
         train_loss = dict(zip(active, (loss_sum / max(n_batches, 1)).tolist(), strict=True))  # one sync
         lr_of = dict(zip(active, lr_now, strict=True))
 

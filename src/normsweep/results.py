@@ -63,6 +63,8 @@ class CellResult:
     host: str = field(default_factory=platform.node)
     init_weight: float = 1.0  # factors on the first layer's initial weights and biases
     init_bias: float = 1.0
+    pack: str = ""  # the pack it trained in (normsweep.pack); "" when it trained alone
+    pack_size: int = 1
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

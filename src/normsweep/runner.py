@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,27 +64,22 @@ def load_splits(
     )
 
 
-def run_cell(
+def cell_spec(
     model: str,
     mean_label: str,
     std_label: str,
     seed: int,
     model_config: Mapping[str, Any],
-    output: str | Path,
-    stats_path: str | Path | None = None,
+    stats: data.DatasetStats | None,
+    num_classes: int,
     checkpoint: str | Path | None = None,
     init: tuple[float, float] = (1.0, 1.0),
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-) -> CellResult:
-    """Train one cell and write its result atomically; the checkpoint goes once it is written."""
-    stats = data.DatasetStats.from_json(stats_path) if stats_path else None
+) -> CellSpec:
+    """What one cell trains, its labels resolved to values (``dataset``: the statistics)."""
     mean, std = resolve_normalization(
         mean_label, std_label, stats.mean if stats else None, stats.std if stats else None
     )
-    train, test, num_classes = load_splits(
-        model, model_config, Path(stats_path).parent if stats_path else None
-    )
-    spec = CellSpec(
+    return CellSpec(
         model=model,
         dataset=model_info(model).dataset,
         mean_label=mean_label,
@@ -97,6 +94,27 @@ def run_cell(
         init_weight=float(init[0]),
         init_bias=float(init[1]),
     )
+
+
+def run_cell(
+    model: str,
+    mean_label: str,
+    std_label: str,
+    seed: int,
+    model_config: Mapping[str, Any],
+    output: str | Path,
+    stats_path: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    init: tuple[float, float] = (1.0, 1.0),
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> CellResult:
+    """Train one cell and write its result atomically; the checkpoint goes once it is written."""
+    stats = data.DatasetStats.from_json(stats_path) if stats_path else None
+    train, test, num_classes = load_splits(
+        model, model_config, Path(stats_path).parent if stats_path else None
+    )
+    spec = cell_spec(model, mean_label, std_label, seed, model_config, stats, num_classes, checkpoint, init)
+    mean, std = spec.mean, spec.std
     log.info(
         "cell %s mean=%s std=%s seed=%s: %d train / %d test images",
         model,
@@ -117,3 +135,57 @@ def run_cell(
         result.wall_seconds,
     )
     return result
+
+
+def run_pack(
+    model: str,
+    members: Sequence[tuple[str, str]],
+    seed: int,
+    model_config: Mapping[str, Any],
+    outputs: Sequence[str | Path],
+    logs: Sequence[str | Path],
+    stats_path: str | Path,
+    checkpoint: str | Path | None,
+    pack_id: str,
+) -> list[CellResult]:
+    """Train the cells ``members`` ((mean label, std label) of one seed) as one pack; each
+    writes its own result (``outputs``) and its own per-epoch log lines (``logs``), as a cell
+    trained alone does. The pack's checkpoint goes once every result is written."""
+    from .pack import train_pack
+
+    stats = data.DatasetStats.from_json(stats_path)
+    train, test, num_classes = load_splits(model, model_config, Path(stats_path).parent)
+    specs = [cell_spec(model, m, s, seed, model_config, stats, num_classes) for m, s in members]
+    config = train_config(model, model_config.get("training", {}))
+    for path in logs:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def log_epoch(member: int, record: EpochRecord) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        where = f"pack {pack_id} of {len(members)} cells"
+        if math.isfinite(record.train_loss):
+            line = (
+                f"{stamp} normsweep.pack INFO epoch {record.epoch}/{config.epochs}: train loss "
+                f"{record.train_loss:.4f}, test loss {record.test_loss:.4f}, test accuracy "
+                f"{record.test_accuracy:.4f}, lr {record.lr:.3g}, {record.seconds:.1f} s ({where})"
+            )
+        else:
+            line = (
+                f"{stamp} normsweep.pack WARNING epoch {record.epoch}/{config.epochs}: training loss is "
+                f"{record.train_loss}: diverged, stopping ({where})"
+            )
+        with open(logs[member], "a") as handle:
+            handle.write(line + "\n")
+
+    log.info("pack %s: %d cells of %s, seed %s, %d train / %d test images", pack_id, len(specs), model, seed,
+             len(train), len(test))  # fmt: skip
+    results = train_pack(
+        specs, train, test, config, Path(checkpoint) if checkpoint else None, pack_id, on_epoch=log_epoch
+    )
+    for result, output in zip(results, outputs, strict=True):
+        write_result(output, result)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
+    log.info("pack %s done: %d cells, %d diverged, %.1f s", pack_id, len(results),
+             sum(r.status != "ok" for r in results), results[0].wall_seconds if results else 0.0)  # fmt: skip
+    return results

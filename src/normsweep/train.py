@@ -104,6 +104,7 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     batch_size: int,
     generator: torch.Generator,
+    on_step: Callable[[torch.Tensor], None] | None = None,
 ) -> float:
     """One pass over shuffled training data; returns the mean batch loss (NaN if diverged)."""
     model.train()
@@ -119,6 +120,8 @@ def train_epoch(
         optimizer.step()
         loss_sum += loss.detach()
         n_batches += 1
+        if on_step is not None:  # e.g. a test comparing with a pack, step by step
+            on_step(loss.detach())
     return float(loss_sum) / max(n_batches, 1)  # one device sync per epoch
 
 
@@ -182,6 +185,7 @@ def train_cell(
     test: TensorData,
     config: TrainConfig,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_step: Callable[[torch.Tensor], None] | None = None,
 ) -> CellResult:
     """Train one cell from scratch (or from its checkpoint) and return its result.
 
@@ -217,7 +221,7 @@ def train_cell(
     for epoch in range(first_epoch, config.epochs + 1):
         tic = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_epoch(model, train_d, optimizer, config.batch_size, shuffle)
+        train_loss = train_epoch(model, train_d, optimizer, config.batch_size, shuffle, on_step)
         if not math.isfinite(train_loss):
             status = STATUS_DIVERGED
             history.append(EpochRecord(epoch, math.nan, math.nan, train_loss, lr, time.perf_counter() - tic))
