@@ -32,6 +32,7 @@ WILDCARD_PATTERNS = {
     "weight": r"[-+0-9.e]+",
     "bias": r"[-+0-9.e]+",
     "datakey": r"[0-9a-f]{10}",
+    "pack": r"[0-9a-f]{10}",
 }
 
 
@@ -58,6 +59,11 @@ CELL_CHECKPOINT = "{model}/checkpoints/mean~{mean}/std~{std}/seed~{seed}.pt"  # 
 INIT_RESULT = "{model}/init/weight~{weight}/bias~{bias}/seed~{seed}.json"  # under RESULTS
 INIT_LOG = "{model}/init/weight~{weight}/bias~{bias}/seed~{seed}.log"  # under LOGS
 INIT_CHECKPOINT = "{model}/init-checkpoints/weight~{weight}/bias~{bias}/seed~{seed}.pt"  # under RESULTS
+#: Packs: many cells of one model and seed trained at once (normsweep.pack). The pack's own file
+#: lists its members' results; each member still writes its own CELL_RESULT and CELL_LOG.
+PACK_RESULT = "{model}/packs/seed~{seed}/pack~{pack}.json"  # under RESULTS
+PACK_LOG = "{model}/packs/seed~{seed}/pack~{pack}.log"  # under LOGS
+PACK_CHECKPOINT = "{model}/checkpoints/packs/seed~{seed}/pack~{pack}.pt"  # under RESULTS
 
 
 def results_dir(study: str) -> str:
@@ -218,3 +224,46 @@ def init_cells(model: str, init_study: Mapping[str, Any], seeds: Iterable[int]) 
         for b in biases
         for seed in seeds
     ]
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Cells of one model and seed trained together; named by a hash of its members, so the
+    same cells still to do make the same pack (and find its checkpoint) in every run."""
+
+    model: str
+    seed: int
+    cells: tuple[Cell, ...]
+
+    @property
+    def id(self) -> str:
+        import hashlib
+
+        names = "\n".join(f"{c.mean}/{c.std}" for c in self.cells)
+        return hashlib.sha256(f"{self.model}\n{self.seed}\n{names}".encode()).hexdigest()[:10]
+
+    @property
+    def wildcards(self) -> dict[str, Any]:
+        return {"model": self.model, "seed": self.seed, "pack": self.id}
+
+    def result_path(self, study: str) -> str:
+        return f"{results_dir(study)}/{PACK_RESULT.format(**self.wildcards)}"
+
+
+def plan_packs(cells: Iterable[Cell], size: int, study: str, done: Any = None) -> list[Pack]:
+    """The cells still to do (no result file: ``done(path)`` is False; default: the file exists)
+    in packs of at most ``size``, per model and seed, in the order given. Finished cells are in
+    no pack, so a pack never holds (nor overwrites) a finished cell."""
+    import os
+
+    done = done or os.path.exists
+    todo: dict[tuple[str, int], list[Cell]] = {}
+    for cell in cells:
+        if not done(cell.result_path(study)):
+            todo.setdefault((cell.model, cell.seed), []).append(cell)
+    packs = []
+    for (model, seed), group in todo.items():
+        n = -(-len(group) // size)  # as many packs as needed, sizes as equal as possible
+        for i in range(n):
+            packs.append(Pack(model, seed, tuple(group[i::n])))
+    return packs

@@ -42,6 +42,11 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict
     fill_defaults(config, schema)
     for name, model in config["models"].items():
         check_model(name, model)
+        if config["cluster"]["pack"] > 1 and not model_info(name).packable:
+            raise ConfigError(
+                f"config key 'cluster.pack': {name} cannot be trained in packs (its BatchNorm statistics "
+                f"are shared across a batch, and one cell already fills a GPU); use pack: 1 for a study with {name}"
+            )
     return config
 
 
@@ -185,6 +190,23 @@ def runtime_minutes(config: Mapping[str, Any], model: str) -> int:
     with a 50% margin, plus 5 minutes of start-up."""
     epochs = config["models"][model]["training"]["epochs"]
     return math.ceil((max(epochs, 1) * config["cluster"]["seconds_per_epoch"] * 1.5 + 300) / 60)
+
+
+def pack_seconds_per_epoch(config: Mapping[str, Any], size: int | None = None) -> float:
+    """Expected seconds per epoch of a pack of ``size`` cells (default: the configured pack):
+    ``cluster.pack_seconds_per_epoch`` when given, else size x seconds_per_epoch (the cells one
+    after another: an upper bound, since a pack is never slower on a GPU than its cells in turn)."""
+    cluster = config["cluster"]
+    size = cluster["pack"] if size is None else size
+    if size > 1 and cluster.get("pack_seconds_per_epoch"):
+        return float(cluster["pack_seconds_per_epoch"])
+    return size * float(cluster["seconds_per_epoch"])
+
+
+def pack_runtime_minutes(config: Mapping[str, Any], model: str) -> int:
+    """The time limit of one pack job: as a cell's, at the pack's seconds per epoch."""
+    epochs = config["models"][model]["training"]["epochs"]
+    return math.ceil((max(epochs, 1) * pack_seconds_per_epoch(config) * 1.5 + 300) / 60)
 
 
 def cluster_resources(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -182,3 +183,20 @@ def read_result(path: str | os.PathLike[str]) -> CellResult:
             f"{path}: not a normsweep cell result (missing or bad field {error}); delete it and "
             f"rerun snakemake, which trains this cell again"
         ) from None
+
+
+def result_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Cell result files from a rule's inputs: a pack's file (``pack~<id>.json``) stands for
+    its members' results, which it lists; any other path is a cell result itself."""
+    out: list[str] = []
+    for path in map(str, paths):
+        if Path(path).name.startswith("pack~"):
+            try:
+                out += json.loads(Path(path).read_text())["results"]
+            except (ValueError, KeyError) as error:
+                raise ResultError(
+                    f"{path}: not a complete pack record ({error}); delete it and rerun snakemake"
+                ) from None
+        else:
+            out.append(path)
+    return out

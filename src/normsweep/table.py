@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .noise import METHOD, compare_cells
-from .results import STATUS_DIVERGED, CellResult, ResultError, read_result
+from .results import STATUS_DIVERGED, CellResult, ResultError, read_result, result_files
 
 CELL_KEYS = ["model", "mean_label", "std_label"]
 
@@ -65,6 +65,8 @@ def cells_table(
                 "device": r.device,
                 "device_name": r.device_name,
                 "torch_version": r.versions.get("torch", ""),
+                "pack": r.pack,
+                "pack_size": r.pack_size,
                 "code": r.versions.get("code", ""),
                 "commit": r.versions.get("commit", ""),
                 # what makes numbers comparable: packages and the package's code (not the
@@ -285,7 +287,7 @@ def write_tables(
 ) -> dict[str, Any]:
     """Read the cell results and write cells/epochs tables (CSV + Parquet) and the summary."""
     results, unreadable = [], []
-    for path in result_paths:
+    for path in result_files(result_paths):
         try:
             results.append(read_result(path))
         except ResultError as error:

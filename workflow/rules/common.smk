@@ -9,6 +9,7 @@ from normsweep.catalog import model_info  # noqa: E402
 from normsweep.config import (  # noqa: E402
     ConfigError,
     cluster_resources,
+    pack_runtime_minutes,
     per_model,
     runtime_minutes,
     validate_config,
@@ -50,6 +51,7 @@ wildcard_constraints:
     std=ns_cells.WILDCARD_PATTERNS["std"],
     seed=ns_cells.WILDCARD_PATTERNS["seed"],
     datakey=ns_cells.WILDCARD_PATTERNS["datakey"],
+    pack=ns_cells.WILDCARD_PATTERNS["pack"],
 
 
 def model_config(wildcards):
@@ -140,8 +142,36 @@ def runtime_for(wildcards):
     return runtime_minutes(config, wildcards.model)
 
 
+# Packs (cluster.pack > 1): the cells still to do, K at a time per model and seed, each pack
+# one job (rules/pack.smk). A finished cell is in no pack; its file is the input itself.
+PACK = config["cluster"]["pack"]
+PACKS = {m: ns_cells.plan_packs(CELLS[m], PACK, STUDY) if PACK > 1 else [] for m in MODELS}
+PACK_BY_ID = {(p.model, p.id): p for packs in PACKS.values() for p in packs}
+PACK_RESULT_OF = {c: p.result_path(STUDY) for packs in PACKS.values() for p in packs for c in p.cells}
+PACK_RUNTIME = per_model({m: pack_runtime_minutes(config, m) for m in MODELS})
+
+
 def cell_results(wildcards):
-    return [c.result_path(STUDY) for c in CELLS[wildcards.model]]
+    """Every cell's result, or the file of the pack that makes it."""
+    if not PACK_RESULT_OF:
+        return [c.result_path(STUDY) for c in CELLS[wildcards.model]]
+    return list(dict.fromkeys(PACK_RESULT_OF.get(c) or c.result_path(STUDY) for c in CELLS[wildcards.model]))
+
+
+def pack_of(wildcards):
+    return PACK_BY_ID[(wildcards.model, wildcards.pack)]
+
+
+def pack_members(wildcards):
+    return [[c.mean, c.std] for c in pack_of(wildcards).cells]
+
+
+def pack_member_results(wildcards):
+    return [c.result_path(STUDY) for c in pack_of(wildcards).cells]
+
+
+def pack_member_logs(wildcards):
+    return [f"{LOGS}/{ns_cells.CELL_LOG.format(**c.wildcards)}" for c in pack_of(wildcards).cells]
 
 
 def optuna_config(wildcards):
