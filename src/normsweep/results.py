@@ -14,10 +14,10 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 SCHEMA_VERSION = 1
