@@ -133,7 +133,7 @@ def test_plateau_rule_equals_torchs_scheduler_member_by_member():
         theirs.append((optimizer, ReduceLROnPlateau(optimizer, mode="max")))
     for epoch in range(30):
         ours.step([seq[epoch] for seq in sequences])
-        for (optimizer, scheduler), seq in zip(theirs, sequences, strict=True):
+        for (_optimizer, scheduler), seq in zip(theirs, sequences, strict=True):
             scheduler.step(seq[epoch])
         assert ours.lr == [opt.param_groups[0]["lr"] for opt, _ in theirs], epoch
     assert ours.lr[0] == pytest.approx(0.01) and ours.lr[1] == 1.0
@@ -180,7 +180,7 @@ def test_a_killed_pack_resumes_after_its_last_finished_epoch(mnist, tmp_path, mo
         te,
         config,
         checkpoint=checkpoint,
-        on_step=lambda a, l: steps.append(1),
+        on_step=lambda members, losses: steps.append(1),
     )
     assert len(steps) == 2 * 10  # epochs 2 and 3 only: epoch 1 came from the checkpoint
     for a, b in zip(whole, resumed, strict=True):
