@@ -308,25 +308,22 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
 
 
-def test_packing_runs_several_cells_per_allocation_with_one_gpu(tmp_path):
-    write_config(tmp_path, slurm_config("slurm-pack"))
+def test_packs_are_jobs_with_one_gpu_each(tmp_path):
+    """cluster.pack: 3 trains the 5 cells in 2 packs, 2 jobs with one GPU each; every cell
+    still has its own result and log."""
+    cfg = slurm_config("slurm-pack")
+    cfg["cluster"]["pack"] = 3
+    write_config(tmp_path, cfg)
     since = since_now()
-    run = run_snakemake(tmp_path, *PACKING, "pack=3")
+    run = run_snakemake(tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     time.sleep(2)
-    jobs = [j for j in sacct_jobs(since) if "pack" in j["Comment"]]
-    assert len(jobs) == 2, jobs  # 5 cells in allocations of at most 3
-    assert all("gres/gpu=1," in j["AllocTRES"] and j["State"] == "COMPLETED" for j in jobs), jobs
-    assert len(list((tmp_path / "results/slurm-pack/lenet/cells").rglob("seed~*.json"))) == 5
-
-
-#: The README's packing flags (members of a pack run one after another on one GPU).
-PACKING = (
-    "--groups",
-    "train_cell=pack",
-    "--resources",
-    "gpu=1",
-    "--set-resource-scopes",
-    "gpu=local",
-    "--group-components",
-)
+    jobs = [j for j in sacct_jobs(since) if "train_" in j["Comment"] + j["JobName"]]
+    print(
+        "\nsacct (packs):\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in jobs)
+    )
+    assert len(jobs) == 2 and all("train_pack" in j["Comment"] + j["JobName"] for j in jobs), jobs
+    assert all("gres/gpu=1" in j["AllocTRES"] and j["State"] == "COMPLETED" for j in jobs), jobs
+    results = [read_result(p) for p in (tmp_path / "results/slurm-pack/lenet/cells").rglob("seed~*.json")]
+    assert len(results) == 5 and sorted(r.pack_size for r in results) == [2, 2, 3, 3, 3]
+    assert "epoch 1/1" in (tmp_path / "logs/slurm-pack/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()

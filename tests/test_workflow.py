@@ -122,6 +122,60 @@ def test_finished_cells_are_never_recomputed(study):
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
 
 
+def test_packs_give_the_same_tables_and_pack_only_cells_still_to_do(study, tmp_path):
+    """cluster.pack: 4 against the one-job-per-cell run of the same study (the module's)."""
+    work, _ = study
+    cfg = tiny_config()
+    cfg["cluster"] = {"pack": 4}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
+    assert job_counts(plan.stdout)["train_pack"] == 2 and "train_cell" not in job_counts(plan.stdout), (
+        plan.stdout
+    )
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = pd.read_parquet(work / "results/tiny/lenet/tables/cells.parquet").set_index(
+        ["mean_label", "std_label"]
+    )
+    packed = pd.read_parquet(tmp_path / "results/tiny/lenet/tables/cells.parquet").set_index(
+        ["mean_label", "std_label"]
+    )
+    assert sorted(packed.index) == sorted(one.index)
+    # 5 steps of 64 on 300 images: the same accuracies to the last digit here (the tolerance
+    # of longer runs is in tests/test_pack.py)
+    assert packed["final_accuracy"].to_dict() == pytest.approx(one["final_accuracy"].to_dict(), abs=0.01)
+    assert sorted(packed["pack_size"]) == [3, 3, 3, 4, 4, 4, 4]
+    assert (tmp_path / "logs/tiny/lenet/train/mean~1/std~1/seed~1998.log").read_text().count("epoch 1/1") == 1
+    # a new mean: one pack of its two cells; no finished cell is trained (or touched) again
+    finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "results/tiny/lenet/cells").rglob("*.json")}
+    bigger = tiny_config(mean=[0.0, 1.0, 2.0], std=[0.1, 1.0])
+    bigger["cluster"] = {"pack": 4}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(bigger))
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
+    assert job_counts(plan.stdout)["train_pack"] == 1 and "train_cell" not in job_counts(plan.stdout), (
+        plan.stdout
+    )
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    assert len(pd.read_parquet(tmp_path / "results/tiny/lenet/tables/cells.parquet")) == 9
+    again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # back to one job per cell: the packed cells are finished cells, not cells without history
+    bigger["cluster"] = {"pack": 1}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(bigger))
+    again = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
+    assert set(job_counts(again.stdout)) == {"study_config", "all", "total"}, (
+        again.stdout
+    )  # the config's copy
+    (tmp_path / "results/tiny/lenet/cells/mean~2/std~1/seed~1998.json").unlink()  # a cell deleted to redo it
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
+    assert job_counts(plan.stdout)["train_cell"] == 1 and "train_pack" not in job_counts(plan.stdout), (
+        plan.stdout
+    )
+
+
 def test_a_failing_cell_names_its_log(study, tmp_path):
     work, _ = study
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))

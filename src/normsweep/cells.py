@@ -267,3 +267,25 @@ def plan_packs(cells: Iterable[Cell], size: int, study: str, done: Any = None) -
         for i in range(n):
             packs.append(Pack(model, seed, tuple(group[i::n])))
     return packs
+
+
+def read_packs(study: str, model: str) -> list[Pack]:
+    """The packs that have run for ``model`` (their files under results/), so that the cells they
+    made keep their pack as their maker in later runs, whatever ``cluster.pack`` is then."""
+    import json
+    from pathlib import Path
+
+    packs = []
+    for path in sorted(Path(results_dir(study), model, "packs").glob("seed~*/pack~*.json")):
+        try:
+            record = json.loads(path.read_text())
+            found = Pack(
+                model,
+                int(record["seed"]),
+                tuple(Cell(model, m, s, int(record["seed"])) for m, s in record["members"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # unreadable: its cells count as made alone (and rerun if their files are gone)
+        if path.name == f"pack~{found.id}.json":
+            packs.append(found)
+    return packs

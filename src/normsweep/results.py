@@ -199,4 +199,4 @@ def result_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
                 ) from None
         else:
             out.append(path)
-    return out
+    return list(dict.fromkeys(out))  # a cell made again after its pack ran is listed twice

@@ -1,5 +1,6 @@
 # Config validation, the cells of the study, and input functions.
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -143,11 +144,20 @@ def runtime_for(wildcards):
 
 
 # Packs (cluster.pack > 1): the cells still to do, K at a time per model and seed, each pack
-# one job (rules/pack.smk). A finished cell is in no pack; its file is the input itself.
+# one job (rules/pack.smk). The packs that ran before stay the makers of their cells (read
+# from their files), whatever cluster.pack is now; a cell made alone is its own input.
 PACK = config["cluster"]["pack"]
-PACKS = {m: ns_cells.plan_packs(CELLS[m], PACK, STUDY) if PACK > 1 else [] for m in MODELS}
-PACK_BY_ID = {(p.model, p.id): p for packs in PACKS.values() for p in packs}
-PACK_RESULT_OF = {c: p.result_path(STUDY) for packs in PACKS.values() for p in packs for c in p.cells}
+PACKS_DONE = {m: ns_cells.read_packs(STUDY, m) for m in MODELS}
+PACKS_TODO = {m: ns_cells.plan_packs(CELLS[m], PACK, STUDY) if PACK > 1 else [] for m in MODELS}
+PACK_BY_ID = {(p.model, p.id): p for m in MODELS for p in PACKS_DONE[m] + PACKS_TODO[m]}
+PACK_RESULT_OF = {
+    c: p.result_path(STUDY)
+    for m in MODELS
+    for p in PACKS_DONE[m]
+    for c in p.cells
+    if os.path.exists(c.result_path(STUDY))
+}
+PACK_RESULT_OF.update({c: p.result_path(STUDY) for m in MODELS for p in PACKS_TODO[m] for c in p.cells})
 PACK_RUNTIME = per_model({m: pack_runtime_minutes(config, m) for m in MODELS})
 
 
