@@ -3,7 +3,7 @@ submit, and GPU-hours from a measured (or configured) time per epoch. Needs no c
 
     .venv/bin/python scripts/plan.py                              # the default config
     .venv/bin/python scripts/plan.py --configfile config/full.yaml
-    .venv/bin/python scripts/plan.py --configfile config/full.yaml --pack 8
+    .venv/bin/python scripts/plan.py --configfile config/full.yaml --pack 64   # beside one job per cell
 
 As with snakemake: without --configfile the demo (config/config.yaml) is planned; with it,
 the given files (merged in order) replace the demo.
@@ -34,7 +34,9 @@ def main() -> int:
         help="config files (replace the demo), as for snakemake",
     )
     parser.add_argument("--directory", default=".", help="the working directory of the run (default: here)")
-    parser.add_argument("--pack", type=int, default=1, help="cells per SLURM job when packing with groups")
+    parser.add_argument(
+        "--pack", type=int, default=None, help="cells per pack job (default: the config's cluster.pack)"
+    )
     args = parser.parse_args()
     from snakemake.utils import update_config
 

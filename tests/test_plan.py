@@ -45,10 +45,22 @@ def test_plan_counts_cells_done_and_gpu_hours(tmp_path):
             ),
         )
     second = plan(cfg, tmp_path, pack=4)[0]
-    assert (second.done, second.to_run, second.jobs) == (2, 8, 2)
+    assert (second.done, second.to_run, second.jobs, second.pack_jobs) == (2, 8, 8, 2)  # 4 cells of each seed
     assert second.seconds_per_epoch == 7.2 and "measured" in second.seconds_source
     assert second.gpu_hours == 8 * 10 * 7.2 / 3600
-    assert "8 cells to run in 2 jobs" in format_plan([second], 1)
+    assert second.pack_gpu_hours == second.gpu_hours and "upper bound" in second.pack_seconds_source
+    # a configured (benchmarked) pack epoch, then one measured on finished packs
+    cfg["cluster"]["pack_seconds_per_epoch"] = 9.0
+    assert plan(cfg, tmp_path, pack=4)[0].pack_gpu_hours == 2 * 10 * 9.0 / 3600
+    write_result(
+        tmp_path / "results/p/lenet/cells/mean~1/std~0.5/seed~1.json",
+        make_result(mean_label="1", std_label="0.5", seed=1, pack="abc", pack_size=4,
+                    epochs=[EpochRecord(1, 0.9, 0.1, 0.2, 1.0, 12.0)]),
+    )  # fmt: skip
+    third = plan(cfg, tmp_path, pack=4)[0]
+    assert third.pack_seconds_per_epoch == 12.0 and "measured on packs" in third.pack_seconds_source
+    assert "packs of 4: 2 jobs" in format_plan([third], 1)
+    assert "8 cells to run in 8 jobs" in format_plan([second], 1)
 
 
 def test_train_resources_come_from_the_config_and_environment(monkeypatch):

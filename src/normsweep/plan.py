@@ -24,54 +24,85 @@ class ModelPlan:
     cells: int
     done: int
     to_run: int
-    jobs: int
+    jobs: int  # at pack 1: one job per cell
     epochs: int
     seconds_per_epoch: float
     seconds_source: str  # "measured on N cells (device)" or "configured"
-    gpu_hours: float
+    gpu_hours: float  # at pack 1
+    pack: int = 1
+    pack_jobs: int = 0  # at the configured pack: packs per model and seed
+    pack_seconds_per_epoch: float = 0.0
+    pack_seconds_source: str = ""
+    pack_gpu_hours: float = 0.0
 
 
-def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int = 1) -> list[ModelPlan]:
-    """One line per model; ``pack`` cells share one SLURM job when packing is on."""
+def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None = None) -> list[ModelPlan]:
+    """One line per model: cells, jobs and GPU-hours one job per cell, and with ``pack`` cells
+    per job (default: the config's ``cluster.pack``; packs hold cells of one seed)."""
+    from .config import pack_seconds_per_epoch
+
     workdir = Path(workdir)
     study = config["study"]
+    pack = config["cluster"]["pack"] if pack is None else pack
     plans = []
     for model, block in config["models"].items():
         all_cells = cellnames.study_cells(model, block)
         measured: list[float] = []
+        measured_pack: list[float] = []
         devices: set[str] = set()
+        todo_seeds: dict[int, int] = {}
         done = 0
         for cell in all_cells:
             path = workdir / cell.result_path(study)
-            if not path.exists():
-                continue
             try:
-                result = read_result(path)
+                result = read_result(path) if path.exists() else None
             except (ValueError, KeyError, OSError):
-                continue  # unreadable: snakemake will redo it, so count it as to run
+                result = None  # unreadable: it will be made again, so count it as to run
+            if result is None:
+                todo_seeds[cell.seed] = todo_seeds.get(cell.seed, 0) + 1
+                continue
             done += 1
-            measured += [e.seconds for e in result.epochs if e.epoch > 0 and math.isfinite(e.seconds)]
+            seconds = [e.seconds for e in result.epochs if e.epoch > 0 and math.isfinite(e.seconds)]
+            if result.pack_size == 1:
+                measured += seconds
+            elif result.pack_size == pack:
+                measured_pack += seconds
             devices.add(result.device_name)
         to_run = len(all_cells) - done
-        epochs = block["training"]["epochs"]
+        epochs = max(block["training"]["epochs"], 1)
         if measured:
             seconds = statistics.median(measured)
             source = f"measured, median of {len(measured)} epochs on {', '.join(sorted(devices))}"
         else:
             seconds = float(config["cluster"]["seconds_per_epoch"])
             source = "configured (cluster.seconds_per_epoch)"
-        gpus = config["cluster"]["gpus_per_cell"]
+        if measured_pack:
+            pack_seconds = statistics.median(measured_pack)
+            pack_source = f"measured on packs of {pack}, median of {len(measured_pack)} member-epochs"
+        elif pack > 1 and config["cluster"].get("pack_seconds_per_epoch"):
+            pack_seconds = pack_seconds_per_epoch(config, pack)
+            pack_source = "configured (cluster.pack_seconds_per_epoch)"
+        else:
+            pack_seconds = pack * seconds
+            pack_source = "pack x seconds per epoch: an upper bound (set cluster.pack_seconds_per_epoch)"
+        gpus = max(config["cluster"]["gpus_per_cell"], 1)
+        pack_jobs = sum(math.ceil(n / max(pack, 1)) for n in todo_seeds.values())
         plans.append(
             ModelPlan(
                 model=model,
                 cells=len(all_cells),
                 done=done,
                 to_run=to_run,
-                jobs=math.ceil(to_run / max(pack, 1)),
+                jobs=to_run,
                 epochs=epochs,
                 seconds_per_epoch=seconds,
                 seconds_source=source,
-                gpu_hours=to_run * max(epochs, 1) * seconds * max(gpus, 1) / 3600,
+                gpu_hours=to_run * epochs * seconds * gpus / 3600,
+                pack=pack,
+                pack_jobs=pack_jobs,
+                pack_seconds_per_epoch=pack_seconds,
+                pack_seconds_source=pack_source,
+                pack_gpu_hours=pack_jobs * epochs * pack_seconds * gpus / 3600,
             )
         )
     return plans
@@ -79,18 +110,30 @@ def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int = 1) ->
 
 def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
     unit = "GPU-hours" if gpus_per_cell else "CPU-job-hours"
+    pack = max((p.pack for p in plans), default=1)
     lines = [
-        f"{'model':<10} {'cells':>7} {'done':>7} {'to run':>7} {'jobs':>7} {'epochs':>6} {'s/epoch':>8} {unit:>14}"
+        f"{'model':<10} {'cells':>7} {'done':>7} {'to run':>7} {'epochs':>6} | pack 1: {'jobs':>6} {'s/epoch':>8} "
+        f"{unit:>10}" + (f" | pack {pack}: {'jobs':>6} {'s/epoch':>8} {unit:>10}" if pack > 1 else "")
     ]
     for p in plans:
-        lines.append(
-            f"{p.model:<10} {p.cells:>7} {p.done:>7} {p.to_run:>7} {p.jobs:>7} {p.epochs:>6} "
-            f"{p.seconds_per_epoch:>8.1f} {p.gpu_hours:>14.2f}"
+        line = (
+            f"{p.model:<10} {p.cells:>7} {p.done:>7} {p.to_run:>7} {p.epochs:>6} |         {p.jobs:>6} "
+            f"{p.seconds_per_epoch:>8.1f} {p.gpu_hours:>10.2f}"
         )
+        if pack > 1:
+            line += f" |         {p.pack_jobs:>6} {p.pack_seconds_per_epoch:>8.1f} {p.pack_gpu_hours:>10.2f}"
+        lines.append(line)
     lines += [f"  {p.model}: seconds per epoch {p.seconds_source}" for p in plans]
+    if pack > 1:
+        lines += [f"  {p.model}: seconds per pack epoch {p.pack_seconds_source}" for p in plans]
     total = sum(p.gpu_hours for p in plans)
     lines.append(
-        f"total: {sum(p.to_run for p in plans)} cells to run in {sum(p.jobs for p in plans)} jobs, "
+        f"total, one job per cell: {sum(p.to_run for p in plans)} cells to run in {sum(p.jobs for p in plans)} jobs, "
         f"about {total:.2f} {unit}"
     )
+    if pack > 1:
+        lines.append(
+            f"total, packs of {pack}: {sum(p.pack_jobs for p in plans)} jobs, about "
+            f"{sum(p.pack_gpu_hours for p in plans):.2f} {unit}"
+        )
     return "\n".join(lines)
