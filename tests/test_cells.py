@@ -56,3 +56,8 @@ def test_study_cells_add_references_without_duplicates():
     found = cells.study_cells("lenet", config)
     labels = sorted((c.mean, c.std) for c in found)
     assert labels == [("0", "1"), ("1", "1"), ("dataset", "dataset"), ("none", "none")]
+
+
+def test_a_cells_checkpoint_path_follows_from_its_result_path():
+    cell = cells.Cell("lenet", "0.1307", "0.3081", 1998)
+    assert cells.checkpoint_of(cell.result_path("s")) == cell.checkpoint_path("s")

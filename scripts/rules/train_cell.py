@@ -1,6 +1,7 @@
 """Rule train_cell: train one grid or reference cell, named by its wildcards, and write its result."""
 
 import _setup
+from normsweep import cells
 from normsweep.runner import run_cell
 
 log = _setup.start_logging(snakemake.log)
@@ -14,7 +15,7 @@ try:
         model_config=snakemake.params.cell,
         output=snakemake.output[0],
         stats_path=snakemake.input.stats,
-        checkpoint=snakemake.params.checkpoint,
+        checkpoint=cells.checkpoint_of(snakemake.output[0]),  # beside the result, under checkpoints/
     )
 except Exception:
     log.exception("cell %s failed", dict(w.items()))

@@ -66,6 +66,15 @@ PACK_LOG = "{model}/packs/seed~{seed}/pack~{pack}.log"  # under LOGS
 PACK_CHECKPOINT = "{model}/checkpoints/packs/seed~{seed}/pack~{pack}.pt"  # under RESULTS
 
 
+def checkpoint_of(result_path: str) -> str:
+    """A cell's checkpoint path from its result path (CELL_RESULT -> CELL_CHECKPOINT): what a
+    training job needs beside its output, without a per-job param (10,000 cells plan faster)."""
+    head, sep, tail = str(result_path).rpartition("/cells/")
+    if not sep or not tail.endswith(".json"):
+        raise ValueError(f"{result_path}: not a cell result path ({CELL_RESULT})")
+    return f"{head}/checkpoints/{tail[: -len('.json')]}.pt"
+
+
 def results_dir(study: str) -> str:
     return RESULTS.format(study=study)
 

@@ -12,7 +12,7 @@ rule init:
 
 rule train_init_cell:
     input:
-        stats=cell_data_stats,
+        stats=CELL_DATA_STATS,
     output:
         f"{RESULTS}/{ns_cells.INIT_RESULT}",
     log:

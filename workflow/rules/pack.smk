@@ -5,7 +5,7 @@
 
 rule train_pack:
     input:
-        stats=cell_data_stats,
+        stats=CELL_DATA_STATS,
     output:
         f"{RESULTS}/{ns_cells.PACK_RESULT}",
     log:

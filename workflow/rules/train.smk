@@ -3,7 +3,7 @@
 
 rule train_cell:
     input:
-        stats=cell_data_stats,
+        stats=CELL_DATA_STATS,
     output:
         f"{RESULTS}/{ns_cells.CELL_RESULT}",
     log:
@@ -18,6 +18,5 @@ rule train_cell:
         runtime=RUNTIME,
     params:
         cell=TRAINING_PARAMS,
-        checkpoint=f"{RESULTS}/{ns_cells.CELL_CHECKPOINT}",
     script:
         "../../scripts/rules/train_cell.py"
