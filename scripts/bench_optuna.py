@@ -1,11 +1,12 @@
-"""Seconds of overhead per Optuna trial (journal storage, sampler, the worker's bookkeeping)
+"""Seconds of overhead per Optuna trial (journal storage, sampler, the rounds' bookkeeping)
 when the study already holds many trials.
 
-    .venv/bin/python scripts/bench_optuna.py --trials 500 --measure 20
+    .venv/bin/python scripts/bench_optuna.py --trials 500 --measure 24 --batch 8
 
-Fills a journal-file study with --trials completed trials, then times --measure more trials
-through normsweep's worker loop with an objective that returns at once: what is left is
-the overhead that every real trial pays on top of its training.
+Fills a journal-file study with --trials completed trials, then asks and tells --measure more
+trials in rounds of --batch (normsweep.refine.ask_round / tell_round, as the workflow's local
+rules do) with results known at once: what is left is the overhead that every real trial pays
+on top of its training.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import optuna
 
-from normsweep import refine
+from normsweep import cells, refine
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -28,7 +29,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trials", type=int, default=500)
-    parser.add_argument("--measure", type=int, default=20)
+    parser.add_argument("--measure", type=int, default=24)
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--sampler", default="tpe")
     args = parser.parse_args()
     space = refine.SearchSpace(-1.0, 2.0, 0.05, 1.0)
@@ -46,9 +48,11 @@ def main() -> None:
             ]
         )
         tic = time.perf_counter()
-        refine.run_worker(
-            study, args.trials + args.measure, lambda trial: 0.98, space, heartbeat_seconds=3600
-        )
+        for number, size in enumerate(cells.rounds(args.measure, args.batch)):
+            asked = refine.ask_round(study, space, number, size, "lenet", 1998)
+            refine.tell_round(
+                study, asked, {refine.cell_key(t["mean"], t["std"], t["seed"]): 0.98 for t in asked}
+            )
         per_trial = (time.perf_counter() - tic) / args.measure
     print(
         f"{args.sampler} sampler, journal file storage, {args.trials} trials in the study: "

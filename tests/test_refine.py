@@ -1,26 +1,17 @@
-"""The refinement's study: journal storage shared by processes, warm start, exact trial
-counts with racing workers, and recovery from a worker killed mid-trial."""
+"""The refinement's study: warm start, rounds of asked and told trials with exact counts,
+idempotent when a round is asked or told again."""
 
 import math
-import multiprocessing as mp
-import os
-import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 from test_results import make_result
 
-from normsweep import refine
+from normsweep import cells, refine
 
 SPACE = refine.SearchSpace(-1.0, 2.0, 0.05, 1.0)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def fake_accuracy(trial) -> float:
-    time.sleep(0.02)
-    mean, std = trial.params["mean"], trial.params["std"]
-    return 0.99 - 0.001 * (mean - 0.5) ** 2 - 0.001 * math.log(std / 0.3) ** 2
 
 
 def grid_results():
@@ -54,74 +45,61 @@ def test_warm_start_adds_exactly_the_grid_cells_inside_the_space_once(tmp_path):
     assert len({t.user_attrs["cell"] for t in trials}) == 8
 
 
-def _worker(path, total, seed):
-    study = refine.open_study(path, "s", seed=seed)
-    refine.run_worker(study, total, fake_accuracy, SPACE, grace_seconds=60, heartbeat_seconds=0.2)
+def accuracy_of(trials):
+    """A fake training of the asked cells: accuracy by cell key, as tell_round takes it."""
+    out = {}
+    for t in trials:
+        mean, std = float(t["mean"]), float(t["std"])
+        out[refine.cell_key(t["mean"], t["std"], t["seed"])] = (
+            0.99 - 0.001 * (mean - 0.5) ** 2 - 0.001 * math.log(std / 0.3) ** 2
+        )
+    return out
 
 
-def test_parallel_workers_stop_at_exactly_the_requested_number(tmp_path):
+def test_rounds_of_the_requested_sizes():
+    assert cells.rounds(200, 8) == [8] * 25
+    assert cells.rounds(10, 4) == [4, 4, 2]
+    assert cells.rounds(3, 8) == [3]
+
+
+def test_rounds_end_with_exactly_the_warm_start_plus_n_trials(tmp_path):
+    study = refine.open_study(tmp_path / "journal.log", "s", seed=1)
+    warm = refine.warm_start(study, grid_results(), SPACE)
+    for number, size in enumerate(cells.rounds(10, 4)):
+        asked = refine.ask_round(study, SPACE, number, size, "lenet", 1998)
+        assert len(asked) == size and all(t["state"] == "RUNNING" for t in asked)
+        told = refine.tell_round(study, asked, accuracy_of(asked))
+        assert told["complete"] == size
+    assert refine.finished(study) == warm + 10
+    numbers = [t.number for t in study.get_trials() if t.user_attrs.get("round") is not None]
+    assert len(numbers) == len(set(numbers)) == 10
+
+
+def test_a_round_asked_or_told_again_adds_and_counts_nothing(tmp_path):
+    """The ask's record lost (a killed snakemake), the tell redone: the same trials."""
     path = tmp_path / "journal.log"
-    refine.warm_start(refine.open_study(path, "s"), grid_results(), SPACE)
-    total = 8 + 15
-    ctx = mp.get_context("spawn")
-    workers = [ctx.Process(target=_worker, args=(path, total, seed)) for seed in range(3)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(timeout=120)
-        assert w.exitcode == 0
-    study = refine.open_study(path, "s")
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) == total
-    assert len({t.number for t in complete}) == total
-    others = [t for t in study.get_trials() if t.state != TrialState.COMPLETE]
-    assert all(t.user_attrs.get("surplus") for t in others)  # only given-back surplus trials
-    assert len({t.user_attrs.get("worker") for t in complete if "worker" in t.user_attrs}) >= 2
+    study = refine.open_study(path, "s", seed=1)
+    first = refine.ask_round(study, SPACE, 0, 3, "lenet", 1998)
+    again = refine.ask_round(refine.open_study(path, "s", seed=1), SPACE, 0, 3, "lenet", 1998)
+    assert [t["number"] for t in again] == [t["number"] for t in first]
+    # one trial told, then the process dies; the round is told again in full
+    refine.tell_round(study, first[:1], accuracy_of(first))
+    told = refine.tell_round(refine.open_study(path, "s", seed=1), again, accuracy_of(again))
+    assert told == {"complete": 2, "diverged": 0, "already": 1}
+    assert refine.finished(refine.open_study(path, "s")) == 3
+    # the round grows (n_trials raised): only the missing trial is asked
+    grown = refine.ask_round(study, SPACE, 0, 4, "lenet", 1998)
+    assert len(grown) == 4 and [t["number"] for t in grown][:3] == [t["number"] for t in first]
 
 
-def _dying_worker(path):
-    study = refine.open_study(path, "s", seed=7)
-
-    def die(trial):
-        time.sleep(0.3)
-        os._exit(9)  # killed mid-trial: no tell, no cleanup
-
-    refine.run_worker(study, 5, die, SPACE, heartbeat_seconds=0.1)
-
-
-def test_a_worker_killed_mid_trial_is_recovered(tmp_path):
-    path = tmp_path / "journal.log"
-    refine.open_study(path, "s")
-    dying = mp.get_context("spawn").Process(target=_dying_worker, args=(path,))
-    dying.start()
-    dying.join(timeout=60)
-    assert dying.exitcode == 9
-    study = refine.open_study(path, "s")
-    stuck = study.get_trials(states=(TrialState.RUNNING,))
-    assert len(stuck) == 1
-    time.sleep(1.0)  # its heartbeat goes stale
-    done = refine.run_worker(study, 5, fake_accuracy, SPACE, grace_seconds=0.5, heartbeat_seconds=0.1)
-    assert done == 5
-    trials = study.get_trials()
-    assert trials[stuck[0].number].state == TrialState.FAIL
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == stuck[0].number]
-    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
-    assert retry[0].params == stuck[0].params  # the lost point is run again, not dropped
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5
-
-
-def test_pruned_trials_count_as_finished(tmp_path):
-    study = refine.open_study(tmp_path / "journal.log", "s")
-
-    def prune_wide(trial):
-        trial.report(0.5, step=1)
-        if trial.params["std"] > 0.3:
-            raise optuna.TrialPruned()
-        return fake_accuracy(trial)
-
-    assert refine.run_worker(study, 6, prune_wide, SPACE) == 6
-    states = [t.state for t in study.get_trials()]
-    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 6
+def test_a_diverged_trial_cell_is_a_finished_trial_without_a_value(tmp_path):
+    study = refine.open_study(tmp_path / "journal.log", "s", seed=1)
+    asked = refine.ask_round(study, SPACE, 0, 2, "lenet", 1998)
+    accuracy = accuracy_of(asked)
+    accuracy[refine.cell_key(asked[0]["mean"], asked[0]["std"], asked[0]["seed"])] = math.nan
+    assert refine.tell_round(study, asked, accuracy) == {"complete": 1, "diverged": 1, "already": 0}
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[asked[0]["number"]] == TrialState.PRUNED and refine.finished(study) == 2
 
 
 def test_box_around_the_best_grid_cell():

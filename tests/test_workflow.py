@@ -306,21 +306,28 @@ def test_optuna_refines_after_the_grid_and_its_points_are_cells(tmp_path):
     cfg = tiny_config()
     cfg["models"]["lenet"]["optuna"] = {
         "n_trials": 3,
-        "workers": 2,
+        "batch": 2,
         "mean": [-1, 2],
         "std": [0.05, 1],
         "retrain_seeds": [1, 2],
     }
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
+    counts = job_counts(plan.stdout)
+    assert counts["optuna_ask"] == 2 and counts["optuna_tell"] == 2, plan.stdout  # rounds of 2 and 1 trials
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     out = tmp_path / "results/tiny/lenet/optuna"
+    rounds = [json.loads((out / f"round~{r}/asked.json").read_text())["trials"] for r in (0, 1)]
+    assert [len(r) for r in rounds] == [2, 1]
+    told = json.loads((out / "round~1/told.json").read_text())
     warm = json.loads((out / "warmstart.json").read_text())
     assert warm["added"] == 6  # the 4 grid cells, classic and dataset; "none" is no point of the space
     trials = pd.read_parquet(out / "trials.parquet")
     complete = trials[trials["state"] == "COMPLETE"]
     assert len(complete) == warm["added"] + 3 and complete["number"].is_unique
+    assert told["finished"] == warm["added"] + 3
     best = json.loads((out / "best_seeds.json").read_text())
     assert best["accuracy"] == complete["value"].max() and len(best["seeds_accuracy"]) == 2
     for name in ("history.png", "trials_over_grid.png"):
@@ -332,6 +339,19 @@ def test_optuna_refines_after_the_grid_and_its_points_are_cells(tmp_path):
     assert len(refined) == len(results)  # the refined points land in the tidy table too
     again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # more trials: only the new rounds run (round 1 grows by one trial, round 2 is new)
+    cfg["models"]["lenet"]["optuna"]["n_trials"] = 5
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert (trials["state"] == "COMPLETE").sum() == warm["added"] + 5
+    assert [len(json.loads((out / f"round~{r}/asked.json").read_text())["trials"]) for r in (0, 1, 2)] == [
+        2,
+        2,
+        1,
+    ]
+    assert json.loads((out / "round~0/asked.json").read_text())["trials"] == rounds[0]  # round 0 untouched
 
 
 def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):

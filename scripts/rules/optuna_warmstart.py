@@ -31,7 +31,6 @@ write_json_atomic(
     {
         "added": added,
         "complete": complete,
-        "target": complete + opt["n_trials"],
         "space": {
             "mean": [space.mean_low, space.mean_high],
             "std": [space.std_low, space.std_high],

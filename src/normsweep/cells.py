@@ -298,3 +298,8 @@ def read_packs(study: str, model: str) -> list[Pack]:
         if path.name == f"pack~{found.id}.json":
             packs.append(found)
     return packs
+
+
+def rounds(n_trials: int, batch: int) -> list[int]:
+    """The sizes of the Optuna rounds that ask for ``n_trials`` trials ``batch`` at a time."""
+    return [min(batch, n_trials - start) for start in range(0, n_trials, batch)]

@@ -26,6 +26,10 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict
     import jsonschema
     from snakemake.utils import validate
 
+    for name, block in (config.get("models") or {}).items():
+        for key, why in REMOVED_OPTUNA_KEYS.items():
+            if isinstance(block, dict) and isinstance(block.get("optuna"), dict) and key in block["optuna"]:
+                raise ConfigError(f"config key 'models.{name}.optuna.{key}': {why}")
     # `models: {lenet: null}` in an extra config file drops a model of config.yaml
     if isinstance(config.get("models"), dict):
         for name in [n for n, block in config["models"].items() if block is None]:
@@ -49,6 +53,15 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict
             )
     return config
 
+
+#: Optuna keys of the long-running workers that refinement in rounds replaced.
+REMOVED_OPTUNA_KEYS = {
+    "workers": "refinement runs in rounds of ordinary cell jobs now; use 'batch' (trials per round) instead",
+    "grace_seconds": "refinement runs in rounds of ordinary cell jobs now: a killed trial is a killed cell, "
+    "resumed by snakemake; remove the key",
+    "prune": "pruning needs per-epoch reports inside the process that holds the study, and trials now train "
+    "as separate cell jobs; remove the key (see the README, 'Refinement with Optuna')",
+}
 
 #: Cluster settings a user may give in the environment instead of the config.
 CLUSTER_ENV = {

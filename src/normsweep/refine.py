@@ -1,30 +1,22 @@
-"""Optuna refinement of the grid: a study in a journal file shared by several workers.
+"""Optuna refinement of the grid, in rounds of ordinary cell jobs.
 
-- Storage: Optuna's JournalStorage with its file backend (safe for several processes on a
-  shared file system, unlike SQLite over NFS).
+- Storage: Optuna's JournalStorage in a local file, opened only by the process that runs
+  snakemake (its local rules): one writer, no shared-file-system races.
 - Warm start: finished grid cells inside the search space become completed trials, each
   tagged with its cell so that adding them again adds nothing.
-- Workers: each asks for trials until the study holds the requested number of finished
-  trials. A trial's number is handed out by the storage, so a worker that finds itself
-  past the cap gives its trial back (state FAIL, marked ``surplus``) instead of running it:
-  the count of completed trials is exact however many workers race.
-- Dead workers: every running trial carries a heartbeat (its worker refreshes it while it
-  trains). A trial whose heartbeat is older than the grace period is marked failed and its
-  parameters are queued again, so a killed worker loses no finished trial and leaves no
-  trial stuck; the next worker (or a rerun) completes it.
+- Rounds: a round asks the study for a batch of trials (:func:`ask_round`), the trials train as
+  ordinary cells (jobs like the grid's, with a cell's time limit, resumed from their
+  checkpoints when killed), and the round tells the study their accuracies (:func:`tell_round`).
+  Asking and telling are idempotent per trial, so a round done again never adds or counts a
+  trial twice, and the study ends with exactly the warm start plus ``n_trials`` finished trials.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.distributions import FloatDistribution
@@ -35,10 +27,7 @@ from optuna.trial import TrialState
 from .results import CellResult
 
 CELL_ATTR = "cell"  # "mean|std|seed" of the cell a trial stands for
-HEARTBEAT_ATTR = "heartbeat"  # unix time of the worker's last sign of life
-WORKER_ATTR = "worker"
-SURPLUS_ATTR = "surplus"
-RETRY_OF_ATTR = "retry_of"
+ROUND_ATTR = "round"  # the round that asked for the trial
 
 
 @dataclass(frozen=True)
@@ -138,96 +127,58 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def finished(study: optuna.Study) -> int:
-    """Trials that count towards the requested number: completed or pruned."""
+    """Trials that count towards the requested number: completed, or pruned (a diverged cell)."""
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def recover_stale(study: optuna.Study, grace_seconds: float, now: float | None = None) -> int:
-    """Fail running trials whose worker went silent, and queue their parameters again."""
-    now = time.time() if now is None else now
-    storage, recovered = study._storage, 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = trial.user_attrs.get(
-            HEARTBEAT_ATTR, trial.datetime_start.timestamp() if trial.datetime_start else now
-        )
-        if now - beat <= grace_seconds:
+def ask_round(
+    study: optuna.Study, space: SearchSpace, round_number: int, size: int, model: str, seed: int
+) -> list[dict]:
+    """The trials of one round: ``size`` trials tagged with the round, asked once. Asking again
+    (the round's record was lost, or ``size`` grew) returns the trials already asked and asks
+    only the missing ones, so no trial is ever asked twice for one slot."""
+    from .cells import make_cell
+
+    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ROUND_ATTR) == round_number]
+    for _ in range(size - len(mine)):
+        trial = study.ask(space.distributions)  # TPE's constant liar sees the round's running trials
+        mean, std = space.point(trial.params)
+        cell = make_cell(model, mean, std, seed)
+        trial.set_user_attr(ROUND_ATTR, round_number)
+        trial.set_user_attr(CELL_ATTR, cell_key(cell.mean, cell.std, cell.seed))
+        trial.set_user_attr("source", "optuna")
+    mine = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ROUND_ATTR) == round_number),
+        key=lambda t: t.number,
+    )
+    out = []
+    for t in mine:
+        mean_label, std_label, cell_seed = t.user_attrs[CELL_ATTR].split("|")
+        out.append({"number": t.number, "params": dict(t.params), "mean": mean_label, "std": std_label,
+                    "seed": int(cell_seed), "state": t.state.name})  # fmt: skip
+    return out
+
+
+def tell_round(study: optuna.Study, asked: list[dict], accuracy: dict[str, float]) -> dict[str, int]:
+    """Tell the study the round's results (``accuracy``: cell key -> final accuracy, NaN for a
+    diverged cell). A trial already told (the round is told again) is left as it is, so no
+    trial counts twice; a diverged cell is a pruned trial: finished, with no value."""
+    told = {"complete": 0, "diverged": 0, "already": 0}
+    for entry in asked:
+        trial = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, entry["number"]))  # fmt: skip
+        if trial.state != TrialState.RUNNING:
+            told["already"] += 1
             continue
-        try:
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except RuntimeError:  # finished meanwhile by a slow but living worker
-            continue
-        study.enqueue_trial(
-            dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False
-        )
-        recovered += 1
-    return recovered
-
-
-class Heartbeat:
-    """Refreshes a trial's heartbeat from a background thread while its worker trains."""
-
-    def __init__(self, trial: optuna.Trial, interval: float) -> None:
-        self.trial, self.interval = trial, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-
-    def __enter__(self) -> Heartbeat:
-        self.trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def run_worker(
-    study: optuna.Study,
-    total: int,
-    evaluate: Callable[[optuna.Trial], float],
-    space: SearchSpace,
-    grace_seconds: float = 600.0,
-    heartbeat_seconds: float = 30.0,
-) -> int:
-    """Run trials until the study holds ``total`` finished trials; returns how many this
-    worker finished. ``evaluate(trial)`` trains the cell at ``trial.params`` and returns its
-    accuracy; it may report per-epoch accuracy and raise ``optuna.TrialPruned``."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    done = 0
-    while True:
-        recover_stale(study, grace_seconds)
-        if finished(study) >= total:
-            return done
-        trial = study.ask(space.distributions)
-        trial.set_user_attr(WORKER_ATTR, worker)
-        # the storage numbers trials in order: those before this one that completed or are
-        # still running will fill the cap first
-        ahead = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-            if t.number < trial.number
-        ]
-        if len(ahead) >= total:
-            trial.set_user_attr(SURPLUS_ATTR, True)
-            study.tell(trial, state=TrialState.FAIL)
-            return done
-        try:
-            with Heartbeat(trial, heartbeat_seconds):
-                value = evaluate(trial)
-        except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-            done += 1
-            continue
-        study.tell(
-            trial,
-            value if math.isfinite(value) else None,
-            state=TrialState.COMPLETE if math.isfinite(value) else TrialState.FAIL,
-        )
-        done += math.isfinite(value)
+        value = accuracy[cell_key(entry["mean"], entry["std"], entry["seed"])]
+        if math.isfinite(value):
+            study.tell(entry["number"], value)
+            told["complete"] += 1
+        else:
+            study._storage.set_trial_user_attr(trial._trial_id, "status", "diverged")
+            study.tell(entry["number"], state=TrialState.PRUNED)
+            told["diverged"] += 1
+    return told
 
 
 def box_around_best(

@@ -186,11 +186,11 @@ def read_result(path: str | os.PathLike[str]) -> CellResult:
 
 
 def result_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Cell result files from a rule's inputs: a pack's file (``pack~<id>.json``) stands for
+    """Cell result files from a rule's inputs: a pack's file (``pack~<id>.json``, a round's ``pack.json``) stands for
     its members' results, which it lists; any other path is a cell result itself."""
     out: list[str] = []
     for path in map(str, paths):
-        if Path(path).name.startswith("pack~"):
+        if Path(path).name.startswith("pack~") or Path(path).name == "pack.json":
             try:
                 out += json.loads(Path(path).read_text())["results"]
             except (ValueError, KeyError) as error:

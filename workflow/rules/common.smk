@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 from normsweep import cells as ns_cells  # noqa: E402
 from normsweep.catalog import model_info  # noqa: E402
+from normsweep.cells import rounds as refine_rounds  # noqa: E402
 from normsweep.config import (  # noqa: E402
     ConfigError,
     cluster_resources,
@@ -15,6 +16,7 @@ from normsweep.config import (  # noqa: E402
     runtime_minutes,
     validate_config,
 )
+
 
 def check_scripts_once_per_rule():
     """Snakemake 9 checks before running that a rule's script exists once per *job*
@@ -80,6 +82,7 @@ wildcard_constraints:
     seed=ns_cells.WILDCARD_PATTERNS["seed"],
     datakey=ns_cells.WILDCARD_PATTERNS["datakey"],
     pack=ns_cells.WILDCARD_PATTERNS["pack"],
+    round=r"[0-9]+",
 
 
 def model_config(wildcards):
@@ -218,24 +221,55 @@ def grid_config(wildcards):
     return model_config(wildcards).get("grid")
 
 
-def optuna_worker_runtime(wildcards):
-    return runtime_for(wildcards) * optuna_config(wildcards)["n_trials"]
+def optuna_rounds(model):
+    """The sizes of the model's refinement rounds (n_trials asked `batch` at a time)."""
+    opt = config["models"][model]["optuna"]
+    return refine_rounds(opt["n_trials"], opt["batch"])
 
 
-def optuna_worker_results(wildcards):
-    return expand(
-        f"{RESULTS}/{{model}}/optuna/worker~{{worker}}.json",
-        model=wildcards.model,
-        worker=range(optuna_config(wildcards)["workers"]),
-    )
+def optuna_round_dir(wildcards, round_number=None):
+    number = wildcards["round"] if round_number is None else round_number
+    return f"{RESULTS}/{wildcards.model}/optuna/round~{number}"
+
+
+def optuna_previous_round(wildcards):
+    """A round starts from the last one's told record (the first from the warm start)."""
+    number = int(wildcards["round"])
+    if number == 0:
+        return f"{RESULTS}/{wildcards.model}/optuna/warmstart.json"
+    return f"{optuna_round_dir(wildcards, number - 1)}/told.json"
+
+
+def optuna_round_size(wildcards):
+    return optuna_rounds(wildcards.model)[int(wildcards["round"])]
+
+
+def optuna_round_cells(wildcards):
+    """The round's trial cells (known once its ask checkpoint ran): each cell's result, made by
+    train_cell; or, with cluster.pack > 1, the round's pack, which trains them all in one job."""
+    asked = checkpoints.optuna_ask.get(model=wildcards.model, round=wildcards["round"]).output[0]
+    if PACK > 1:
+        return [f"{optuna_round_dir(wildcards)}/pack.json"]
+    trials = json.loads(Path(asked).read_text())["trials"]
+    cells = {ns_cells.Cell(wildcards.model, t["mean"], t["std"], t["seed"]) for t in trials}
+    return sorted(c.result_path(STUDY) for c in cells)
+
+
+def optuna_last_round(wildcards):
+    last = len(optuna_rounds(wildcards.model)) - 1
+    return f"{optuna_round_dir(wildcards, last)}/told.json"
+
+
+OPTUNA_STUDY_KEYS = ("sampler", "seed", "mean", "std", "per_channel", "box")
 
 
 def optuna_params(wildcards):
-    """Where the study lives and how it searches: what every optuna rule needs."""
+    """Where the study lives and how it searches: what every optuna rule needs (not n_trials or
+    batch, which only the rounds' sizes depend on: raising n_trials reruns no finished round)."""
     return {
         "journal": f"{RESULTS}/{wildcards.model}/optuna/journal.log",
         "study_name": f"{STUDY}-{wildcards.model}",
-        **optuna_config(wildcards),
+        **{k: optuna_config(wildcards)[k] for k in OPTUNA_STUDY_KEYS},
     }
 
 

@@ -1,6 +1,8 @@
-# Optuna refinement after the grid, for every model with an `optuna` block: warm start from
-# the grid cells, parallel workers (cluster jobs like grid cells), then the trials table,
-# the best point, its retraining with several seeds, and the plots.
+# Optuna refinement after the grid, for every model with an `optuna` block, in rounds: the warm
+# start adds the grid cells to the study; each round asks it for a batch of trials (a local
+# checkpoint rule: the study's file is opened only here, on the machine running snakemake),
+# trains them as ordinary cells (jobs with a cell's time limit, or one pack), and tells it their
+# accuracies; then the trials table, the best point retrained with several seeds, the plots.
 
 OPTUNA_MODELS = [m for m in MODELS if config["models"][m].get("optuna")]
 OPTUNA_TARGETS = expand(
@@ -30,31 +32,67 @@ rule optuna_warmstart:
         "../../scripts/rules/optuna_warmstart.py"
 
 
-rule optuna_worker:
+checkpoint optuna_ask:
     input:
+        previous=optuna_previous_round,
         warmstart=f"{RESULTS}/{{model}}/optuna/warmstart.json",
-        stats=data_stats,
     output:
-        f"{RESULTS}/{{model}}/optuna/worker~{{worker}}.json",
+        f"{RESULTS}/{{model}}/optuna/round~{{round}}/asked.json",
     log:
-        f"{LOGS}/{{model}}/optuna/worker~{{worker}}.log",
+        f"{LOGS}/{{model}}/optuna/round~{{round}}.ask.log",
+    localrule: True
     conda:
         "../../envs/optuna.yaml"
+    params:
+        optuna=optuna_params,
+        size=optuna_round_size,
+    script:
+        "../../scripts/rules/optuna_ask.py"
+
+
+rule train_round_pack:
+    input:
+        asked=f"{RESULTS}/{{model}}/optuna/round~{{round}}/asked.json",
+        stats=CELL_DATA_STATS,
+    output:
+        f"{RESULTS}/{{model}}/optuna/round~{{round}}/pack.json",
+    log:
+        f"{LOGS}/{{model}}/optuna/round~{{round}}.pack.log",
+    conda:
+        "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
         **CLUSTER,
-        runtime=optuna_worker_runtime,
+        runtime=PACK_RUNTIME,
+    params:
+        cell=TRAINING_PARAMS,
+        cells=f"{RESULTS}/{{model}}/cells",
+        logs=f"{LOGS}/{{model}}/train",
+        checkpoint=f"{RESULTS}/{{model}}/checkpoints/optuna/round~{{round}}.pt",
+    script:
+        "../../scripts/rules/train_round_pack.py"
+
+
+rule optuna_tell:
+    input:
+        asked=f"{RESULTS}/{{model}}/optuna/round~{{round}}/asked.json",
+        cells=optuna_round_cells,
+    output:
+        f"{RESULTS}/{{model}}/optuna/round~{{round}}/told.json",
+    log:
+        f"{LOGS}/{{model}}/optuna/round~{{round}}.tell.log",
+    localrule: True
+    conda:
+        "../../envs/optuna.yaml"
     params:
         optuna=optuna_params,
-        cell=TRAINING_PARAMS,
-        study=STUDY,
     script:
-        "../../scripts/rules/optuna_worker.py"
+        "../../scripts/rules/optuna_tell.py"
 
 
 checkpoint optuna_summary:
     input:
-        optuna_worker_results,
+        last_round=optuna_last_round,
         grid=f"{RESULTS}/{{model}}/tables/cells.parquet",
     output:
         trials_csv=report(
