@@ -95,6 +95,12 @@ def test_shipped_configs_are_valid():
         ),
         ("models.lenet.optuna", {"n_trials": 5, "std": [0, 1]}, r"'models.lenet.optuna'.*0 < low < high"),
         ("models.lenet.optuna", {"n_trials": 0}, r"'models.lenet.optuna.n_trials'"),
+        ("models.lenet.optuna", {"n_trials": 5, "workers": 4}, r"'models.lenet.optuna.workers'.*use 'batch'"),
+        (
+            "models.lenet.optuna",
+            {"n_trials": 5, "prune": True},
+            r"'models.lenet.optuna.prune'.*per-epoch reports",
+        ),
         (
             "models.lenet.init_study",
             {"mean": 0, "std": 1, "weight": [0, 1], "bias": [1]},

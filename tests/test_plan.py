@@ -1,6 +1,7 @@
 """Planning needs no cluster: the dry run through the SLURM profile, and the cost plan."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -104,3 +105,35 @@ def test_dry_run_through_the_slurm_profile_needs_no_cluster(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "train_cell" in run.stdout
+
+
+def local_rules() -> set[str]:
+    """The rules that run on the login node (`localrule: True` in workflow/rules/*.smk)."""
+    names = set()
+    for smk in (ROOT / "workflow/rules").glob("*.smk"):
+        for block in re.split(r"^(?=rule |checkpoint )", smk.read_text(), flags=re.M):
+            match = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            if match and "localrule: True" in block:
+                names.add(match.group(1))
+    return names | {"all"}
+
+
+def test_the_full_refinement_fits_a_clusters_time_limit(tmp_path):
+    """config/full.yaml with 200 Optuna trials (issue 12: the workers asked for 57 hours): rounds
+    of ordinary cells, no job longer than one cell, as many rounds as n_trials / batch."""
+    extra = tmp_path / "optuna.yaml"
+    extra.write_text(yaml.safe_dump({"models": {"lenet": {"optuna": {"n_trials": 200, "batch": 8}}}}))
+    env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+    run = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "--configfile", "config/full.yaml", str(extra)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    jobs = re.findall(r"^(rule|checkpoint) (\w+):\n(?:    .*\n)*?    resources: (.*)", run.stdout, re.M)
+    submitted = {name: res for _, name, res in jobs if name not in local_rules()}
+    limits = {name: int(re.search(r"runtime=(\d+)", res).group(1)) for name, res in submitted.items()}
+    cell = runtime_minutes(validate_config(yaml.safe_load((ROOT / "config/full.yaml").read_text())), "lenet")
+    assert limits["train_cell"] == cell == 17
+    assert max(limits.values()) <= cell, limits  # trial cells are train_cell jobs: the same limit
+    counts = {name: sum(1 for _, n, _ in jobs if n == name) for name in ("optuna_ask", "optuna_tell")}
+    assert counts == {"optuna_ask": 25, "optuna_tell": 25}

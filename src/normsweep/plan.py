@@ -34,6 +34,10 @@ class ModelPlan:
     pack_seconds_per_epoch: float = 0.0
     pack_seconds_source: str = ""
     pack_gpu_hours: float = 0.0
+    optuna_trials: int = 0  # refinement: trials asked in rounds, each a cell (or all one pack)
+    optuna_rounds: int = 0
+    optuna_jobs: int = 0
+    optuna_gpu_hours: float = 0.0
 
 
 def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None = None) -> list[ModelPlan]:
@@ -87,8 +91,24 @@ def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None 
             pack_source = "pack x seconds per epoch: an upper bound (set cluster.pack_seconds_per_epoch)"
         gpus = max(config["cluster"]["gpus_per_cell"], 1)
         pack_jobs = sum(math.ceil(n / max(pack, 1)) for n in todo_seeds.values())
+        opt = block.get("optuna") or {}
+        sizes = cellnames.rounds(opt["n_trials"], opt["batch"]) if opt else []
+        trials = sum(sizes) + len(opt.get("retrain_seeds", [])) if opt else 0
+        if pack > 1:  # one pack per round, and one job per retrained seed
+            optuna_jobs = len(sizes) + len(opt.get("retrain_seeds", []))
+            optuna_hours = (
+                sum(pack_seconds_per_epoch(config, n) if n > 1 else seconds for n in sizes) * epochs
+                + len(opt.get("retrain_seeds", [])) * epochs * seconds
+            ) * gpus / 3600
+        else:
+            optuna_jobs = trials
+            optuna_hours = trials * epochs * seconds * gpus / 3600
         plans.append(
             ModelPlan(
+                optuna_trials=sum(sizes),
+                optuna_rounds=len(sizes),
+                optuna_jobs=optuna_jobs,
+                optuna_gpu_hours=optuna_hours,
                 model=model,
                 cells=len(all_cells),
                 done=done,
@@ -131,6 +151,12 @@ def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
         f"total, one job per cell: {sum(p.to_run for p in plans)} cells to run in {sum(p.jobs for p in plans)} jobs, "
         f"about {total:.2f} {unit}"
     )
+    for p in plans:
+        if p.optuna_rounds:
+            lines.append(
+                f"  {p.model}: Optuna refinement: {p.optuna_trials} trials in {p.optuna_rounds} rounds (one after "
+                f"another), then the best point retrained: {p.optuna_jobs} jobs, about {p.optuna_gpu_hours:.2f} {unit}"
+            )
     if pack > 1:
         lines.append(
             f"total, packs of {pack}: {sum(p.pack_jobs for p in plans)} jobs, about "
