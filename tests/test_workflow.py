@@ -2,13 +2,16 @@
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, SMALL_MNIST, snakemake, test_config
+from conftest import BIN, ROOT, SMALL_MNIST, snakemake, test_config
 from normsweep.cells import data_key
 
 
@@ -461,3 +464,50 @@ def test_a_truncated_cell_result_is_named_with_the_fix(study, tmp_path):
         assert job_counts(plan.stdout)["train_cell"] == 1, plan.stdout
     finally:
         victim.write_text(intact)
+
+
+def test_a_killed_round_resumes_its_cell_and_counts_every_trial_once(tmp_path):
+    """kill -9 of snakemake (and its running trial cell) mid-epoch in a round: after --unlock
+    and a rerun, the cell resumes after its last finished epoch and the study holds exactly the
+    warm start plus n_trials finished trials, one per asked trial."""
+    cfg = tiny_config()
+    block = cfg["models"]["lenet"]
+    block.update(grid=None, references={"classic": {"mean": 0.1307, "std": 0.3081}})
+    block["training"].update(epochs=3, train_subset=1500, deterministic=True)
+    block["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    command = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow" / "Snakefile"), "--profile",
+               str(ROOT / "profiles" / "local"), "--cores", "1", "--directory", str(tmp_path)]  # fmt: skip
+    first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)  # fmt: skip
+    checkpoints = tmp_path / "results/tiny/lenet/checkpoints"
+    asked = tmp_path / "results/tiny/lenet/optuna/round~0/asked.json"
+
+    def trial_checkpoints():  # of a trial cell (the round has been asked), not of the classic cell
+        return [p for p in checkpoints.rglob("*.pt") if "0.1307" not in str(p)] if asked.exists() else []
+
+    deadline = time.time() + 600
+    while time.time() < deadline and not trial_checkpoints():
+        assert first.poll() is None, "snakemake ended before a trial cell saved a checkpoint"
+        time.sleep(0.1)
+    killed = trial_checkpoints()
+    assert killed, "no trial cell saved a checkpoint in time"
+    os.killpg(first.pid, signal.SIGKILL)  # snakemake and the cell it runs, mid-epoch 2
+    first.wait()
+    result = tmp_path / "results/tiny/lenet/cells" / killed[0].relative_to(checkpoints).with_suffix(".json")
+    log = tmp_path / "logs/tiny/lenet/train" / killed[0].relative_to(checkpoints).with_suffix(".log")
+    assert not result.exists()
+    locked = snakemake("--cores", "1", "--directory", str(tmp_path), cwd=tmp_path)  # as the README says
+    assert locked.returncode != 0 and "lock" in (locked.stdout + locked.stderr).lower()
+    assert snakemake("--unlock", "--directory", str(tmp_path), cwd=tmp_path).returncode == 0
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = log.read_text()  # the rerun's log (snakemake starts a job's log afresh)
+    assert "resumed from" in text and "after epoch 1" in text
+    assert "epoch 1/3" not in text and text.count("epoch 2/3") == 1  # only the interrupted epoch again
+    trials = pd.read_parquet(tmp_path / "results/tiny/lenet/optuna/trials.parquet")
+    optuna_trials = trials[trials["user_attrs_source"] == "optuna"]
+    assert len(optuna_trials) == 3 and (optuna_trials["state"] == "COMPLETE").all()
+    assert optuna_trials["user_attrs_cell"].is_unique
+    assert (trials["state"] == "COMPLETE").sum() == 1 + 3  # the classic cell + n_trials
