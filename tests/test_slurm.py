@@ -327,3 +327,36 @@ def test_packs_are_jobs_with_one_gpu_each(tmp_path):
     results = [read_result(p) for p in (tmp_path / "results/slurm-pack/lenet/cells").rglob("seed~*.json")]
     assert len(results) == 5 and sorted(r.pack_size for r in results) == [2, 2, 3, 3, 3]
     assert "epoch 1/1" in (tmp_path / "logs/slurm-pack/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
+
+
+def test_two_refinement_rounds_train_their_trials_as_gpu_jobs(tmp_path):
+    """Optuna in rounds through SLURM: 3 trials in rounds of 2 and 1, each trial cell a job with
+    one GPU; the study file is only touched by the local ask and tell rules."""
+    cfg = slurm_config("slurm-rounds", grid={"mean": [0.0], "std": [0.3]}, references={})
+    cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
+    write_config(tmp_path, cfg)
+    since = since_now()
+    run = run_snakemake(tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    time.sleep(2)
+    jobs = [j for j in sacct_jobs(since) if "train_cell" in j["Comment"] + j["JobName"]]
+    print(
+        "\nsacct (rounds):\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in jobs)
+    )
+    out = tmp_path / "results/slurm-rounds/lenet/optuna"
+    trial_cells = {
+        (t["mean"], t["std"])
+        for r in (0, 1)
+        for t in json.loads((out / f"round~{r}/asked.json").read_text())["trials"]
+    }
+    # the grid cell, the trial cells, and the best point's seed when it is a new cell
+    assert len(jobs) >= 1 + len(trial_cells) and all("gres/gpu=1" in j["AllocTRES"] for j in jobs), jobs
+    assert all(j["State"] == "COMPLETED" for j in jobs), jobs
+    assert not [
+        j
+        for j in sacct_jobs(since)
+        if re.search("optuna_(ask|tell|warmstart|summary)", j["Comment"] + j["JobName"])
+    ]
+    told = json.loads((out / "round~1/told.json").read_text())
+    warm = json.loads((out / "warmstart.json").read_text())
+    assert told["finished"] == warm["added"] + 3
