@@ -97,9 +97,13 @@ def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None 
         if pack > 1:  # one pack per round, and one job per retrained seed
             optuna_jobs = len(sizes) + len(opt.get("retrain_seeds", []))
             optuna_hours = (
-                sum(pack_seconds_per_epoch(config, n) if n > 1 else seconds for n in sizes) * epochs
-                + len(opt.get("retrain_seeds", [])) * epochs * seconds
-            ) * gpus / 3600
+                (
+                    sum(pack_seconds_per_epoch(config, n) if n > 1 else seconds for n in sizes) * epochs
+                    + len(opt.get("retrain_seeds", [])) * epochs * seconds
+                )
+                * gpus
+                / 3600
+            )
         else:
             optuna_jobs = trials
             optuna_hours = trials * epochs * seconds * gpus / 3600
