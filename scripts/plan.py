@@ -15,10 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from normsweep.config import ConfigError, validate_config  # noqa: E402
+from normsweep.config import ConfigError, study_config  # noqa: E402
 from normsweep.plan import format_plan, plan  # noqa: E402
 
 
@@ -38,17 +36,12 @@ def main() -> int:
         "--pack", type=int, default=None, help="cells per pack job (default: the config's cluster.pack)"
     )
     args = parser.parse_args()
-    from snakemake.utils import update_config
-
-    workdir = Path(args.directory)
-    config: dict = {}
     try:
-        for path in map(Path, args.configfile) if args.configfile else [workdir / "config" / "config.yaml"]:
-            update_config(config, yaml.safe_load(path.read_text()))
-        validate_config(config)
-    except (ConfigError, FileNotFoundError) as error:
+        config = study_config(args.configfile, args.directory)
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    workdir = Path(args.directory)
     print(format_plan(plan(config, workdir, args.pack), config["cluster"]["gpus_per_cell"]))
     return 0
 

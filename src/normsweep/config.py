@@ -95,6 +95,20 @@ def fill_defaults(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
                     model["optuna"].setdefault(key, copy.deepcopy(prop["default"]))
 
 
+def study_config(configfiles: list[str | Path], workdir: str | Path = ".") -> dict[str, Any]:
+    """The config a run with these --configfile files uses, as snakemake builds it: the files
+    merged in order, or the demo (config/config.yaml of ``workdir``) when none is given."""
+    from snakemake.utils import update_config
+
+    config: dict[str, Any] = {}
+    for path in map(Path, configfiles) if configfiles else [Path(workdir) / "config" / "config.yaml"]:
+        try:
+            update_config(config, yaml.safe_load(path.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+    return validate_config(config)
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(Path(path).read_text())

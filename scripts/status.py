@@ -1,0 +1,66 @@
+"""A study's state while snakemake runs, from its files alone (no lock, no torch):
+
+    .venv/bin/python scripts/status.py                                   # the demo
+    .venv/bin/python scripts/status.py --configfile config/full.yaml --profile slurm
+    .venv/bin/python scripts/status.py --watch 60                        # refresh every minute
+    .venv/bin/python scripts/status.py --json                            # for scripts
+
+Per model: cells done, running (a checkpoint or a log without a result), failed (the log
+ends in an error), diverged and pending; the last finished epoch of running cells; an
+estimate of the time left; the refinement's rounds; failed cells with the end of their log
+and the command that reruns them. Draws results/<study>/plots/progress.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from normsweep import cells  # noqa: E402
+from normsweep.config import ConfigError, study_config  # noqa: E402
+from normsweep.status import format_status, progress_figure, study_status  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configfile", nargs="+", action="extend", default=[], help="as for snakemake")
+    parser.add_argument("--directory", default=".", help="the working directory of the run (default: here)")
+    parser.add_argument("--profile", default="profiles/local", help="the profile of the rerun command shown")
+    parser.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="print again every SECONDS, until Ctrl-C"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--no-figure", action="store_true", help="do not draw progress.png")
+    args = parser.parse_args()
+    try:
+        config = study_config(args.configfile, args.directory)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    rerun = f"snakemake --profile {args.profile}" + "".join(f" --configfile {c}" for c in args.configfile)
+    figure = Path(args.directory) / cells.results_dir(config["study"]) / "plots" / "progress.png"
+    while True:
+        status = study_status(config, args.directory)
+        if status["started"] and not args.no_figure:
+            progress_figure(status, figure)
+            status["figure"] = str(figure)
+        if args.json:
+            print(json.dumps({**status, "models": {m: {k: v for k, v in e.items() if k != "_states"}
+                                                   for m, e in status["models"].items()}}, indent=2))  # fmt: skip
+        else:
+            print(format_status(status, rerun) + (f"\nfigure: {figure}" if "figure" in status else ""))
+        if not args.watch:
+            return 0
+        sys.stdout.flush()
+        time.sleep(args.watch)
+        print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

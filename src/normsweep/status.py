@@ -1,0 +1,270 @@
+"""A study's state from its files alone, while snakemake runs: cells done, running, failed,
+diverged and still to do, the refinement's rounds, the time left, and a progress heatmap.
+
+Reads only (never takes Snakemake's lock, never imports torch): a cell is
+
+- done: its result file is there (``ok`` or ``diverged``);
+- failed: no result, and its log ends in an error;
+- running: no result, and a checkpoint or a log of it (or of its pack) is there;
+- pending: nothing of it yet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import cells as cellnames
+
+EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+): .*?test accuracy ([0-9.na]+)")
+ERROR_WORDS = ("Traceback", "Error", "failed", "Exception")
+TAIL_LINES = 12
+
+
+@dataclass
+class CellState:
+    cell: cellnames.Cell
+    state: str  # done, diverged, failed, running, pending
+    accuracy: float = math.nan
+    last_epoch: int = 0
+    epochs: int = 0
+    seconds_per_epoch: list[float] = field(default_factory=list)
+    log_tail: list[str] = field(default_factory=list)
+    log: str = ""
+    result: str = ""
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 16_384))
+        return handle.read().decode(errors="replace").splitlines()[-lines:]
+
+
+def _failed(tail: list[str]) -> bool:
+    """The log ends in an error: the last lines after its last epoch line hold one."""
+    after = []
+    for line in reversed(tail):
+        if EPOCH_LINE.search(line) or "resumed from" in line:
+            break
+        after.append(line)
+    return any(word in line for line in after for word in ERROR_WORDS)
+
+
+def cell_state(
+    cell: cellnames.Cell, study: str, workdir: Path, packs_running: set[cellnames.Cell]
+) -> CellState:
+    result = workdir / cell.result_path(study)
+    log = workdir / cellnames.logs_dir(study) / cellnames.CELL_LOG.format(**cell.wildcards)
+    state = CellState(
+        cell, "pending", log=str(log.relative_to(workdir)), result=str(result.relative_to(workdir))
+    )
+    if result.exists():
+        try:
+            raw = json.loads(result.read_text())
+            state.state = "diverged" if raw["status"] == "diverged" else "done"
+            state.accuracy = math.nan if raw["final_accuracy"] is None else float(raw["final_accuracy"])
+            state.epochs = int(raw["epochs_requested"])
+            state.last_epoch = max((e["epoch"] for e in raw["epochs"]), default=0)
+            state.seconds_per_epoch = [e["seconds"] for e in raw["epochs"] if e["epoch"] > 0 and e["seconds"]]
+            return state
+        except (ValueError, KeyError, TypeError):
+            state.state = "failed"
+            state.log_tail = [f"{state.result}: not a complete cell result; delete it and rerun snakemake"]
+            return state
+    checkpoint = workdir / cell.checkpoint_path(study)
+    if log.exists():
+        state.log_tail = _tail(log)
+        for line in state.log_tail:
+            match = EPOCH_LINE.search(line)
+            if match:
+                state.last_epoch, state.epochs = int(match.group(1)), int(match.group(2))
+                state.accuracy = float(match.group(3)) if match.group(3) != "nan" else math.nan
+        state.state = "failed" if _failed(state.log_tail) else "running"
+    elif checkpoint.exists() or cell in packs_running:
+        state.state = "running"
+    return state
+
+
+def _round_records(folder: Path) -> dict[str, Any]:
+    asked = sorted(folder.glob("round~*/asked.json"))
+    told = sorted(folder.glob("round~*/told.json"))
+    trials = sum(len(json.loads(p.read_text())["trials"]) for p in asked)
+    last = json.loads(told[-1].read_text()) if told else {}
+    return {"rounds_asked": len(asked), "rounds_told": len(told), "trials_asked": trials,
+            "finished_trials": last.get("finished")}  # fmt: skip
+
+
+def study_status(config: Mapping[str, Any], workdir: str | Path = ".") -> dict[str, Any]:
+    """Everything the status prints, as plain data (``--json``)."""
+    workdir = Path(workdir)
+    study = config["study"]
+    out: dict[str, Any] = {"study": study, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {}}
+    for model, block in config["models"].items():
+        pack_checkpoints = list(
+            (workdir / cellnames.results_dir(study) / model / "checkpoints" / "packs").glob("*/*.pt")
+        )
+        packs_running = set()
+        for pack in cellnames.plan_packs(cellnames.study_cells(model, block), max(config["cluster"].get("pack", 1), 1), study,
+                                         done=lambda p: (workdir / p).exists()):  # fmt: skip
+            if any(p.name == f"pack~{pack.id}.pt" for p in pack_checkpoints):
+                packs_running.update(pack.cells)
+        states = [cell_state(c, study, workdir, packs_running) for c in cellnames.study_cells(model, block)]
+        counts = Counter(s.state for s in states)
+        seconds = [x for s in states for x in s.seconds_per_epoch]
+        epochs = max(block["training"]["epochs"], 1)
+        running = [s for s in states if s.state == "running"]
+        pending = [s for s in states if s.state == "pending"]
+        per_epoch = statistics.median(seconds) if seconds else None
+        left_epochs = sum(max(epochs - s.last_epoch, 0) for s in running) + epochs * len(pending)
+        at_once = max(len(running), 1)
+        entry: dict[str, Any] = {
+            "cells": len(states),
+            **{k: counts.get(k, 0) for k in ("done", "running", "failed", "diverged", "pending")},
+            "seconds_per_epoch": per_epoch,
+            "epochs_left": left_epochs,
+            "running_at_once": len(running),
+            "seconds_left": None if per_epoch is None else left_epochs * per_epoch / at_once,
+            "running_cells": [
+                {
+                    "cell": s.result,
+                    "epoch": s.last_epoch,
+                    "of": s.epochs or epochs,
+                    "accuracy": None if math.isnan(s.accuracy) else s.accuracy,
+                }  # fmt: skip
+                for s in running
+            ],
+            "failed_cells": [
+                {"cell": s.result, "log": s.log, "tail": s.log_tail} for s in states if s.state == "failed"
+            ],
+        }
+        if block.get("optuna"):
+            entry["optuna"] = {
+                **_round_records(workdir / cellnames.results_dir(study) / model / "optuna"),
+                "rounds": len(cellnames.rounds(block["optuna"]["n_trials"], block["optuna"]["batch"])),
+                "n_trials": block["optuna"]["n_trials"],
+            }
+        entry["_states"] = states
+        out["models"][model] = entry
+    out["started"] = any(
+        m["done"] + m["running"] + m["failed"] + m["diverged"] for m in out["models"].values()
+    )
+    return out
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown (no epoch measured yet)"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def format_status(status: Mapping[str, Any], rerun: str) -> str:
+    """The status for people; ``rerun`` is the snakemake command line that reruns a cell."""
+    lines = [f"study {status['study']} at {status['time']}"]
+    if not status["started"]:
+        lines.append(f"nothing has run yet: start it with `{rerun}`")
+        return "\n".join(lines)
+    for model, m in status["models"].items():
+        lines.append(
+            f"{model}: {m['done']} done, {m['running']} running, {m['failed']} failed, {m['diverged']} diverged, "
+            f"{m['pending']} pending, of {m['cells']} cells"
+        )
+        if m["seconds_per_epoch"] is not None:
+            lines.append(
+                f"  time left: about {_duration(m['seconds_left'])} ({m['epochs_left']} epochs at "
+                f"{m['seconds_per_epoch']:.1f} s, {max(m['running_at_once'], 1)} cells at once; an estimate)"
+            )
+        for r in m["running_cells"][:20]:
+            acc = "" if r["accuracy"] is None else f", test accuracy {r['accuracy']:.4f}"
+            lines.append(f"  running {r['cell']}: epoch {r['epoch']}/{r['of']} done{acc}")
+        if len(m["running_cells"]) > 20:
+            lines.append(f"  ... and {len(m['running_cells']) - 20} more running")
+        if m.get("optuna"):
+            o = m["optuna"]
+            lines.append(
+                f"  refinement: {o['rounds_told']} of {o['rounds']} rounds told, {o['trials_asked']} of "
+                f"{o['n_trials']} trials asked, {o['finished_trials'] or 0} finished trials in the study"
+            )
+        for f in m["failed_cells"]:
+            lines.append(f"  FAILED {f['cell']} (log {f['log']}):")
+            lines += [f"    | {line}" for line in f["tail"][-6:]]
+            lines.append(f"    rerun: {rerun} {f['cell']}")
+    return "\n".join(lines)
+
+
+STATE_STYLE = {  # marker, colour, label
+    "running": ("o", "tab:blue", "running"),
+    "failed": ("X", "tab:red", "failed"),
+    "pending": (".", "0.6", "pending"),
+    "diverged": ("s", "0.3", "diverged"),
+}
+
+
+def progress_figure(status: Mapping[str, Any], path: str | Path) -> None:
+    """One panel per model: the finished grid cells' accuracy (seed mean) over mean x std, the
+    running, failed, pending and diverged cells marked; reference cells listed below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(status["models"])
+    fig, axes = plt.subplots(1, len(models), figsize=(8 * len(models), 6.4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        states = [s for s in status["models"][model]["_states"] if _numeric(s.cell)]
+        points: dict[tuple[float, float], list[CellState]] = {}
+        for s in states:
+            points.setdefault(_numeric(s.cell), []).append(s)
+        done = {k: [s.accuracy for s in v if s.state == "done"] for k, v in points.items()}
+        done = {k: sum(v) / len(v) for k, v in done.items() if v}
+        if done:
+            xs, ys = zip(*done, strict=True)
+            shown = ax.scatter(xs, ys, c=list(done.values()), cmap="viridis", s=220, marker="s", zorder=2)
+            fig.colorbar(shown, ax=ax, label="final test accuracy (mean over seeds)")
+        for state, (marker, colour, label) in STATE_STYLE.items():
+            where = [k for k, v in points.items() if any(s.state == state for s in v)]
+            if where:
+                xs, ys = zip(*where, strict=True)
+                ax.scatter(xs, ys, marker=marker, c=colour, s=90 if state != "pending" else 40, zorder=3,
+                           label=f"{label} ({len(where)})")  # fmt: skip
+        m = status["models"][model]
+        others = [s for s in status["models"][model]["_states"] if not _numeric(s.cell)]
+        if others:
+            listed = ", ".join(
+                f"{s.cell.mean}: {s.state}" + (f" {s.accuracy:.4f}" if s.state == "done" else "")
+                for s in others[:6]
+            )
+            ax.text(0.0, -0.13, f"cells off the axes: {listed}", transform=ax.transAxes, fontsize=8, va="top")
+        ax.set_yscale("log")
+        ax.set_xlabel("mean subtracted from the input (pixel units, input in [0, 1])")
+        ax.set_ylabel("std the input is divided by (log scale)")
+        ax.set_title(
+            f"{model}: {m['done']} done, {m['running']} running, {m['failed']} failed, {m['pending']} pending"
+            f" of {m['cells']} cells"
+        )
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"study {status['study']}: progress at {status['time']}")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _numeric(cell: cellnames.Cell) -> tuple[float, float] | None:
+    """A cell's (mean, std) when both are one number (grid cells, numeric references)."""
+    try:
+        mean, std = float(cell.mean), float(cell.std)
+    except ValueError:
+        return None
+    return (mean, std) if std > 0 else None

@@ -1,0 +1,118 @@
+"""scripts/status.py: a study's state from its files while it runs."""
+
+import json
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import yaml
+from test_results import make_result
+
+from conftest import ROOT, SMALL_MNIST
+from normsweep import cells
+from normsweep.config import validate_config
+from normsweep.results import EpochRecord, write_result
+from normsweep.status import format_status, study_status
+
+
+def study_config(pack=1):
+    return validate_config(
+        {
+            "study": "watch",
+            "cluster": {"pack": pack},
+            "models": {
+                "lenet": {
+                    "data": str(SMALL_MNIST),
+                    "grid": {"mean": [0.0, 1.0, 2.0], "std": [0.5, 1.0]},
+                    "references": {"none": "none"},
+                    "training": {"epochs": 3},
+                    "optuna": {"n_trials": 4, "batch": 2},
+                }
+            },
+        }
+    )
+
+
+def cell(mean, std):
+    return cells.Cell("lenet", mean, std, 1998)
+
+
+def make_study(work):
+    """Finished (2), diverged (1), running (checkpoint, and log only), failed (1), pending (1)."""
+    epochs = [EpochRecord(e, 0.9 + e / 100, 0.1, 0.2, 1.0, 12.0) for e in (1, 2, 3)]
+    for c, acc in ((cell("0", "0.5"), 0.93), (cell("0", "1"), 0.92)):
+        write_result(work / c.result_path("watch"), make_result(acc, mean_label=c.mean, std_label=c.std,
+                                                                seed=1998, epochs=epochs))  # fmt: skip
+    diverged = cell("2", "0.5")
+    write_result(work / diverged.result_path("watch"), make_result(float("nan"), status="diverged",
+                 mean_label="2", std_label="0.5", mean=[2.0], std=[0.5], seed=1998, epochs=epochs[:1]))  # fmt: skip
+    logs = work / cells.logs_dir("watch")
+    running = cell("1", "0.5")  # its checkpoint and a log with one epoch
+    (work / running.checkpoint_path("watch")).parent.mkdir(parents=True)
+    (work / running.checkpoint_path("watch")).write_bytes(b"x")
+    log = logs / cells.CELL_LOG.format(**running.wildcards)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        "2026-11-23 normsweep.train INFO epoch 1/3: train loss 0.3, test loss 0.1, test accuracy 0.9512, lr 1, 12.0 s\n"
+    )
+    failed = cell("1", "1")
+    log = logs / cells.CELL_LOG.format(**failed.wildcards)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        "2026-11-23 normsweep.runner INFO cell lenet mean=[1.0] std=[1.0] seed=1998\n"
+        "2026-11-23 normsweep ERROR cell {'model': 'lenet'} failed\nTraceback (most recent call last):\n"
+        "RuntimeError: device 'cuda:0' asked for, but torch sees no CUDA GPU here\n"
+    )
+    asked = work / cells.results_dir("watch") / "lenet/optuna/round~0/asked.json"
+    asked.parent.mkdir(parents=True)
+    asked.write_text(json.dumps({"round": 0, "trials": [{"mean": "0.3", "std": "0.4", "seed": 1998}] * 2}))
+    # pending: cell("2", "1") and the "none" reference
+
+
+def test_counts_running_failed_and_the_time_left(tmp_path):
+    make_study(tmp_path)
+    status = study_status(study_config(), tmp_path)
+    m = status["models"]["lenet"]
+    assert {k: m[k] for k in ("done", "diverged", "running", "failed", "pending")} == {
+        "done": 2, "diverged": 1, "running": 1, "failed": 1, "pending": 2
+    }  # fmt: skip
+    assert m["running_cells"] == [{"cell": "results/watch/lenet/cells/mean~1/std~0.5/seed~1998.json",
+                                   "epoch": 1, "of": 3, "accuracy": 0.9512}]  # fmt: skip
+    assert m["seconds_per_epoch"] == 12.0
+    assert m["epochs_left"] == 2 + 3 * 2 and m["seconds_left"] == 8 * 12.0  # one cell running at once
+    assert (
+        m["optuna"]["rounds_asked"] == 1 and m["optuna"]["rounds"] == 2 and m["optuna"]["trials_asked"] == 2
+    )
+    text = format_status(status, "snakemake --profile profiles/slurm")
+    assert "2 done, 1 running, 1 failed, 1 diverged, 2 pending, of 7 cells" in text
+    assert "FAILED results/watch/lenet/cells/mean~1/std~1/seed~1998.json" in text
+    assert "torch sees no CUDA GPU here" in text  # the end of its log
+    assert (
+        "rerun: snakemake --profile profiles/slurm results/watch/lenet/cells/mean~1/std~1/seed~1998.json"
+        in text
+    )
+    assert "time left: about 1 min 36 s" in text
+
+
+def test_the_script_draws_the_progress_and_speaks_json(tmp_path):
+    make_study(tmp_path)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study_config()))
+    run = subprocess.run([sys.executable, str(ROOT / "scripts/status.py"), "--configfile", "study.yaml", "--json"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    status = json.loads(run.stdout)
+    assert status["models"]["lenet"]["failed"] == 1 and status["figure"].endswith("plots/progress.png")
+    image = mpimg.imread(tmp_path / "results/watch/plots/progress.png")
+    assert image.shape[0] > 400 and image[..., :3].std() > 0.05
+
+
+def test_a_study_that_never_started_says_what_to_run(tmp_path):
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study_config()))
+    run = subprocess.run([sys.executable, str(ROOT / "scripts/status.py"), "--configfile", "study.yaml"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (
+        "nothing has run yet: start it with `snakemake --profile profiles/local --configfile study.yaml`"
+        in run.stdout
+    )
+    assert not (tmp_path / "results/watch/plots/progress.png").exists()
