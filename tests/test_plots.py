@@ -6,7 +6,7 @@ from normsweep import plots, table
 from normsweep.cells import cell_roles
 
 
-def test_heatmap_has_one_panel_per_model(tmp_path):
+def test_heatmap_has_a_row_per_model_and_a_panel_per_metric(tmp_path):
     rows = []
     for model in ("lenet", "resnet18"):
         config = {"grid": {"mean": [0.0, 1.0], "std": [0.5, 1.0]}, "references": {"none": "none"}}
@@ -24,4 +24,11 @@ def test_heatmap_has_one_panel_per_model(tmp_path):
     one, two = tmp_path / "one.png", tmp_path / "two.png"
     plots.heatmap(cells[cells["model"] == "lenet"], one)
     plots.heatmap(cells, two)
-    assert mpimg.imread(two).shape[1] > 1.8 * mpimg.imread(one).shape[1]  # two panels side by side
+    height, width = mpimg.imread(one).shape[:2]
+    assert mpimg.imread(two).shape[0] > 1.8 * height  # one row per model
+    assert width > 3 * height  # final accuracy, epoch-1 accuracy, epochs to the threshold side by side
+    only_final = tmp_path / "final.png"
+    plots.heatmap(
+        cells[cells["model"] == "lenet"].drop(columns=["epoch1_accuracy", "epochs_to_threshold"]), only_final
+    )
+    assert mpimg.imread(only_final).shape[1] < width / 2.5  # a table without them: one panel

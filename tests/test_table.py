@@ -5,6 +5,7 @@ import pytest
 from test_results import make_result
 
 from normsweep import cells, table
+from normsweep.results import EpochRecord
 
 
 def results_of(values):
@@ -81,3 +82,52 @@ def test_grid_matrix_is_std_by_mean():
     means, stds, matrix = table.grid_matrix(cell)
     assert means.tolist() == [0.0, 1.0] and stds.tolist() == [0.5, 1.0]
     assert matrix.tolist() == [[0.1, 0.3], [0.2, 0.4]]
+
+
+def test_learning_speed_metrics_on_hand_made_curves():
+    curve = [0.90, 0.95, 0.975, 0.985, 0.99]
+    m = table.convergence_metrics(curve, "ok", relative=0.99, absolute=0.98)
+    assert m["epoch1_accuracy"] == 0.90
+    assert m["epochs_to_relative"] == 4  # the first >= 0.99 x 0.99 = 0.9801
+    assert m["epochs_to_absolute"] == 4 and m["epochs_to_threshold"] == 4
+    assert m["auc"] == pytest.approx(sum(curve) / 5)
+    never = table.convergence_metrics([0.5, 0.6, 0.7], "ok", absolute=0.98)
+    assert math.isnan(never["epochs_to_absolute"]) and never["epochs_to_relative"] == 3
+    diverged = table.convergence_metrics([0.5, math.nan], "diverged", absolute=0.98)
+    assert all(math.isnan(v) for v in diverged.values())
+    relative_only = table.convergence_metrics([0.5, 0.805, 0.81], "ok")
+    assert relative_only["epochs_to_threshold"] == relative_only["epochs_to_relative"] == 2  # 0.805 >= 0.8019
+
+
+def test_the_summary_says_which_inputs_learn_faster():
+    def reaching(epoch):  # a 5-epoch curve that first reaches 0.98 at `epoch`
+        accuracies = [0.96] * (epoch - 1) + [0.985] * (6 - epoch)
+        return [EpochRecord(e, a, 0.1, 0.2, 1.0, 1.0) for e, a in enumerate(accuracies, 1)]
+
+    res = []
+    for seed in (1, 2, 3, 4, 5):
+        early = 1 if seed == 5 else 0  # one seed of two cells a little faster: seed noise
+        for mean, std, epoch in (
+            ("0.5", "0.5", 2),
+            ("-1", "0.5", 4 - early),
+            ("0.1307", "0.3081", 2 - early),
+        ):
+            res.append(
+                make_result(0.985, mean_label=mean, std_label=std, mean=[float(mean)], std=[float(std)], seed=seed,
+                            epochs=reaching(epoch))
+            )  # fmt: skip
+    roles = {
+        "lenet": {
+            "0.5|0.5": {"grid": True},
+            "-1|0.5": {"grid": True},
+            "0.1307|0.3081": {"reference": "classic"},
+        }
+    }
+    levels = {"lenet": {"relative": 0.99, "absolute": 0.98}}
+    cells = table.cells_table(res, roles, levels)
+    speed = table.summarize(cells, {"lenet": "classic"}, levels)["lenet"]["speed"]
+    assert speed["groups"]["both signs"]["median_epochs"] == 2
+    assert speed["groups"]["all >= 0"]["median_epochs"] == pytest.approx(3.8)
+    assert speed["slower"] == 1 and speed["faster"] == 0  # mu = -1 learns slower than classic
+    assert "inputs of both signs (0 < μ < 1) in a median of 2 epochs" in speed["answer"]
+    assert "0.98 test accuracy" in speed["answer"] and "1 slower" in speed["answer"]

@@ -14,6 +14,7 @@ try:
         roles={model: snakemake.params.roles},
         baseline={model: snakemake.params.baseline},
         out=snakemake.output,
+        convergence={model: snakemake.params.convergence},
     )
 except ResultError as error:  # unreadable cell files: name them all and the fix, no traceback
     log.error("%s", error)

@@ -89,6 +89,8 @@ def fill_defaults(config: dict[str, Any], schema: str | Path = SCHEMA) -> None:
                 model.setdefault(key, copy.deepcopy(prop["default"]))
         for key, prop in training_props.items():
             model["training"].setdefault(key, prop["default"])
+        for key, prop in model_props["convergence"]["properties"].items():
+            model["convergence"].setdefault(key, prop["default"])
         if model.get("optuna"):
             for key, prop in model_props["optuna"]["properties"].items():
                 if "default" in prop:

@@ -40,7 +40,7 @@ def welch(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def compare_cells(rows: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+def compare_cells(rows: pd.DataFrame, baseline: str | None, metrics: tuple[str, ...] = ()) -> pd.DataFrame:
     """One model's cells table (one row per cell and seed) -> one row per cell with the
     seed statistics and, when ``baseline`` names a reference cell, the comparison with it."""
     keys = ["mean_label", "std_label"]
@@ -75,4 +75,43 @@ def compare_cells(rows: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
             table.loc[tested, "p_value"], method="bh"
         )
     table["differs"] = table["p_adjusted"] < ALPHA
+    for metric in metrics:
+        if metric in rows.columns:
+            table = table.merge(compare_metric(rows, baseline, metric), on=keys, how="left")
+    return table
+
+
+def compare_metric(rows: pd.DataFrame, baseline: str | None, metric: str) -> pd.DataFrame:
+    """As :func:`compare_cells` for another per-seed column (e.g. epochs to a threshold): its
+    mean and sd over seeds, difference from the baseline, Welch p-value and BH adjustment across
+    the model's cells, in columns named ``<metric>_mean``, ``_sd``, ``_diff``, ``_p``,
+    ``_p_adjusted``, ``_differs``."""
+    keys = ["mean_label", "std_label"]
+    groups = {key: group for key, group in rows.groupby(keys, sort=False)}
+    base = next((g for g in groups.values() if baseline and (g["reference"] == baseline).any()), None)
+    base_values = base[metric].to_numpy(float) if base is not None else None
+    out = []
+    for (mean_label, std_label), group in groups.items():
+        values = group[metric].to_numpy(float)
+        finite = values[np.isfinite(values)]
+        row = {
+            "mean_label": mean_label,
+            "std_label": std_label,
+            f"{metric}_mean": float(finite.mean()) if len(finite) else math.nan,
+            f"{metric}_sd": float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
+            f"{metric}_diff": math.nan,
+            f"{metric}_p": math.nan,
+        }
+        if base_values is not None and group is not base and len(finite):
+            row[f"{metric}_diff"] = row[f"{metric}_mean"] - float(np.nanmean(base_values))
+            row[f"{metric}_p"] = welch(values, base_values)
+        out.append(row)
+    table = pd.DataFrame(out)
+    tested = table[f"{metric}_p"].notna()
+    table[f"{metric}_p_adjusted"] = math.nan
+    if tested.any():
+        table.loc[tested, f"{metric}_p_adjusted"] = stats.false_discovery_control(
+            table.loc[tested, f"{metric}_p"], method="bh"
+        )
+    table[f"{metric}_differs"] = table[f"{metric}_p_adjusted"] < ALPHA
     return table

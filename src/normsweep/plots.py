@@ -58,11 +58,29 @@ def _where(cell: pd.Series) -> str:
     return f"({cell['mean_label']}, {cell['std_label']})"
 
 
+#: The heatmap's panels: the column of the cells table, its colour-bar label, scale and text
+#: format, and whether a higher value is better (issue 14: how fast a cell learns).
+METRICS = {
+    "final_accuracy": ("final test accuracy (%), mean over seeds", PERCENT, "{:.2f}", True),
+    "epoch1_accuracy": ("test accuracy after epoch 1 (%), mean over seeds", PERCENT, "{:.2f}", True),
+    "epochs_to_threshold": ("epochs to the threshold, mean over seeds (grey: never)", 1.0, "{:.1f}", False),
+}
+
+
 def heatmap_panel(
-    ax: plt.Axes, cells: pd.DataFrame, model: str, fig: plt.Figure, differ: pd.DataFrame | None = None
+    ax: plt.Axes,
+    cells: pd.DataFrame,
+    model: str,
+    fig: plt.Figure,
+    differ: pd.DataFrame | None = None,
+    metric: str = "final_accuracy",
+    threshold_text: str = "",
 ) -> None:
-    """One model's grid as a heatmap of mean test accuracy over seeds, references marked,
-    and the cells in ``differ`` (different from the baseline beyond seed noise) outlined."""
+    """One model's grid as a heatmap of ``metric`` (mean over seeds), references marked, and
+    the cells in ``differ`` (different from the baseline beyond seed noise) outlined."""
+    label, PERCENT, fmt, higher_better = METRICS[metric]  # noqa: N806 (the scale of this metric)
+    if metric != "final_accuracy":
+        cells = cells.assign(final_accuracy=cells[metric])
     cell = per_cell(cells)
     means, stds, matrix = grid_matrix(cell)
     if len(means) == 0:
@@ -72,7 +90,7 @@ def heatmap_panel(
         _edges(means, log=False),
         _edges(stds, log=True),
         matrix * PERCENT,
-        cmap="viridis",
+        cmap="viridis" if higher_better else "viridis_r",
         shading="flat",
     )
     ax.set_yscale("log")
@@ -83,7 +101,7 @@ def heatmap_panel(
     if len(means) <= 16:
         ax.set_xticks(means, [f"{v:.3g}" for v in means], rotation=45 if len(means) > 8 else 0)
     bar = fig.colorbar(mesh, ax=ax)
-    bar.set_label("test accuracy (%), mean over seeds")
+    bar.set_label(label)
     if matrix.size <= 100:
         threshold = np.nanmean(matrix) * PERCENT if np.isfinite(matrix).any() else 0
         y_edges = _edges(stds, log=True)
@@ -91,8 +109,13 @@ def heatmap_panel(
             s = y_edges[i] * (y_edges[i + 1] / y_edges[i]) ** 0.2  # low in the cell, clear of markers
             for j, m in enumerate(means):
                 value = matrix[i, j]
-                text = "div." if math.isnan(value) else f"{value * PERCENT:.2f}"
-                colour = "black" if (not math.isnan(value) and value * PERCENT > threshold) else "white"
+                text = (
+                    ("div." if metric == "final_accuracy" else "–")
+                    if math.isnan(value)
+                    else fmt.format(value * PERCENT)
+                )
+                bright = (value * PERCENT > threshold) == higher_better
+                colour = "black" if (not math.isnan(value) and bright) else "white"
                 ax.text(m, s, text, ha="center", va="center", fontsize=7, color=colour)
 
     grid = cell[cell["is_grid"]].dropna(subset=["accuracy"])
@@ -125,7 +148,7 @@ def heatmap_panel(
             )
         )
     if not grid.empty:
-        best = grid.loc[grid["accuracy"].idxmax()]
+        best = grid.loc[grid["accuracy"].idxmax() if higher_better else grid["accuracy"].idxmin()]
         handles.append(
             ax.scatter(
                 best["mean"],
@@ -135,7 +158,8 @@ def heatmap_panel(
                 c="gold",
                 edgecolors="black",
                 zorder=5,
-                label=f"best grid cell ({best['mean_label']}, {best['std_label']}): {best['accuracy'] * PERCENT:.2f}%",
+                label=f"{'best' if higher_better else 'fastest'} grid cell ({best['mean_label']}, "
+                f"{best['std_label']}): {fmt.format(best['accuracy'] * PERCENT)}",
             )
         )
     for _, ref in cell[cell["reference"] != ""].iterrows():
@@ -148,7 +172,11 @@ def heatmap_panel(
             x, y = 0.0, 1.0
         elif math.isnan(x) or math.isnan(y):  # per-channel values: drawn at their average
             x, y = float(np.mean(channels)), float(np.mean(json.loads(ref["channel_stds"])))
-        acc = "diverged" if math.isnan(ref["accuracy"]) else f"{ref['accuracy'] * PERCENT:.2f}%"
+        acc = (
+            ("diverged" if metric == "final_accuracy" else "–")
+            if math.isnan(ref["accuracy"])
+            else fmt.format(ref["accuracy"] * PERCENT)
+        )
         handles.append(
             ax.scatter(
                 x,
@@ -167,8 +195,10 @@ def heatmap_panel(
     n_seeds = int(cell["n_seeds"].max())
     epochs = sorted(int(e) for e in cells["epochs_requested"].unique())
     n_train = sorted(int(n) for n in cells["n_train"].unique())
+    what = {"final_accuracy": "final test accuracy", "epoch1_accuracy": "test accuracy after epoch 1",
+            "epochs_to_threshold": f"epochs to reach {threshold_text or 'the threshold'}"}[metric]  # fmt: skip
     ax.set_title(
-        f"{model}: test accuracy over the normalization grid\n"
+        f"{model}: {what}\n"
         f"{len(means)}×{len(stds)} cells, {n_seeds} seed(s), epochs {epochs}, {n_train} training images",
         fontsize=10,
     )
@@ -183,17 +213,31 @@ def heatmap_panel(
         )
 
 
-def heatmap(cells: pd.DataFrame, path: str | Path, stats: pd.DataFrame | None = None) -> None:
-    """Heatmaps of every model in the table, one panel each; with ``stats``
-    (:func:`normsweep.noise.compare_cells` per model) the cells that differ from the
-    baseline beyond seed noise are outlined."""
+def heatmap(
+    cells: pd.DataFrame,
+    path: str | Path,
+    stats: pd.DataFrame | None = None,
+    thresholds: Mapping[str, str] | None = None,
+) -> None:
+    """Heatmaps of every model in the table, one row per model and one panel per metric (final
+    accuracy, and when the table has them epoch-1 accuracy and epochs to the threshold); with
+    ``stats`` (:func:`normsweep.noise.compare_cells` per model) the cells that differ from the
+    baseline beyond seed noise in that metric are outlined."""
     models = sorted(cells["model"].unique())
-    fig, axes = plt.subplots(1, len(models), figsize=(8.5 * len(models), 7.2), squeeze=False)
-    for ax, model in zip(axes[0], models, strict=True):
-        differ = None if stats is None else stats[(stats["model"] == model) & stats["differs"]]
-        heatmap_panel(ax, cells[cells["model"] == model], model, fig, differ)
+    metrics = [m for m in METRICS if m in cells.columns]
+    fig, axes = plt.subplots(
+        len(models), len(metrics), figsize=(8.5 * len(metrics), 7.2 * len(models)), squeeze=False
+    )
+    for row, model in enumerate(models):
+        for ax, metric in zip(axes[row], metrics, strict=True):
+            flag = "differs" if metric == "final_accuracy" else f"{metric}_differs"
+            differ = None
+            if stats is not None and flag in stats.columns:
+                differ = stats[(stats["model"] == model) & stats[flag].fillna(False).astype(bool)]
+            heatmap_panel(ax, cells[cells["model"] == model], model, fig, differ, metric,
+                          (thresholds or {}).get(model, ""))  # fmt: skip
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -364,9 +408,10 @@ def all_figures(
     epochs: pd.DataFrame,
     out: Mapping[str, str | Path],
     stats: pd.DataFrame | None = None,
+    thresholds: Mapping[str, str] | None = None,
 ) -> None:
     for key in ("heatmap", "histogram", "curves"):
         Path(out[key]).parent.mkdir(parents=True, exist_ok=True)
-    heatmap(cells, out["heatmap"], stats)
+    heatmap(cells, out["heatmap"], stats, thresholds)
     histogram(cells, out["histogram"])
     learning_curves(cells, epochs, out["curves"])

@@ -29,14 +29,64 @@ def _scalar(values: list[float] | None) -> float:
     return float(values[0]) if len(set(values)) == 1 else math.nan
 
 
+#: How fast a cell learns, from its per-epoch test accuracy (issue 14); the defaults of the
+#: config's ``convergence`` block.
+DEFAULT_CONVERGENCE = {"relative": 0.99, "absolute": None}
+SPEED_METRICS = ("epoch1_accuracy", "epochs_to_threshold", "auc")
+
+
+def convergence_metrics(
+    accuracies: list[float], status: str, relative: float = 0.99, absolute: float | None = None
+) -> dict[str, float]:
+    """A cell's learning speed from its test accuracy after epochs 1, 2, ...:
+
+    - ``epoch1_accuracy``: after the first epoch;
+    - ``epochs_to_relative``: the first epoch that reaches ``relative`` x its final accuracy;
+    - ``epochs_to_absolute``: the first epoch that reaches ``absolute`` (NaN: never, or no level);
+    - ``epochs_to_threshold``: the absolute one when a level is set, else the relative one;
+    - ``auc``: the area under the accuracy curve per epoch (the mean over epochs 1..N), which
+      rewards reaching a level early.
+
+    A diverged cell has none of them (NaN)."""
+    nan = math.nan
+    out = {
+        k: nan
+        for k in ("epoch1_accuracy", "epochs_to_relative", "epochs_to_absolute", "epochs_to_threshold", "auc")
+    }
+    if status == STATUS_DIVERGED or not accuracies or not all(math.isfinite(a) for a in accuracies):
+        return out
+    final = accuracies[-1]
+    out["epoch1_accuracy"] = accuracies[0]
+    out["auc"] = float(np.mean(accuracies))
+    out["epochs_to_relative"] = float(next(e for e, a in enumerate(accuracies, 1) if a >= relative * final))
+    if absolute is not None:
+        out["epochs_to_absolute"] = float(
+            next((e for e, a in enumerate(accuracies, 1) if a >= absolute), nan)
+        )
+    out["epochs_to_threshold"] = (
+        out["epochs_to_absolute"] if absolute is not None else out["epochs_to_relative"]
+    )
+    return out
+
+
 def cells_table(
-    results: Iterable[CellResult], roles: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
+    results: Iterable[CellResult],
+    roles: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+    convergence: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per cell and seed; ``roles`` (model -> :func:`normsweep.cells.cell_roles`) says which cells are
-    on the grid and which are named references."""
+    on the grid and which are named references; ``convergence`` (model -> {relative, absolute})
+    the thresholds of the learning-speed metrics (:func:`convergence_metrics`)."""
     rows = []
     for r in results:
         role = (roles or {}).get(r.model, {}).get(f"{r.mean_label}|{r.std_label}", {})
+        levels = {**DEFAULT_CONVERGENCE, **(convergence or {}).get(r.model, {})}
+        speed = convergence_metrics(
+            [e.test_accuracy for e in r.epochs if e.epoch > 0],
+            r.status,
+            levels["relative"],
+            levels["absolute"],
+        )
         reference = role.get("reference", "")
         rows.append(
             {
@@ -54,6 +104,7 @@ def cells_table(
                 "status": r.status,
                 "final_accuracy": r.final_accuracy,
                 "best_accuracy": r.best_accuracy,
+                **speed,
                 "epochs_requested": r.epochs_requested,
                 "epochs_run": sum(1 for e in r.epochs if e.epoch > 0),
                 "final_train_loss": r.epochs[-1].train_loss if r.epochs else math.nan,
@@ -139,7 +190,11 @@ def per_cell(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def summarize(table: pd.DataFrame, baseline: Mapping[str, str] | None = None) -> dict[str, Any]:
+def summarize(
+    table: pd.DataFrame,
+    baseline: Mapping[str, str] | None = None,
+    convergence: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Per model: best and worst grid cells, references, spread across seeds and cells."""
     summary: dict[str, Any] = {}
     for model, rows in table.groupby("model"):
@@ -174,8 +229,83 @@ def summarize(table: pd.DataFrame, baseline: Mapping[str, str] | None = None) ->
         codes = rows.groupby("code")["commit"].agg(lambda c: sorted(set(c) - {""}))
         entry["code_versions"] = {str(code): list(commits) for code, commits in codes.items()}
         entry["mixed_code"] = len(codes) > 1
+        if "epochs_to_threshold" in rows.columns:
+            levels = {**DEFAULT_CONVERGENCE, **(convergence or {}).get(str(model), {})}
+            entry["speed"] = speed_summary(str(model), rows, entry["baseline"], levels)
         summary[str(model)] = entry
     return summary
+
+
+#: Grid cells by the sign of their inputs (pixels in [0, 1], so (x - μ) / σ >= 0 for μ <= 0).
+INPUT_SIGNS = (
+    ("both signs", "inputs of both signs (0 < μ < 1)", lambda m: 0 < m < 1),
+    ("all >= 0", "inputs all ≥ 0 (μ ≤ 0)", lambda m: m <= 0),
+    ("all <= 0", "inputs all ≤ 0 (μ ≥ 1)", lambda m: m >= 1),
+)
+
+
+def threshold_text(levels: Mapping[str, Any]) -> str:
+    """The threshold of 'epochs to the threshold', as people read it."""
+    levels = {**DEFAULT_CONVERGENCE, **levels}
+    if levels.get("absolute") is not None:
+        return f"{levels['absolute']:g} test accuracy"
+    return f"{levels['relative']:.0%} of the final accuracy"
+
+
+def speed_summary(
+    model: str, rows: pd.DataFrame, baseline: str | None, levels: Mapping[str, Any]
+) -> dict[str, Any]:
+    """How fast the grid cells learn, by the sign of their inputs (LeCun's claim: centred
+    inputs learn faster), and which cells learn measurably faster or slower than the baseline;
+    with the answer in one sentence."""
+    threshold = threshold_text(levels)
+    grid = rows[rows["is_grid"]]
+    seeds = grid.groupby(["mean_label", "std_label"]).agg(
+        mean=("mean", "first"),
+        epochs=("epochs_to_threshold", "mean"),
+        first=("epoch1_accuracy", "mean"),
+        diverged=("status", lambda s: bool((s == STATUS_DIVERGED).all())),
+    )
+    groups = {}
+    for key, label, test in INPUT_SIGNS if len(seeds) else ():
+        part = seeds[[bool(test(m)) for m in seeds["mean"]]]
+        part = part[~part["diverged"]]
+        if part.empty:
+            continue
+        reached = part["epochs"].dropna()
+        groups[key] = {
+            "label": label,
+            "cells": int(len(part)),
+            "reached": int(len(reached)),
+            "median_epochs": _float(reached.median()) if len(reached) else None,
+            "median_epoch1_accuracy": _float(part["first"].median()),
+        }
+    stats = compare_cells(rows, baseline, ("epochs_to_threshold",))
+    tested = stats[stats["epochs_to_threshold_differs"].fillna(False).astype(bool)]
+    faster = int((tested["epochs_to_threshold_diff"] < 0).sum())
+    slower = int((tested["epochs_to_threshold_diff"] > 0).sum())
+    parts = []
+    for g in groups.values():
+        when = (
+            f"in a median of {g['median_epochs']:g} epochs"
+            if g["median_epochs"] is not None
+            else "never (none of its cells)"
+        )
+        never = (
+            ""
+            if g["reached"] == g["cells"] or g["median_epochs"] is None
+            else f", {g['cells'] - g['reached']} of {g['cells']} cells never"
+        )
+        parts.append(f"{g['label']} {when} (epoch-1 accuracy {g['median_epoch1_accuracy']:.4f}{never})")
+    sentence = f"{model}: grid cells with " + "; ".join(parts) + f" reach {threshold}." if parts else ""
+    if baseline and stats["epochs_to_threshold_p"].notna().any():
+        sentence += (
+            f" Against the baseline '{baseline}' ({METHOD}, on epochs to the threshold): {faster} cells learn "
+            f"measurably faster, {slower} slower."
+        )
+    elif sentence:
+        sentence += " (One seed per cell: no test against the baseline.)"
+    return {"threshold": threshold, "groups": groups, "faster": faster, "slower": slower, "answer": sentence}
 
 
 def noise_summary(stats: pd.DataFrame, baseline: str | None) -> dict[str, Any]:
@@ -275,6 +405,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
             lines.append(
                 f"Across seeds of one cell: mean sd {s['seed_sd_mean']:.4f}, largest {s['seed_sd_max']:.4f}."
             )
+        if s.get("speed", {}).get("answer"):
+            lines += ["", "**How fast it learns.** " + s["speed"]["answer"]]
         lines.append("")
     return "\n".join(lines)
 
@@ -284,6 +416,7 @@ def write_tables(
     roles: Mapping[str, Mapping[str, Mapping[str, Any]]],
     baseline: Mapping[str, str],
     out: Mapping[str, str | Path],
+    convergence: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Read the cell results and write cells/epochs tables (CSV + Parquet) and the summary."""
     results, unreadable = [], []
@@ -299,12 +432,12 @@ def write_tables(
             f"Delete them and rerun snakemake; it trains exactly these cells again:\n"
             f"  rm {' '.join(path for path, _ in unreadable)}"
         )
-    cells = cells_table(results, roles)
+    cells = cells_table(results, roles, convergence)
     epochs = epochs_table(results)
-    summary = summarize(cells, baseline)
+    summary = summarize(cells, baseline, convergence)
     stats = pd.concat(
         [
-            compare_cells(rows, (baseline or {}).get(str(model))).assign(model=model)
+            compare_cells(rows, (baseline or {}).get(str(model)), SPEED_METRICS).assign(model=model)
             for model, rows in cells.groupby("model")
         ],
         ignore_index=True,

@@ -54,6 +54,7 @@ rule aggregate:
     params:
         roles=cell_roles,
         baseline=baseline,
+        convergence=convergence_levels,
     script:
         "../../scripts/rules/aggregate.py"
 
@@ -76,5 +77,7 @@ rule plots:
     localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        convergence={m: config["models"][m]["convergence"] for m in MODELS},
     script:
         "../../scripts/rules/plots.py"

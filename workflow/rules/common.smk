@@ -123,6 +123,10 @@ def cell_roles(wildcards):
     return ns_cells.cell_roles(wildcards.model, model_config(wildcards))
 
 
+def convergence_levels(wildcards):
+    return model_config(wildcards)["convergence"]
+
+
 def baseline(wildcards):
     return model_config(wildcards).get("baseline")
 
