@@ -286,18 +286,23 @@ def speed_summary(
     slower = int((tested["epochs_to_threshold_diff"] > 0).sum())
     parts = []
     for g in groups.values():
-        when = (
-            f"in a median of {g['median_epochs']:g} epochs"
-            if g["median_epochs"] is not None
-            else "never (none of its cells)"
-        )
-        never = (
-            ""
-            if g["reached"] == g["cells"] or g["median_epochs"] is None
-            else f", {g['cells'] - g['reached']} of {g['cells']} cells never"
-        )
-        parts.append(f"{g['label']} {when} (epoch-1 accuracy {g['median_epoch1_accuracy']:.4f}{never})")
-    sentence = f"{model}: grid cells with " + "; ".join(parts) + f" reach {threshold}." if parts else ""
+        if g["median_epochs"] is None:
+            when = f"none of its {g['cells']} cells"
+        else:
+            never = (
+                ""
+                if g["reached"] == g["cells"]
+                else f"; {g['cells'] - g['reached']} of {g['cells']} cells never"
+            )
+            when = f"{g['median_epochs']:g} epochs{never}"
+        parts.append(f"{g['label']}: {when} (epoch-1 accuracy {g['median_epoch1_accuracy']:.4f})")
+    sentence = (
+        f"{model}, epochs to reach {threshold} (median over the grid cells that reach it): "
+        + "; ".join(parts)
+        + "."
+        if parts
+        else ""
+    )
     if baseline and stats["epochs_to_threshold_p"].notna().any():
         sentence += (
             f" Against the baseline '{baseline}' ({METHOD}, on epochs to the threshold): {faster} cells learn "
