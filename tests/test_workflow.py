@@ -76,6 +76,23 @@ def test_the_summary_names_best_worst_and_references(study):
     assert "best grid cell" in (work / "results/tiny/lenet/tables/summary.md").read_text()
 
 
+def test_the_run_answers_how_fast_cells_learn(study):
+    work, _ = study
+    cells = pd.read_parquet(work / "results/tiny/lenet/tables/cells.parquet")
+    assert {"epoch1_accuracy", "epochs_to_relative", "epochs_to_threshold", "auc"} <= set(cells.columns)
+    ok = cells[cells["status"] == "ok"]
+    assert (ok["epochs_to_threshold"] == 1).all()  # one epoch: 99% of the final accuracy at epoch 1
+    assert (ok["auc"] == ok["final_accuracy"]).all() and (ok["epoch1_accuracy"] == ok["final_accuracy"]).all()
+    stats = pd.read_parquet(work / "results/tiny/lenet/tables/cell_stats.parquet")
+    assert {"epochs_to_threshold_mean", "epochs_to_threshold_p_adjusted", "auc_differs"} <= set(stats.columns)
+    assert (
+        "**How fast it learns.** lenet, epochs to reach 99% of the final accuracy"
+        in (work / "results/tiny/lenet/tables/summary.md").read_text()
+    )
+    height, width = mpimg.imread(work / "results/tiny/plots/heatmap.png").shape[:2]
+    assert width > 3 * height  # three panels: final, epoch-1 accuracy, epochs to the threshold
+
+
 def test_the_figures_are_real_images(study):
     work, _ = study
     for name in ("heatmap", "histogram", "curves"):
