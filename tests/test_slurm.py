@@ -79,7 +79,18 @@ def run_snakemake(
 ) -> subprocess.CompletedProcess:
     """snakemake --profile profiles/slurm (or the named profile), with short status intervals,
     under a hard kill."""
-    command = [
+    return subprocess.run(
+        slurm_command(work, *args, profile=profile),
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        timeout=HARD_LIMIT + 30,
+    )
+
+
+def slurm_command(work: Path, *args: str, profile: str | None = None) -> list[str]:
+    return [
         "timeout",
         "-s",
         "KILL",
@@ -99,9 +110,6 @@ def run_snakemake(
         "5",
         *args,
     ]
-    return subprocess.run(
-        command, cwd=work, capture_output=True, text=True, env=env or ENV, timeout=HARD_LIMIT + 30
-    )
 
 
 def write_config(work: Path, config: dict) -> None:
@@ -226,27 +234,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
     write_config(tmp_path, cfg)
     checkpoint = tmp_path / "results/slurm-resume/lenet/checkpoints/mean~0.1307/std~0.3081/seed~1998.pt"
-    command = [
-        "timeout",
-        "-s",
-        "KILL",
-        str(HARD_LIMIT),
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(ROOT / "workflow/Snakefile"),
-        "--profile",
-        str(ROOT / "profiles/slurm"),
-        "--directory",
-        str(tmp_path),
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--seconds-between-status-checks",
-        "2",
-        "--latency-wait",
-        "5",
-        "--retries",
-        "0",
-    ]
+    command = slurm_command(tmp_path, "--retries", "0")
     since = since_now()
     proc = subprocess.Popen(
         command,

@@ -41,8 +41,19 @@ from torch.func import functional_call, vmap
 from . import tensorfile
 from .catalog import model_info
 from .models import model_spec, scale_first_layer
-from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
-from .train import CellSpec, TensorData, TrainConfig, device_name, pick_device, set_determinism
+from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord
+from .train import (
+    CellSpec,
+    TensorData,
+    TrainConfig,
+    cell_result,
+    device_name,
+    pick_device,
+    restore_rng,
+    rng_state,
+    save_atomic,
+    set_determinism,
+)
 
 log = logging.getLogger("normsweep.pack")
 
@@ -240,10 +251,7 @@ def train_pack(
         square_avg = {n: state["square_avg"][n].to(device) for n in names}
         acc_delta = {n: state["acc_delta"][n].to(device) for n in names}
         plateau.load_state_dict(state["plateau"])
-        shuffle.set_state(state["shuffle_rng"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restore_rng(state, shuffle)
         log.info("pack %s resumed from %s after epoch %d", pack_id, checkpoint, first_epoch - 1)
 
     buffers = {n: b for n, b in base.named_buffers()}
@@ -257,6 +265,12 @@ def train_pack(
     batched_loss = vmap(member_loss, in_dims=(0, 0, 0, None, None), randomness="same")
     train_x, train_y = train.images.to(device), train.labels.to(device)
     test_x, test_y = test.images.to(device), test.labels.to(device)
+
+    def evaluate_active():
+        rows = torch.tensor(active, dtype=torch.int64, device=device)
+        return _evaluate(member_log_probs, params, mean[rows], std[rows], test_x, test_y, config.test_batch_size,
+                         eval_chunk, base)  # fmt: skip
+
     for p in params.values():  # the rows of the active members only, from here on
         p.requires_grad_(True)
 
@@ -310,18 +324,7 @@ def train_pack(
             acc_delta = {n: v[keep].clone() for n, v in acc_delta.items()}
             active = [i for i in active if i not in diverged]
         if active:
-            rows = torch.tensor(active, dtype=torch.int64, device=device)
-            accuracy, test_loss = _evaluate(
-                member_log_probs,
-                params,
-                mean[rows],
-                std[rows],
-                test_x,
-                test_y,
-                config.test_batch_size,
-                eval_chunk,
-                base,
-            )
+            accuracy, test_loss = evaluate_active()
             if info.plateau:
                 plateau.step(accuracy, active)
             seconds = time.perf_counter() - tic
@@ -346,18 +349,7 @@ def train_pack(
             )
 
     if config.epochs == 0 and active:  # evaluation only
-        rows = torch.tensor(active, dtype=torch.int64, device=device)
-        accuracy, test_loss = _evaluate(
-            member_log_probs,
-            params,
-            mean[rows],
-            std[rows],
-            test_x,
-            test_y,
-            config.test_batch_size,
-            eval_chunk,
-            base,
-        )
+        accuracy, test_loss = evaluate_active()
         for row, i in enumerate(active):
             histories[i].append(
                 EpochRecord(
@@ -366,40 +358,10 @@ def train_pack(
             )
 
     wall = time.perf_counter() - started
-    versions = package_versions()
-    results = []
-    for i, spec in enumerate(specs):
-        accuracies = [r.test_accuracy for r in histories[i]]
-        final = math.nan if status[i] == STATUS_DIVERGED else accuracies[-1]
-        results.append(
-            CellResult(
-                model=spec.model,
-                dataset=spec.dataset,
-                mean_label=spec.mean_label,
-                std_label=spec.std_label,
-                mean=spec.mean,
-                std=spec.std,
-                seed=spec.seed,
-                status=status[i],
-                final_accuracy=final,
-                best_accuracy=max((a for a in accuracies if math.isfinite(a)), default=math.nan),
-                epochs_requested=config.epochs,
-                n_train=len(train),
-                n_test=len(test),
-                batch_size=config.batch_size,
-                test_batch_size=config.test_batch_size,
-                lr=config.lr,
-                wall_seconds=wall,
-                device=device.type,
-                device_name=device_name(device),
-                epochs=histories[i],
-                versions=versions,
-                init_weight=spec.init_weight,
-                init_bias=spec.init_bias,
-                pack=pack_id,
-                pack_size=k,
-            )
-        )
+    results = [
+        cell_result(spec, status[i], histories[i], config, len(train), len(test), wall, device, pack_id, k)
+        for i, spec in enumerate(specs)
+    ]
     return results
 
 
@@ -467,11 +429,6 @@ def _save_checkpoint(
         "square_avg": square_avg,
         "acc_delta": acc_delta,
         "plateau": plateau.state_dict(),
-        "shuffle_rng": shuffle.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        **rng_state(shuffle),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_atomic(path, state)

@@ -255,9 +255,25 @@ def train_cell(
             EpochRecord(0, accuracy, test_loss, math.nan, config.lr, time.perf_counter() - started)
         )
 
+    return cell_result(
+        spec, status, history, config, len(train), len(test), time.perf_counter() - started, device
+    )
+
+
+def cell_result(
+    spec: CellSpec,
+    status: str,
+    history: list[EpochRecord],
+    config: TrainConfig,
+    n_train: int,
+    n_test: int,
+    wall_seconds: float,
+    device: torch.device,
+    pack: str = "",
+    pack_size: int = 1,
+) -> CellResult:
+    """A cell's result from its run: a diverged cell has no final accuracy (NaN)."""
     accuracies = [r.test_accuracy for r in history]
-    final = math.nan if status == STATUS_DIVERGED else accuracies[-1]
-    best = max((a for a in accuracies if math.isfinite(a)), default=math.nan)
     return CellResult(
         model=spec.model,
         dataset=spec.dataset,
@@ -267,22 +283,48 @@ def train_cell(
         std=spec.std,
         seed=spec.seed,
         status=status,
-        final_accuracy=final,
-        best_accuracy=best,
+        final_accuracy=math.nan if status == STATUS_DIVERGED else accuracies[-1],
+        best_accuracy=max((a for a in accuracies if math.isfinite(a)), default=math.nan),
         epochs_requested=config.epochs,
-        n_train=len(train),
-        n_test=len(test),
+        n_train=n_train,
+        n_test=n_test,
         batch_size=config.batch_size,
         test_batch_size=config.test_batch_size,
         lr=config.lr,
-        wall_seconds=time.perf_counter() - started,
+        wall_seconds=wall_seconds,
         device=device.type,
         device_name=device_name(device),
         epochs=history,
         versions=package_versions(),
         init_weight=spec.init_weight,
         init_bias=spec.init_bias,
+        pack=pack,
+        pack_size=pack_size,
     )
+
+
+def rng_state(shuffle: torch.Generator) -> dict:
+    """The random state a resumed run needs: the batch order's and torch's (CPU and CUDA)."""
+    return {
+        "shuffle_rng": shuffle.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def restore_rng(state: dict, shuffle: torch.Generator) -> None:
+    shuffle.set_state(state["shuffle_rng"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def save_atomic(path: Path, state: dict) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: never half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def _save_checkpoint(
@@ -295,14 +337,9 @@ def _save_checkpoint(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "shuffle_rng": shuffle.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        **rng_state(shuffle),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_atomic(path, state)
 
 
 def _load_checkpoint(
@@ -312,8 +349,5 @@ def _load_checkpoint(
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    shuffle.set_state(state["shuffle_rng"].cpu())
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    restore_rng(state, shuffle)
     return state["epoch"] + 1, [EpochRecord(**r) for r in state["history"]]
