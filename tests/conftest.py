@@ -27,6 +27,17 @@ test_config.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture
+def demo_folder(tmp_path: Path) -> Path:
+    """A fresh working folder with the repository's demo config and data, as a new clone has
+    them (the repository's own results/ may hold a run of the demo)."""
+    work = tmp_path / "demo"
+    (work / "config").mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "config.yaml", work / "config" / "config.yaml")
+    (work / "data").symlink_to(ROOT / "data")
+    return work
+
+
+@pytest.fixture
 def full_mnist(tmp_path: Path) -> Path:
     """The real MNIST files from ../shared/data, in torchvision's layout."""
     if not SHARED_MNIST_RAW.exists():

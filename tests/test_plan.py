@@ -93,11 +93,20 @@ def test_plan_script_runs_on_config_files(tmp_path):
     assert "lenet" in run.stdout and "29 cells to run" in run.stdout
 
 
-def test_dry_run_through_the_slurm_profile_needs_no_cluster(tmp_path):
+def test_dry_run_through_the_slurm_profile_needs_no_cluster(tmp_path, demo_folder):
     env = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
     run = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "--quiet", "rules"],
-        cwd=ROOT,
+        [
+            str(BIN / "snakemake"),
+            "--snakefile",
+            str(ROOT / "workflow/Snakefile"),
+            "--profile",
+            str(ROOT / "profiles/slurm"),
+            "-n",
+            "--quiet",
+            "rules",
+        ],
+        cwd=demo_folder,
         capture_output=True,
         text=True,
         timeout=300,

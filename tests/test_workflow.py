@@ -423,7 +423,7 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     )
 
 
-def test_a_users_config_starts_from_the_notebook_not_from_the_demo(tmp_path):
+def test_a_users_config_starts_from_the_notebook_not_from_the_demo(tmp_path, demo_folder):
     """--configfile replaces the demo (config/config.yaml) instead of merging into it."""
     mine = tmp_path / "mine.yaml"
     mine.write_text(
@@ -456,7 +456,7 @@ def test_a_users_config_starts_from_the_notebook_not_from_the_demo(tmp_path):
     assert lenet["training"]["train_subset"] is None and lenet["training"]["test_subset"] is None
     assert lenet["training"]["epochs"] == 30 and lenet["references"] == {} and lenet["seeds"] == [1998]
     # and with no --configfile, the workflow profile still picks the demo
-    demo = snakemake("-n", "--quiet", "rules", cwd=ROOT)
+    demo = snakemake("-n", "--quiet", "rules", cwd=demo_folder)
     assert demo.returncode == 0 and job_counts(demo.stdout)["train_cell"] == 5 * 5 + 4, demo.stdout
 
 
