@@ -116,3 +116,17 @@ def test_a_study_that_never_started_says_what_to_run(tmp_path):
         in run.stdout
     )
     assert not (tmp_path / "results/watch/plots/progress.png").exists()
+
+
+def test_the_quick_read_of_a_result_equals_the_full_one(tmp_path):
+    make_study(tmp_path)
+    from normsweep.status import cell_state
+
+    for c in (cell("0", "0.5"), cell("2", "0.5")):  # done, diverged
+        quick = cell_state(c, "watch", tmp_path, set(), timed=False)
+        full = cell_state(c, "watch", tmp_path, set(), timed=True)
+        assert (quick.state, quick.epochs) == (full.state, full.epochs)
+        assert quick.accuracy == full.accuracy or (
+            quick.accuracy != quick.accuracy and full.accuracy != full.accuracy
+        )
+        assert full.seconds_per_epoch and not quick.seconds_per_epoch
