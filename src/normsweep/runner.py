@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,6 @@ def run_cell(
     stats_path: str | Path | None = None,
     checkpoint: str | Path | None = None,
     init: tuple[float, float] = (1.0, 1.0),
-    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> CellResult:
     """Train one cell and write its result atomically; the checkpoint goes once it is written."""
     stats = data.DatasetStats.from_json(stats_path) if stats_path else None
@@ -124,7 +123,7 @@ def run_cell(
         len(train),
         len(test),
     )
-    result = train_cell(spec, train, test, train_config(model, model_config.get("training", {})), on_epoch)
+    result = train_cell(spec, train, test, train_config(model, model_config.get("training", {})))
     write_result(output, result)
     if spec.checkpoint is not None:
         spec.checkpoint.unlink(missing_ok=True)

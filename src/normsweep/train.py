@@ -184,7 +184,6 @@ def train_cell(
     train: TensorData,
     test: TensorData,
     config: TrainConfig,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
     on_step: Callable[[torch.Tensor], None] | None = None,
 ) -> CellResult:
     """Train one cell from scratch (or from its checkpoint) and return its result.
@@ -244,8 +243,6 @@ def train_cell(
             lr,
             seconds,
         )
-        if on_epoch is not None:  # e.g. Optuna's pruning, which may stop the cell here
-            on_epoch(history[-1])
         if spec.checkpoint is not None and epoch < config.epochs:
             _save_checkpoint(spec.checkpoint, epoch, history, model, optimizer, scheduler, shuffle)
 

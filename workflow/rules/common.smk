@@ -172,10 +172,6 @@ TRAINING_PARAMS = per_model(
 TRAIN_THREADS = per_model({m: config["models"][m]["training"]["threads"] for m in MODELS})
 
 
-def runtime_for(wildcards):
-    return runtime_minutes(config, wildcards.model)
-
-
 # Packs (cluster.pack > 1): the cells still to do, K at a time per model and seed, each pack
 # one job (rules/pack.smk). The packs that ran before stay the makers of their cells (read
 # from their files), whatever cluster.pack is now; a cell made alone is its own input.
