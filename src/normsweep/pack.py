@@ -40,7 +40,7 @@ from torch.func import functional_call, vmap
 
 from . import tensorfile
 from .catalog import model_info
-from .models import model_spec, scale_first_layer
+from .models import model_spec
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord
 from .train import (
     CellSpec,
@@ -48,6 +48,7 @@ from .train import (
     TrainConfig,
     cell_result,
     device_name,
+    initial_model,
     pick_device,
     restore_rng,
     rng_state,
@@ -213,10 +214,7 @@ def train_pack(
     device = pick_device(config.device)
     info = model_spec(first.model)
     set_determinism(first.seed, config.deterministic)
-    base = info.build(
-        num_classes=first.num_classes, weights=first.weights, weights_sha256=first.weights_sha256
-    )
-    base = scale_first_layer(base, first.init_weight, first.init_bias).to(device)
+    base = initial_model(first, device)
     k = len(specs)
     names = [name for name, _ in base.named_parameters()]
     n_params = sum(p.numel() for p in base.parameters())

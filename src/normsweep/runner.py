@@ -13,7 +13,7 @@ from . import data, images
 from .catalog import model_info
 from .models import model_spec
 from .results import CellResult, EpochRecord, write_result
-from .train import CellSpec, TensorData, TrainConfig, resolve_normalization, train_cell
+from .train import CellSpec, TensorData, TrainConfig, epoch_message, resolve_normalization, train_cell
 
 log = logging.getLogger("normsweep.runner")
 
@@ -160,21 +160,12 @@ def run_pack(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
     def log_epoch(member: int, record: EpochRecord) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        where = f"pack {pack_id} of {len(members)} cells"
-        if math.isfinite(record.train_loss):
-            line = (
-                f"{stamp} normsweep.pack INFO epoch {record.epoch}/{config.epochs}: train loss "
-                f"{record.train_loss:.4f}, test loss {record.test_loss:.4f}, test accuracy "
-                f"{record.test_accuracy:.4f}, lr {record.lr:.3g}, {record.seconds:.1f} s ({where})"
-            )
-        else:
-            line = (
-                f"{stamp} normsweep.pack WARNING epoch {record.epoch}/{config.epochs}: training loss is "
-                f"{record.train_loss}: diverged, stopping ({where})"
-            )
+        level = "INFO" if math.isfinite(record.train_loss) else "WARNING"
         with open(logs[member], "a") as handle:
-            handle.write(line + "\n")
+            handle.write(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} normsweep.pack {level} {epoch_message(record, config.epochs)}"
+                f" (pack {pack_id} of {len(members)} cells)\n"
+            )
 
     log.info("pack %s: %d cells of %s, seed %s, %d train / %d test images", pack_id, len(specs), model, seed,
              len(train), len(test))  # fmt: skip

@@ -179,6 +179,26 @@ def resolve_normalization(
     return as_list(mean), as_list(std)
 
 
+def initial_model(spec: CellSpec, device: torch.device) -> torch.nn.Module:
+    """The cell's network at its start, built from torch's generator as ``set_determinism``
+    left it: a one-cell run and every member of a pack start from these same weights."""
+    model = model_spec(spec.model).build(
+        num_classes=spec.num_classes, weights=spec.weights, weights_sha256=spec.weights_sha256
+    )
+    return scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
+
+
+def epoch_message(record: EpochRecord, epochs: int) -> str:
+    """A cell's log line for one epoch (scripts/status.py reads it back): the same for a cell
+    trained alone and for a member of a pack."""
+    if not math.isfinite(record.train_loss):
+        return f"epoch {record.epoch}/{epochs}: training loss is {record.train_loss}: diverged, stopping"
+    return (
+        f"epoch {record.epoch}/{epochs}: train loss {record.train_loss:.4f}, test loss {record.test_loss:.4f}, "
+        f"test accuracy {record.test_accuracy:.4f}, lr {record.lr:.3g}, {record.seconds:.1f} s"
+    )
+
+
 def train_cell(
     spec: CellSpec,
     train: TensorData,
@@ -201,10 +221,7 @@ def train_cell(
     train_d = TensorData(normalize(train.images, spec.mean, spec.std), train.labels).to(device)
     test_d = TensorData(normalize(test.images, spec.mean, spec.std), test.labels).to(device)
 
-    model = model_info.build(
-        num_classes=spec.num_classes, weights=spec.weights, weights_sha256=spec.weights_sha256
-    )
-    model = scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
+    model = initial_model(spec, device)
     optimizer = model_info.make_optimizer(model.parameters(), config.lr)
     # the MNIST example's schedule; a scheduler that never steps keeps SGD's rate for ResNet18
     scheduler = ReduceLROnPlateau(optimizer, mode="max")
@@ -224,25 +241,14 @@ def train_cell(
         if not math.isfinite(train_loss):
             status = STATUS_DIVERGED
             history.append(EpochRecord(epoch, math.nan, math.nan, train_loss, lr, time.perf_counter() - tic))
-            log.warning(
-                "epoch %d/%d: training loss is %s: diverged, stopping", epoch, config.epochs, train_loss
-            )
+            log.warning("%s", epoch_message(history[-1], config.epochs))
             break
         accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
         if model_info.plateau:
             scheduler.step(accuracy)
         seconds = time.perf_counter() - tic
         history.append(EpochRecord(epoch, accuracy, test_loss, train_loss, lr, seconds))
-        log.info(
-            "epoch %d/%d: train loss %.4f, test loss %.4f, test accuracy %.4f, lr %.3g, %.1f s",
-            epoch,
-            config.epochs,
-            train_loss,
-            test_loss,
-            accuracy,
-            lr,
-            seconds,
-        )
+        log.info("%s", epoch_message(history[-1], config.epochs))
         if spec.checkpoint is not None and epoch < config.epochs:
             _save_checkpoint(spec.checkpoint, epoch, history, model, optimizer, scheduler, shuffle)
 
