@@ -40,41 +40,45 @@ def welch(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+#: compare_cells' names for the final accuracy's columns (those of compare_metric).
+ACCURACY_COLUMNS = {
+    "final_accuracy_mean": "accuracy_mean",
+    "final_accuracy_sd": "accuracy_sd",
+    "final_accuracy_diff": "diff_vs_baseline",
+    "final_accuracy_p": "p_value",
+    "final_accuracy_p_adjusted": "p_adjusted",
+    "final_accuracy_differs": "differs",
+}
+
+
 def compare_cells(rows: pd.DataFrame, baseline: str | None, metrics: tuple[str, ...] = ()) -> pd.DataFrame:
     """One model's cells table (one row per cell and seed) -> one row per cell with the
-    seed statistics and, when ``baseline`` names a reference cell, the comparison with it."""
+    seed statistics of the final accuracy (and its 95% interval) and, when ``baseline`` names a
+    reference cell, the comparison with it; then the same for each of ``metrics``."""
     keys = ["mean_label", "std_label"]
-    out = []
-    groups = {key: group for key, group in rows.groupby(keys, sort=False)}
-    base = next((g for g in groups.values() if baseline and (g["reference"] == baseline).any()), None)
-    base_acc = base["final_accuracy"].to_numpy(float) if base is not None else None
-    for (mean_label, std_label), group in groups.items():
-        acc = group["final_accuracy"].to_numpy(float)
-        low, high = confidence_interval(acc)
-        row = {
-            "mean_label": mean_label,
-            "std_label": std_label,
-            "reference": group["reference"].iloc[0],
-            "n_seeds": int(len(acc)),
-            "accuracy_mean": float(np.nanmean(acc)) if np.isfinite(acc).any() else math.nan,
-            "accuracy_sd": float(np.nanstd(acc, ddof=1)) if np.isfinite(acc).sum() > 1 else math.nan,
-            "ci95_low": low,
-            "ci95_high": high,
-            "diff_vs_baseline": math.nan,
-            "p_value": math.nan,
-        }
-        if base_acc is not None and group is not base:
-            row["diff_vs_baseline"] = row["accuracy_mean"] - float(np.nanmean(base_acc))
-            row["p_value"] = welch(acc, base_acc)
-        out.append(row)
-    table = pd.DataFrame(out)
-    tested = table["p_value"].notna()
-    table["p_adjusted"] = math.nan
-    if tested.any():
-        table.loc[tested, "p_adjusted"] = stats.false_discovery_control(
-            table.loc[tested, "p_value"], method="bh"
-        )
-    table["differs"] = table["p_adjusted"] < ALPHA
+    cells = pd.DataFrame(
+        [
+            {
+                "mean_label": mean_label,
+                "std_label": std_label,
+                "reference": group["reference"].iloc[0],
+                "n_seeds": int(len(group)),
+                **dict(
+                    zip(
+                        ("ci95_low", "ci95_high"),
+                        confidence_interval(group["final_accuracy"].to_numpy(float)),
+                        strict=True,
+                    )
+                ),
+            }
+            for (mean_label, std_label), group in rows.groupby(keys, sort=False)
+        ]
+    )
+    accuracy = compare_metric(rows, baseline, "final_accuracy").rename(columns=ACCURACY_COLUMNS)
+    table = cells.merge(accuracy, on=keys, how="left")[
+        [*keys, "reference", "n_seeds", "accuracy_mean", "accuracy_sd", "ci95_low", "ci95_high",
+         "diff_vs_baseline", "p_value", "p_adjusted", "differs"]
+    ]  # fmt: skip
     for metric in metrics:
         if metric in rows.columns:
             table = table.merge(compare_metric(rows, baseline, metric), on=keys, how="left")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .noise import METHOD, compare_cells
+from .noise import METHOD, compare_cells, compare_metric
 from .results import STATUS_DIVERGED, CellResult, ResultError, read_result, result_files
 
 CELL_KEYS = ["model", "mean_label", "std_label"]
@@ -280,7 +280,7 @@ def speed_summary(
             "median_epochs": _float(reached.median()) if len(reached) else None,
             "median_epoch1_accuracy": _float(part["first"].median()),
         }
-    stats = compare_cells(rows, baseline, ("epochs_to_threshold",))
+    stats = compare_metric(rows, baseline, "epochs_to_threshold")
     tested = stats[stats["epochs_to_threshold_differs"].fillna(False).astype(bool)]
     faster = int((tested["epochs_to_threshold_diff"] < 0).sum())
     slower = int((tested["epochs_to_threshold_diff"] > 0).sum())
