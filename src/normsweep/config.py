@@ -214,11 +214,12 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
         )
 
 
-def runtime_minutes(config: Mapping[str, Any], model: str) -> int:
+def runtime_minutes(config: Mapping[str, Any], model: str, seconds_per_epoch: float | None = None) -> int:
     """The time limit of one training job of ``model``: its epochs at ``seconds_per_epoch``
-    with a 50% margin, plus 5 minutes of start-up."""
+    (default: the config's, for one cell) with a 50% margin, plus 5 minutes of start-up."""
     epochs = config["models"][model]["training"]["epochs"]
-    return math.ceil((max(epochs, 1) * config["cluster"]["seconds_per_epoch"] * 1.5 + 300) / 60)
+    seconds = config["cluster"]["seconds_per_epoch"] if seconds_per_epoch is None else seconds_per_epoch
+    return math.ceil((max(epochs, 1) * seconds * 1.5 + 300) / 60)
 
 
 def pack_seconds_per_epoch(config: Mapping[str, Any], size: int | None = None) -> float:
@@ -234,8 +235,7 @@ def pack_seconds_per_epoch(config: Mapping[str, Any], size: int | None = None) -
 
 def pack_runtime_minutes(config: Mapping[str, Any], model: str) -> int:
     """The time limit of one pack job: as a cell's, at the pack's seconds per epoch."""
-    epochs = config["models"][model]["training"]["epochs"]
-    return math.ceil((max(epochs, 1) * pack_seconds_per_epoch(config) * 1.5 + 300) / 60)
+    return runtime_minutes(config, model, pack_seconds_per_epoch(config))
 
 
 def cluster_resources(config: Mapping[str, Any]) -> dict[str, Any]:
