@@ -528,3 +528,32 @@ def test_a_killed_round_resumes_its_cell_and_counts_every_trial_once(tmp_path):
     assert len(optuna_trials) == 3 and (optuna_trials["state"] == "COMPLETE").all()
     assert optuna_trials["user_attrs_cell"].is_unique
     assert (trials["state"] == "COMPLETE").sum() == 1 + 3  # the classic cell + n_trials
+
+
+def test_with_packs_each_round_trains_its_trials_as_one_pack(tmp_path):
+    cfg = tiny_config(mean=[0.0, 1.0], std=[0.5])
+    cfg["cluster"] = {"pack": 4}
+    cfg["models"]["lenet"]["references"] = {"classic": {"mean": 0.1307, "std": 0.3081}}
+    cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = tmp_path / "results/tiny/lenet/optuna"
+    for number, size in ((0, 2), (1, 1)):
+        asked = json.loads((out / f"round~{number}/asked.json").read_text())["trials"]
+        record = json.loads((out / f"round~{number}/pack.json").read_text())
+        assert (
+            sorted(record["members"]) == sorted([t["mean"], t["std"]] for t in asked) and len(asked) == size
+        )
+        for path in record["results"]:
+            result = json.loads((tmp_path / path).read_text())
+            assert result["pack"] == f"round~{number}" and result["pack_size"] == size
+            log = tmp_path / path.replace("results/tiny/lenet/cells", "logs/tiny/lenet/train").replace(
+                ".json", ".log"
+            )
+            assert f"(pack round~{number} of {size} cells)" in log.read_text()
+    warm = json.loads((out / "warmstart.json").read_text())
+    assert json.loads((out / "round~1/told.json").read_text())["finished"] == warm["added"] + 3
+    again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr

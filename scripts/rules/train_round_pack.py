@@ -19,29 +19,18 @@ if len(seeds) != 1:
         f"{snakemake.input.asked}: trials of several seeds {sorted(seeds)}; a pack holds one seed"
     )
 seed = seeds.pop()
-members = list(dict.fromkeys((t["mean"], t["std"]) for t in trials))
-
-
-def result_path(mean, std):
-    return (
-        f"{snakemake.params.cells}/{cells.CELL_RESULT.split('/', 2)[2].format(mean=mean, std=std, seed=seed)}"
-    )
-
-
-def log_path(mean, std):
-    return f"{snakemake.params.logs}/{cells.CELL_LOG.split('/', 2)[2].format(mean=mean, std=std, seed=seed)}"
-
-
-todo = [m for m in members if not Path(result_path(*m)).exists()]
+members = [cells.Cell(model, m, s, seed) for m, s in dict.fromkeys((t["mean"], t["std"]) for t in trials)]
+study = snakemake.params.study
+todo = [c for c in members if not Path(c.result_path(study)).exists()]
 log.info("round %s: %d trial cells, %d to train", snakemake.wildcards["round"], len(members), len(todo))
 if todo:
     run_pack(
         model=model,
-        members=todo,
+        members=[(c.mean, c.std) for c in todo],
         seed=seed,
         model_config=snakemake.params.cell,
-        outputs=[result_path(*m) for m in todo],
-        logs=[log_path(*m) for m in todo],
+        outputs=[c.result_path(study) for c in todo],
+        logs=[c.log_path(study) for c in todo],
         stats_path=snakemake.input.stats,
         checkpoint=snakemake.params.checkpoint,
         pack_id=f"round~{snakemake.wildcards['round']}",
@@ -50,7 +39,7 @@ write_json_atomic(
     snakemake.output[0],
     {
         "round": int(snakemake.wildcards["round"]),
-        "members": [list(m) for m in members],
-        "results": [result_path(*m) for m in members],
+        "members": [[c.mean, c.std] for c in members],
+        "results": [c.result_path(study) for c in members],
     },  # fmt: skip
 )

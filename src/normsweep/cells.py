@@ -144,6 +144,9 @@ class Cell:
     def checkpoint_path(self, study: str) -> str:
         return f"{results_dir(study)}/{CELL_CHECKPOINT.format(**self.wildcards)}"
 
+    def log_path(self, study: str) -> str:
+        return f"{logs_dir(study)}/{CELL_LOG.format(**self.wildcards)}"
+
 
 def make_cell(model: str, mean: Any, std: Any, seed: int) -> Cell:
     """A cell with canonical names; ``none`` and ``dataset`` must be given for both axes."""

@@ -70,9 +70,7 @@ TIMED_RESULTS = 200
 def cell_state(
     cell: cellnames.Cell, study: str, workdir: Path, packs_running: set[cellnames.Cell], timed: bool = True
 ) -> CellState:
-    wildcards = cell.wildcards
-    result_name = f"{cellnames.results_dir(study)}/{cellnames.CELL_RESULT.format(**wildcards)}"
-    log_name = f"{cellnames.logs_dir(study)}/{cellnames.CELL_LOG.format(**wildcards)}"
+    result_name, log_name = cell.result_path(study), cell.log_path(study)
     state = CellState(cell, "pending", log=log_name, result=result_name)
     log = workdir / log_name
     try:

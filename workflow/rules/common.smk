@@ -210,7 +210,7 @@ def pack_member_results(wildcards):
 
 
 def pack_member_logs(wildcards):
-    return [f"{LOGS}/{ns_cells.CELL_LOG.format(**c.wildcards)}" for c in pack_of(wildcards).cells]
+    return [c.log_path(STUDY) for c in pack_of(wildcards).cells]
 
 
 def optuna_config(wildcards):

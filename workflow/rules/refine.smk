@@ -66,8 +66,7 @@ rule train_round_pack:
         runtime=PACK_RUNTIME,
     params:
         cell=TRAINING_PARAMS,
-        cells=f"{RESULTS}/{{model}}/cells",
-        logs=f"{LOGS}/{{model}}/train",
+        study=STUDY,
         checkpoint=f"{RESULTS}/{{model}}/checkpoints/optuna/round~{{round}}.pt",
     script:
         "../../scripts/rules/train_round_pack.py"
