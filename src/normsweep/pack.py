@@ -196,17 +196,12 @@ def train_pack(
     if not specs:
         return []
     first = specs[0]
-    for spec in specs:
-        same = (spec.model, spec.seed, spec.num_classes, spec.weights, spec.init_weight, spec.init_bias)
-        if same != (
-            first.model,
-            first.seed,
-            first.num_classes,
-            first.weights,
-            first.init_weight,
-            first.init_bias,
-        ):
-            raise PackError("a pack holds cells of one model and one seed with the same start")
+
+    def start(spec: CellSpec) -> tuple:  # what must be equal for members to share a start
+        return spec.model, spec.seed, spec.num_classes, spec.weights, spec.init_weight, spec.init_bias
+
+    if any(start(spec) != start(first) for spec in specs):
+        raise PackError("a pack holds cells of one model and one seed with the same start")
     check_packable(first.model, len(specs))
     started = time.perf_counter()
     if config.threads:

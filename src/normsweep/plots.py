@@ -78,7 +78,7 @@ def heatmap_panel(
 ) -> None:
     """One model's grid as a heatmap of ``metric`` (mean over seeds), references marked, and
     the cells in ``differ`` (different from the baseline beyond seed noise) outlined."""
-    label, PERCENT, fmt, higher_better = METRICS[metric]  # noqa: N806 (the scale of this metric)
+    label, scale, fmt, higher_better = METRICS[metric]
     if metric != "final_accuracy":
         cells = cells.assign(final_accuracy=cells[metric])
     cell = per_cell(cells)
@@ -89,7 +89,7 @@ def heatmap_panel(
     mesh = ax.pcolormesh(
         _edges(means, log=False),
         _edges(stds, log=True),
-        matrix * PERCENT,
+        matrix * scale,
         cmap="viridis" if higher_better else "viridis_r",
         shading="flat",
     )
@@ -103,7 +103,7 @@ def heatmap_panel(
     bar = fig.colorbar(mesh, ax=ax)
     bar.set_label(label)
     if matrix.size <= 100:
-        threshold = np.nanmean(matrix) * PERCENT if np.isfinite(matrix).any() else 0
+        threshold = np.nanmean(matrix) * scale if np.isfinite(matrix).any() else 0
         y_edges = _edges(stds, log=True)
         for i, s in enumerate(stds):
             s = y_edges[i] * (y_edges[i + 1] / y_edges[i]) ** 0.2  # low in the cell, clear of markers
@@ -112,9 +112,9 @@ def heatmap_panel(
                 text = (
                     ("div." if metric == "final_accuracy" else "–")
                     if math.isnan(value)
-                    else fmt.format(value * PERCENT)
+                    else fmt.format(value * scale)
                 )
-                bright = (value * PERCENT > threshold) == higher_better
+                bright = (value * scale > threshold) == higher_better
                 colour = "black" if (not math.isnan(value) and bright) else "white"
                 ax.text(m, s, text, ha="center", va="center", fontsize=7, color=colour)
 
@@ -159,7 +159,7 @@ def heatmap_panel(
                 edgecolors="black",
                 zorder=5,
                 label=f"{'best' if higher_better else 'fastest'} grid cell ({best['mean_label']}, "
-                f"{best['std_label']}): {fmt.format(best['accuracy'] * PERCENT)}",
+                f"{best['std_label']}): {fmt.format(best['accuracy'] * scale)}",
             )
         )
     for _, ref in cell[cell["reference"] != ""].iterrows():
@@ -175,7 +175,7 @@ def heatmap_panel(
         acc = (
             ("diverged" if metric == "final_accuracy" else "–")
             if math.isnan(ref["accuracy"])
-            else fmt.format(ref["accuracy"] * PERCENT)
+            else fmt.format(ref["accuracy"] * scale)
         )
         handles.append(
             ax.scatter(
