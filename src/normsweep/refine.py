@@ -164,10 +164,10 @@ def tell_round(study: optuna.Study, asked: list[dict], accuracy: dict[str, float
     diverged cell). A trial already told (the round is told again) is left as it is, so no
     trial counts twice; a diverged cell is a pruned trial: finished, with no value."""
     told = {"complete": 0, "diverged": 0, "already": 0}
+    running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     for entry in asked:
-        trial = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
-            study._study_id, entry["number"]))  # fmt: skip
-        if trial.state != TrialState.RUNNING:
+        trial = running.get(entry["number"])
+        if trial is None:
             told["already"] += 1
             continue
         value = accuracy[cell_key(entry["mean"], entry["std"], entry["seed"])]
