@@ -121,8 +121,8 @@ def test_per_channel_space_has_six_parameters_and_warm_starts_from_equal_channel
     study = refine.open_study(tmp_path / "journal.log", "rgb")
     per_channel = make_result(
         0.9,
-        mean_label="0.485,0.456,0.406",
-        std_label="0.229,0.224,0.225",
+        mean_label="0.485_0.456_0.406",
+        std_label="0.229_0.224_0.225",
         mean=[0.485, 0.456, 0.406],
         std=[0.229, 0.224, 0.225],
     )

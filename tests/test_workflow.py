@@ -386,7 +386,7 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert len(cells) == 6 and (cells["n_train"] == 30).all() and (cells["n_test"] == 12).all()
     imagenet = json.loads(
         (
-            tmp_path / "results/rn/resnet18/cells/mean~0.485,0.456,0.406/std~0.229,0.224,0.225/seed~1998.json"
+            tmp_path / "results/rn/resnet18/cells/mean~0.485_0.456_0.406/std~0.229_0.224_0.225/seed~1998.json"
         ).read_text()
     )
     assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01

@@ -7,14 +7,21 @@ always holds what its name says, and adding grid points later never renames a fi
 Two symbolic values exist besides numbers:
 - ``none``: no normalization at all (the notebook's ``mean=None``);
 - ``dataset``: the exact statistics of the training set, computed by the ``dataset_stats`` rule.
-Per-channel values (one per RGB channel) are written comma-separated: ``0.485,0.456,0.406``.
+Per-channel values (one per RGB channel) are joined by underscores: ``0.485_0.456_0.406``.
+Not commas: a SLURM job names its cell to the Snakemake inside it as ``--target-jobs
+rule:model=..,mean=..,std=..`` and Snakemake splits that on every comma (snakemake issue
+#2366), so a comma in a wildcard fails every per-channel cell on a cluster. Names written with
+commas by older versions are still read (:func:`parse_value`), and
+``scripts/rename_channel_labels.py`` renames such a study's files once.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +33,8 @@ SYMBOLS = (NONE, DATASET)
 #: Regular expressions for the wildcards, used by the Snakefile's ``wildcard_constraints``.
 WILDCARD_PATTERNS = {
     "model": r"[a-z][a-z0-9_]*",
-    "mean": r"none|dataset|[-+0-9.e]+(,[-+0-9.e]+)*",
-    "std": r"none|dataset|[-+0-9.e]+(,[-+0-9.e]+)*",
+    "mean": r"none|dataset|[-+0-9.e]+(_[-+0-9.e]+)*",
+    "std": r"none|dataset|[-+0-9.e]+(_[-+0-9.e]+)*",
     "seed": r"[0-9]+",
     "weight": r"[-+0-9.e]+",
     "bias": r"[-+0-9.e]+",
@@ -85,10 +92,14 @@ def logs_dir(study: str) -> str:
 
 #: Significant digits kept in a cell name; the name is the value the cell trains with.
 DIGITS = 6
+#: Joins the values of the channels in a name (see the module's docstring: never a comma).
+CHANNEL_SEP = "_"
+#: How older versions joined them; still read, renamed by scripts/rename_channel_labels.py.
+OLD_CHANNEL_SEP = ","
 
 
 def format_value(value: float | Sequence[float] | str | None) -> str:
-    """The wildcard text of a mean or std: ``none``, ``dataset``, ``0.1307`` or ``0.5,0.5,0.5``."""
+    """The wildcard text of a mean or std: ``none``, ``dataset``, ``0.1307`` or ``0.485_0.456_0.406``."""
     if value is None:
         return NONE
     if isinstance(value, str):
@@ -99,7 +110,7 @@ def format_value(value: float | Sequence[float] | str | None) -> str:
         parts = [format_value(float(v)) for v in value]
         if len(set(parts)) == 1:  # equal channels: one number stands for all
             return parts[0]
-        return ",".join(parts)
+        return CHANNEL_SEP.join(parts)
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"a normalization value must be finite, got {value!r}")
@@ -116,11 +127,11 @@ def parse_value(text: str) -> float | tuple[float, ...] | str | None:
     if text == DATASET:
         return DATASET
     try:
-        values = tuple(float(part) for part in text.split(","))
+        values = tuple(float(part) for part in text.replace(OLD_CHANNEL_SEP, CHANNEL_SEP).split(CHANNEL_SEP))
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a normalization value: expected a number, numbers separated by "
-            f"commas (one per channel), '{NONE}' or '{DATASET}'"
+            f"{text!r} is not a normalization value: expected a number, numbers joined by "
+            f"'{CHANNEL_SEP}' (one per channel), '{NONE}' or '{DATASET}'"
         ) from None
     return values[0] if len(values) == 1 else values
 
@@ -306,3 +317,99 @@ def read_packs(study: str, model: str) -> list[Pack]:
 def rounds(n_trials: int, batch: int) -> list[int]:
     """The sizes of the Optuna rounds that ask for ``n_trials`` trials ``batch`` at a time."""
     return [min(batch, n_trials - start) for start in range(0, n_trials, batch)]
+
+
+#: A per-channel label written by older versions: numbers joined by commas.
+_OLD_LABEL = r"[-+0-9.e]+(?:,[-+0-9.e]+)+"
+
+
+def old_channel_names(study: str, base: str | Path = ".") -> list[Path]:
+    """The files and folders of ``study`` (under results/ and logs/) whose names still join
+    channels by commas (older versions): the workflow stops on them, naming the renaming script.
+    Lists folders only down to the cells' ``std~`` level: cheap for 10,000 cells."""
+    import re
+
+    pattern = re.compile(rf"^(mean|std)~{_OLD_LABEL}$")
+    found: list[Path] = []
+    for top in (Path(base) / results_dir(study), Path(base) / logs_dir(study)):
+        for kind in ("cells", "train", "checkpoints"):
+            for mean_dir in top.glob(f"*/{kind}/mean~*"):
+                if pattern.match(mean_dir.name):
+                    found.append(mean_dir)
+                    continue
+                found += [d for d in mean_dir.glob("std~*") if pattern.match(d.name)]
+    return sorted(found)
+
+
+def rename_old_channel_names(study: str, base: str | Path = ".") -> list[tuple[Path, Path]]:
+    """Rename a study's per-channel cells from the old comma names to today's (``_``): the
+    folders and files under results/ and logs/, and the labels inside its JSON and journal
+    files (cell results, pack files, refinement rounds, the Optuna journal). Idempotent; returns
+    the (old, new) paths it renamed."""
+    import re
+
+    old = re.compile(rf'(?<=["|~/]){_OLD_LABEL}(?=["|/]|$)')
+
+    def new_text(text: str) -> str:
+        return old.sub(lambda m: m.group(0).replace(OLD_CHANNEL_SEP, CHANNEL_SEP), text)
+
+    renamed: list[tuple[Path, Path]] = []
+    for top in (Path(base) / results_dir(study), Path(base) / logs_dir(study)):
+        if not top.exists():
+            continue
+        for path in sorted(top.rglob("*"), key=lambda p: len(p.parts)):  # (text first: names below)
+            if (
+                path.is_file()
+                and path.suffix in (".json", ".log")
+                and "," in path.read_text(errors="replace")
+            ):
+                text = path.read_text()
+                updated = new_text(text) if path.suffix == ".json" or path.name == "journal.log" else text
+                if updated != text:
+                    tmp = path.with_name(f".{path.name}.tmp")
+                    tmp.write_text(updated)
+                    os.replace(tmp, path)
+        for path in sorted(top.rglob("*~*,*"), key=lambda p: -len(p.parts)):  # deepest first
+            name = re.sub(rf"^((?:mean|std)~){_OLD_LABEL}", lambda m: m.group(0).replace(",", "_"), path.name)
+            if name != path.name:
+                target = path.with_name(name)
+                if target.exists():
+                    raise FileExistsError(f"{target} exists already beside {path}: move one of them away")
+                path.rename(target)
+                renamed.append((path, target))
+    renamed += _rename_packs(study, base)
+    return renamed
+
+
+def _rename_packs(study: str, base: str | Path) -> list[tuple[Path, Path]]:
+    """A pack is named by a hash of its members' names: after their renaming, its file, log and
+    checkpoint take the new name, so that its cells keep it as their maker (read_packs)."""
+    import json
+
+    renamed = []
+    for model_dir in sorted((Path(base) / results_dir(study)).glob("*/packs")):
+        model = model_dir.parent.name
+        for path in sorted(model_dir.glob("seed~*/pack~*.json")):
+            record = json.loads(path.read_text())
+            seed = int(record["seed"])
+            pack = Pack(model, seed, tuple(Cell(model, m, s, seed) for m, s in record["members"]))
+            old_id = path.stem.removeprefix("pack~")
+            if old_id == pack.id:
+                continue
+            record["pack"] = pack.id
+            path.write_text(json.dumps(record, indent=2) + "\n")
+            for member in record.get("results", []):  # each member's result names its pack
+                member_path = Path(base) / member
+                if member_path.exists():
+                    result = json.loads(member_path.read_text())
+                    result["pack"] = pack.id
+                    member_path.write_text(json.dumps(result, indent=2) + "\n")
+            wildcards = {"model": model, "seed": seed}
+            for layout, top in ((PACK_RESULT, results_dir(study)), (PACK_LOG, logs_dir(study)),
+                                (PACK_CHECKPOINT, results_dir(study))):  # fmt: skip
+                before = Path(base) / top / layout.format(pack=old_id, **wildcards)
+                after = Path(base) / top / layout.format(pack=pack.id, **wildcards)
+                if before.exists():
+                    before.rename(after)
+                    renamed.append((before, after))
+    return renamed

@@ -1,0 +1,50 @@
+"""Rename a study's per-channel cells from the comma names of older normsweep versions
+(``mean~0.485,0.456,0.406``) to today's (``mean~0.485_0.456_0.406``), once.
+
+Commas in a cell's name fail every per-channel cell on SLURM (Snakemake splits the job's
+``--target-jobs`` on commas), so cells are now named with underscores. This moves the
+study's result, checkpoint and log files to their new names and updates the labels inside
+its JSON files and Optuna journal; nothing is retrained. Run it with the config of the run:
+
+    .venv/bin/python scripts/rename_channel_labels.py --configfile config/resnet.yaml
+
+then `snakemake ... --touch` is not needed: the next run plans no cell that was done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from normsweep.cells import old_channel_names, rename_old_channel_names  # noqa: E402
+from normsweep.config import ConfigError, study_config  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configfile", nargs="+", action="extend", default=[], help="as for snakemake")
+    parser.add_argument("--directory", default=".", help="the working directory of the run (default: here)")
+    parser.add_argument("-n", "--dry-run", action="store_true", help="only list what would be renamed")
+    args = parser.parse_args()
+    try:
+        study = study_config(args.configfile, args.directory)["study"]
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        for path in old_channel_names(study, args.directory):
+            print(f"would rename {path}")
+        return 0
+    renamed = rename_old_channel_names(study, args.directory)
+    for old, new in renamed:
+        print(f"{old} -> {new}")
+    print(f"study {study}: {len(renamed)} files and folders renamed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
