@@ -4,8 +4,9 @@ Tolerances, and why: a pack runs the same arithmetic as a one-cell run, but thro
 kernels (vmap turns a convolution of K members into one grouped convolution), which round
 differently in the last bits (the first step's loss is equal; gradients differ by ~1e-6
 relative). At the protocol's learning rate (Adadelta 1.0) early training is chaotic: the
-one-cell code against itself on 2 CPU threads instead of 1 differs by 1e-6 after 10 steps
-and 3e-3 after 20 (measured, see test_one_cell_runs_differ_as_much_across_thread_counts).
+one-cell code against itself on 2 CPU threads instead of 1 differed by 1e-6 after 10 steps
+and 3e-3 after 20 on one machine, and by 2e-7 after 20 on another
+(scripts/measure_thread_drift.py measures it: a machine's property, so no test asserts it).
 So the step-by-step check runs at lr 0.01, where the dynamics are smooth and any error in the
 normalization, the batches, the dropout masks or the optimizer shows as a large difference;
 at lr 1.0 the tests check the first step and the accuracy after a short run.
@@ -87,17 +88,6 @@ def test_at_the_protocol_rate_the_first_step_agrees_and_short_runs_end_alike(mni
         assert abs(alone_steps[0] - steps[i][0]) / alone_steps[0] < 1e-6  # same weights, batch and mask
         # after 100 chaotic steps: as close as two thread counts of the one-cell code get
         assert results[i].final_accuracy == pytest.approx(alone.final_accuracy, abs=0.02)
-
-
-def test_one_cell_runs_differ_as_much_across_thread_counts(mnist):
-    """The yardstick of the tolerance above: the one-cell code against itself."""
-    tr, te = mnist
-    runs = []
-    for threads in (1, 2):
-        config = train.TrainConfig(epochs=1, threads=threads, deterministic=True)
-        runs.append(one_cell_steps([0.1307], [0.3081], tr, te, config)[1])
-    assert max_relative(runs[0][:20], runs[1][:20]) > 1e-5  # chaotic: not a tolerance issue of packs
-    torch.set_num_threads(1)
 
 
 def test_a_diverging_member_is_recorded_and_the_others_go_on(mnist):

@@ -1,0 +1,50 @@
+"""The yardstick of the pack tolerances (tests/test_pack.py): how far the one-cell training
+code drifts from itself when only the CPU thread count changes, at the protocol's learning
+rate (Adadelta 1.0), step by step. A measurement, not a test: on some machines the kernels
+round alike at 1 and 2 threads (measured 1.8e-7 at step 20 on one, 3.4e-3 on another).
+
+    .venv/bin/python scripts/measure_thread_drift.py --threads 1 2 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from normsweep import data, train  # noqa: E402
+
+
+def step_losses(threads: int, steps: int, tr: train.TensorData, te: train.TensorData) -> list[float]:
+    losses: list[float] = []
+    config = train.TrainConfig(epochs=1, threads=threads, deterministic=True)
+    spec = train.CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998)
+    part = train.TensorData(tr.images[: steps * config.batch_size], tr.labels[: steps * config.batch_size])
+    train.train_cell(spec, part, te, config, on_step=lambda loss: losses.append(float(loss)))
+    return losses
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, nargs=2, default=[1, 2])
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    tr = data.load_mnist(ROOT / "data" / "mnist-small", train=True)
+    te = data.load_mnist(ROOT / "data" / "mnist-small", train=False, limit=100)
+    tr, te = (
+        train.TensorData.from_uint8(tr.images, tr.labels),
+        train.TensorData.from_uint8(te.images, te.labels),
+    )
+    a, b = (step_losses(t, args.steps, tr, te) for t in args.threads)
+    print(f"step  loss ({args.threads[0]} threads)  loss ({args.threads[1]} threads)  relative difference")
+    for step, (x, y) in enumerate(zip(a, b, strict=True), 1):
+        print(f"{step:4d}  {x:.8f}  {y:.8f}  {abs(x - y) / abs(x):.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
