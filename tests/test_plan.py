@@ -146,3 +146,19 @@ def test_the_full_refinement_fits_a_clusters_time_limit(tmp_path):
     assert max(limits.values()) <= cell, limits  # trial cells are train_cell jobs: the same limit
     counts = {name: sum(1 for _, n, _ in jobs if n == name) for name in ("optuna_ask", "optuna_tell")}
     assert counts == {"optuna_ask": 25, "optuna_tell": 25}
+
+
+def test_a_round_trained_as_one_pack_gets_the_limit_of_its_batch_not_of_cluster_pack():
+    """A refinement round packs its optuna.batch trial cells, whatever cluster.pack is."""
+    from normsweep.config import pack_runtime_minutes, round_pack_runtime_minutes
+
+    cfg = config(pack=64, seconds_per_epoch=15)
+    cfg["models"]["lenet"]["optuna"] = {"n_trials": 16, "batch": 4}
+    validate_config(cfg)
+    assert round_pack_runtime_minutes(cfg, "lenet") == pack_runtime_minutes(cfg, "lenet", 4)
+    assert round_pack_runtime_minutes(cfg, "lenet") == runtime_minutes(cfg, "lenet", 4 * 15) == 20
+    assert pack_runtime_minutes(cfg, "lenet") == runtime_minutes(cfg, "lenet", 64 * 15) == 245
+    cfg["cluster"]["pack_seconds_per_epoch"] = 40.0  # measured on packs of 64: a round of 4 is no slower
+    assert round_pack_runtime_minutes(cfg, "lenet") == runtime_minutes(cfg, "lenet", 40.0)
+    cfg["models"]["lenet"]["optuna"]["batch"] = 128  # twice the measured pack
+    assert round_pack_runtime_minutes(cfg, "lenet") == runtime_minutes(cfg, "lenet", 80.0)

@@ -130,3 +130,42 @@ def test_the_quick_read_of_a_result_equals_the_full_one(tmp_path):
             quick.accuracy != quick.accuracy and full.accuracy != full.accuracy
         )
         assert full.seconds_per_epoch and not quick.seconds_per_epoch
+
+
+def test_rounds_count_in_number_order_from_eleven_rounds_on(tmp_path):
+    """round~10 comes after round~9 (as text it sorts before round~2): the finished trials are
+    the last round's."""
+    folder = tmp_path / cells.results_dir("watch") / "lenet/optuna"
+    for number in range(11):
+        (folder / f"round~{number}").mkdir(parents=True)
+        (folder / f"round~{number}/asked.json").write_text(json.dumps({"trials": [{}, {}]}))
+        (folder / f"round~{number}/told.json").write_text(json.dumps({"finished": 2 * (number + 1)}))
+    cfg = study_config()
+    cfg["models"]["lenet"]["optuna"].update(n_trials=24, batch=2)
+    o = study_status(cfg, tmp_path)["models"]["lenet"]["optuna"]
+    assert (o["rounds_told"], o["trials_asked"], o["finished_trials"], o["rounds"]) == (11, 22, 22, 12)
+
+
+def test_members_of_a_failed_pack_are_failed_with_the_packs_log(tmp_path):
+    """A pack's traceback is in the pack's log; its members' own logs end with an epoch line."""
+    cfg = study_config(pack=3)
+    todo = cells.study_cells("lenet", cfg["models"]["lenet"])
+    packs = cells.plan_packs(todo, 3, "watch", done=lambda p: (tmp_path / p).exists())
+    broken, fine = packs[0], packs[1]
+    for pack, tail in ((broken, "Traceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory\n"),
+                       (fine, "")):  # fmt: skip
+        log = tmp_path / cells.logs_dir("watch") / cells.PACK_LOG.format(**pack.wildcards)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"2026-11-23 normsweep.pack INFO pack {pack.id}: 3 cells\n{tail}")
+        for member in pack.cells:
+            own = tmp_path / member.log_path("watch")
+            own.parent.mkdir(parents=True, exist_ok=True)
+            own.write_text("2026-11-23 normsweep.pack INFO epoch 1/3: train loss 0.3, test loss 0.1, "
+                           "test accuracy 0.9512, lr 1, 12.0 s (pack x of 3 cells)\n")  # fmt: skip
+    status = study_status(cfg, tmp_path)
+    m = status["models"]["lenet"]
+    assert m["failed"] == len(broken.cells) and m["running"] == len(fine.cells)
+    failed = {f["cell"]: f for f in m["failed_cells"]}
+    assert set(failed) == {c.result_path("watch") for c in broken.cells}
+    assert all(f["log"].endswith(f"pack~{broken.id}.log") and "CUDA out of memory" in f["tail"][-1]
+               for f in failed.values())  # fmt: skip

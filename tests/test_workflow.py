@@ -139,6 +139,18 @@ def test_finished_cells_are_never_recomputed(study):
     plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
     counts = job_counts(plan.stdout)
     assert counts["check_data"] == 1 and "train_cell" not in counts, plan.stdout
+    # threads and device change how a cell runs, not what it is: nothing retrains (issue 21)
+    faster = tiny_config()
+    faster["models"]["lenet"]["training"].update(threads=2, device="cpu")
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(faster))
+    plan = snakemake("-n", "--directory", str(work), cwd=work)
+    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout
+    # what a cell computes does retrain it
+    slower = tiny_config()
+    slower["models"]["lenet"]["training"]["lr"] = 0.5
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(slower))
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
+    assert job_counts(plan.stdout)["train_cell"] == 7, plan.stdout
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
 
 

@@ -1,6 +1,7 @@
 """Rule train_cell: train one grid or reference cell, named by its wildcards, and write its result."""
 
 import _setup
+from normsweep.config import with_execution
 from normsweep import cells
 from normsweep.runner import run_cell
 
@@ -12,7 +13,7 @@ try:
         mean_label=w.mean,
         std_label=w.std,
         seed=int(w.seed),
-        model_config=snakemake.params.cell,
+        model_config=with_execution(snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device),
         output=snakemake.output[0],
         stats_path=snakemake.input.stats,
         checkpoint=cells.checkpoint_of(snakemake.output[0]),  # beside the result, under checkpoints/

@@ -2,6 +2,7 @@
 init_study block, with conv1's initial weights and biases scaled by its wildcards' factors."""
 
 import _setup
+from normsweep.config import with_execution
 from normsweep import cells
 from normsweep.runner import run_cell
 
@@ -14,7 +15,7 @@ try:
         mean_label=cells.format_value(init_study["mean"]),
         std_label=cells.format_value(init_study["std"]),
         seed=int(w.seed),
-        model_config=snakemake.params.cell,
+        model_config=with_execution(snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device),
         output=snakemake.output[0],
         stats_path=snakemake.input.stats,
         checkpoint=snakemake.params.checkpoint,

@@ -2,6 +2,7 @@
 the pack's file lists them."""
 
 import _setup
+from normsweep.config import with_execution
 from normsweep.results import write_json_atomic
 from normsweep.runner import run_pack
 
@@ -13,7 +14,7 @@ try:
         model=w.model,
         members=members,
         seed=int(w.seed),
-        model_config=snakemake.params.cell,
+        model_config=with_execution(snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device),
         outputs=snakemake.params.results,
         logs=snakemake.params.logs,
         stats_path=snakemake.input.stats,

@@ -228,14 +228,42 @@ def pack_seconds_per_epoch(config: Mapping[str, Any], size: int | None = None) -
     after another: an upper bound, since a pack is never slower on a GPU than its cells in turn)."""
     cluster = config["cluster"]
     size = cluster["pack"] if size is None else size
-    if size > 1 and cluster.get("pack_seconds_per_epoch"):
-        return float(cluster["pack_seconds_per_epoch"])
+    if size > 1 and cluster["pack"] > 1 and cluster.get("pack_seconds_per_epoch"):
+        # measured for packs of cluster.pack cells; a larger pack takes proportionally longer
+        return float(cluster["pack_seconds_per_epoch"]) * max(1.0, size / cluster["pack"])
     return size * float(cluster["seconds_per_epoch"])
 
 
-def pack_runtime_minutes(config: Mapping[str, Any], model: str) -> int:
-    """The time limit of one pack job: as a cell's, at the pack's seconds per epoch."""
-    return runtime_minutes(config, model, pack_seconds_per_epoch(config))
+def pack_runtime_minutes(config: Mapping[str, Any], model: str, size: int | None = None) -> int:
+    """The time limit of one pack job of ``size`` cells (default: cluster.pack): as a cell's,
+    at the pack's seconds per epoch."""
+    return runtime_minutes(config, model, pack_seconds_per_epoch(config, size))
+
+
+def round_pack_runtime_minutes(config: Mapping[str, Any], model: str) -> int:
+    """The time limit of a refinement round trained as one pack: its ``optuna.batch`` trial
+    cells, however large ``cluster.pack`` is."""
+    optuna = config["models"][model].get("optuna") or {}
+    return pack_runtime_minutes(config, model, int(optuna.get("batch") or config["cluster"]["pack"]))
+
+
+#: Training settings that change how a cell runs, not what it computes: they are handed to the
+#: training jobs as threads and a resource, never as params, so changing them retrains nothing.
+EXECUTION_KEYS = ("threads", "device")
+
+
+def cell_params(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes a cell's result (its rule's params, so that a change reruns the cell): the
+    data and the training knobs, without the execution settings (EXECUTION_KEYS) and without
+    the grid or references (adding grid points reruns no finished cell)."""
+    params = {k: model_config.get(k) for k in ("data", "training", "image", "weights", "weights_sha256")}
+    params["training"] = {k: v for k, v in (params["training"] or {}).items() if k not in EXECUTION_KEYS}
+    return params
+
+
+def with_execution(cell: Mapping[str, Any], threads: int, device: str) -> dict[str, Any]:
+    """A model block for the training code from a rule's params and how its job runs."""
+    return {**cell, "training": {**cell.get("training", {}), "threads": int(threads), "device": str(device)}}
 
 
 def cluster_resources(config: Mapping[str, Any]) -> dict[str, Any]:

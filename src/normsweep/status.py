@@ -68,7 +68,12 @@ TIMED_RESULTS = 200
 
 
 def cell_state(
-    cell: cellnames.Cell, study: str, workdir: Path, packs_running: set[cellnames.Cell], timed: bool = True
+    cell: cellnames.Cell,
+    study: str,
+    workdir: Path,
+    packs_running: set[cellnames.Cell],
+    timed: bool = True,
+    packs_failed: Mapping[cellnames.Cell, tuple[str, list[str]]] | None = None,
 ) -> CellState:
     result_name, log_name = cell.result_path(study), cell.log_path(study)
     state = CellState(cell, "pending", log=log_name, result=result_name)
@@ -96,6 +101,10 @@ def cell_state(
             state.log_tail = [f"{state.result}: not a complete cell result; delete it and rerun snakemake"]
             return state
     checkpoint = workdir / cellnames.checkpoint_of(result_name)
+    if packs_failed and cell in packs_failed:  # its pack's log ends in an error: the traceback is there
+        state.state = "failed"
+        state.log, state.log_tail = packs_failed[cell]
+        return state
     if log.exists():
         state.log_tail = _tail(log)
         for line in state.log_tail:
@@ -109,13 +118,43 @@ def cell_state(
     return state
 
 
+def _round_number(path: Path) -> int:
+    return int(path.parent.name.removeprefix("round~"))
+
+
 def _round_records(folder: Path) -> dict[str, Any]:
-    asked = sorted(folder.glob("round~*/asked.json"))
-    told = sorted(folder.glob("round~*/told.json"))
+    """The refinement's rounds, in their order (round~10 after round~9, not after round~1)."""
+    asked = sorted(folder.glob("round~*/asked.json"), key=_round_number)
+    told = sorted(folder.glob("round~*/told.json"), key=_round_number)
     trials = sum(len(json.loads(p.read_text())["trials"]) for p in asked)
     last = json.loads(told[-1].read_text()) if told else {}
     return {"rounds_asked": len(asked), "rounds_told": len(told), "trials_asked": trials,
             "finished_trials": last.get("finished")}  # fmt: skip
+
+
+def _pack_states(
+    study_cells: list[cellnames.Cell], config: Mapping[str, Any], study: str, model: str, workdir: Path
+) -> tuple[set[cellnames.Cell], dict[cellnames.Cell, tuple[str, list[str]]]]:
+    """The cells still to do whose pack is running (it saved an epoch) and those whose pack
+    failed (its log ends in an error: the members' own logs have no traceback). Packs are
+    planned only when a pack has left a checkpoint or a log (10,000 cells stay fast)."""
+    checkpoints = {
+        p.name
+        for p in (workdir / cellnames.results_dir(study) / model / "checkpoints" / "packs").glob("*/*.pt")
+    }
+    logs = {p.name for p in (workdir / cellnames.logs_dir(study) / model / "packs").glob("*/*.log")}
+    running: set[cellnames.Cell] = set()
+    failed: dict[cellnames.Cell, tuple[str, list[str]]] = {}
+    if not checkpoints and not logs:
+        return running, failed
+    size = max(config["cluster"].get("pack", 1), 1)
+    for pack in cellnames.plan_packs(study_cells, size, study, done=lambda p: (workdir / p).exists()):
+        log_name = f"{cellnames.logs_dir(study)}/{cellnames.PACK_LOG.format(**pack.wildcards)}"
+        if f"pack~{pack.id}.log" in logs and _failed(tail := _tail(workdir / log_name)):
+            failed.update((c, (log_name, tail)) for c in pack.cells)
+        elif f"pack~{pack.id}.pt" in checkpoints:
+            running.update(pack.cells)
+    return running, failed
 
 
 def study_status(config: Mapping[str, Any], workdir: str | Path = ".") -> dict[str, Any]:
@@ -125,16 +164,9 @@ def study_status(config: Mapping[str, Any], workdir: str | Path = ".") -> dict[s
     out: dict[str, Any] = {"study": study, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {}}
     for model, block in config["models"].items():
         study_cells = cellnames.study_cells(model, block)
-        folder = workdir / cellnames.results_dir(study) / model / "checkpoints" / "packs"
-        pack_checkpoints = {p.name for p in folder.glob("*/*.pt")}
-        packs_running: set[cellnames.Cell] = set()
-        if pack_checkpoints:  # a pack has saved an epoch: its members are running
-            size = max(config["cluster"].get("pack", 1), 1)
-            for pack in cellnames.plan_packs(study_cells, size, study, done=lambda p: (workdir / p).exists()):
-                if f"pack~{pack.id}.pt" in pack_checkpoints:
-                    packs_running.update(pack.cells)
+        packs_running, packs_failed = _pack_states(study_cells, config, study, model, workdir)
         states = [
-            cell_state(c, study, workdir, packs_running, timed=i < TIMED_RESULTS)
+            cell_state(c, study, workdir, packs_running, timed=i < TIMED_RESULTS, packs_failed=packs_failed)
             for i, c in enumerate(study_cells)
         ]
         counts = Counter(s.state for s in states)

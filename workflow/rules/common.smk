@@ -10,9 +10,11 @@ from normsweep.catalog import model_info  # noqa: E402
 from normsweep.cells import rounds as refine_rounds  # noqa: E402
 from normsweep.config import (  # noqa: E402
     ConfigError,
+    cell_params,
     cluster_resources,
     pack_runtime_minutes,
     per_model,
+    round_pack_runtime_minutes,
     runtime_minutes,
     validate_config,
 )
@@ -169,15 +171,12 @@ def final_targets():
     ]
 
 
-# What changes a cell's result: its data and training knobs. The grid and the references
-# are left out, so that adding grid points never reruns a finished cell.
-TRAINING_PARAMS = per_model(
-    {
-        m: {k: config["models"][m].get(k) for k in ("data", "training", "image", "weights", "weights_sha256")}
-        for m in MODELS
-    }
-)
+# What changes a cell's result: its data and training knobs (not the grid or the references,
+# so adding grid points reruns no finished cell; not threads or device, which change how a
+# cell runs, not what it is: they reach the job as its threads and the torch_device resource).
+TRAINING_PARAMS = per_model({m: cell_params(config["models"][m]) for m in MODELS})
 TRAIN_THREADS = per_model({m: config["models"][m]["training"]["threads"] for m in MODELS})
+TRAIN_DEVICE = per_model({m: config["models"][m]["training"]["device"] for m in MODELS})
 
 
 # Packs (cluster.pack > 1): the cells still to do, K at a time per model and seed, each pack
@@ -196,6 +195,7 @@ PACK_RESULT_OF = {
 }
 PACK_RESULT_OF.update({c: p.result_path(STUDY) for m in MODELS for p in PACKS_TODO[m] for c in p.cells})
 PACK_RUNTIME = per_model({m: pack_runtime_minutes(config, m) for m in MODELS})
+ROUND_PACK_RUNTIME = per_model({m: round_pack_runtime_minutes(config, m) for m in MODELS})
 
 
 def cell_results(wildcards):

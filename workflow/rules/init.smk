@@ -23,6 +23,7 @@ rule train_init_cell:
     resources:
         **CLUSTER,
         runtime=RUNTIME,
+        torch_device=TRAIN_DEVICE,
     params:
         cell=TRAINING_PARAMS,
         init_study=init_study,

@@ -16,6 +16,7 @@ rule train_pack:
     resources:
         **CLUSTER,
         runtime=PACK_RUNTIME,
+        torch_device=TRAIN_DEVICE,
     params:
         cell=TRAINING_PARAMS,
         members=pack_members,

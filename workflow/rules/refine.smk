@@ -63,7 +63,8 @@ rule train_round_pack:
     threads: TRAIN_THREADS
     resources:
         **CLUSTER,
-        runtime=PACK_RUNTIME,
+        runtime=ROUND_PACK_RUNTIME,
+        torch_device=TRAIN_DEVICE,
     params:
         cell=TRAINING_PARAMS,
         study=STUDY,

@@ -16,6 +16,7 @@ rule train_cell:
         # sized from the config's `cluster` block (see config/README.md); used by profiles/slurm:
         # mem_mb, gpu, gpu_model, cpus_per_gpu, slurm_partition, slurm_account
         runtime=RUNTIME,
+        torch_device=TRAIN_DEVICE,
     params:
         cell=TRAINING_PARAMS,
     script:
