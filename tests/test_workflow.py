@@ -143,8 +143,8 @@ def test_finished_cells_are_never_recomputed(study):
     faster = tiny_config()
     faster["models"]["lenet"]["training"].update(threads=2, device="cpu")
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(faster))
-    plan = snakemake("-n", "--directory", str(work), cwd=work)
-    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
+    assert job_counts(plan.stdout) == {"study_config": 1, "all": 1, "total": 2}, plan.stdout  # the config's copy
     # what a cell computes does retrain it
     slower = tiny_config()
     slower["models"]["lenet"]["training"]["lr"] = 0.5
