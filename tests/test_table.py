@@ -86,17 +86,66 @@ def test_grid_matrix_is_std_by_mean():
 
 def test_learning_speed_metrics_on_hand_made_curves():
     curve = [0.90, 0.95, 0.975, 0.985, 0.99]
-    m = table.convergence_metrics(curve, "ok", relative=0.99, absolute=0.98)
+    m = table.convergence_metrics(curve, "ok", level=0.98, relative=0.99, absolute=0.98, floor=0.2)
     assert m["epoch1_accuracy"] == 0.90
     assert m["epochs_to_relative"] == 4  # the first >= 0.99 x 0.99 = 0.9801
     assert m["epochs_to_absolute"] == 4 and m["epochs_to_threshold"] == 4
     assert m["auc"] == pytest.approx(sum(curve) / 5)
-    never = table.convergence_metrics([0.5, 0.6, 0.7], "ok", absolute=0.98)
+    never = table.convergence_metrics([0.5, 0.6, 0.7], "ok", level=0.98, absolute=0.98, floor=0.2)
     assert math.isnan(never["epochs_to_absolute"]) and never["epochs_to_relative"] == 3
-    diverged = table.convergence_metrics([0.5, math.nan], "diverged", absolute=0.98)
+    assert math.isnan(never["epochs_to_threshold"])
+    diverged = table.convergence_metrics([0.5, math.nan], "diverged", level=0.5, absolute=0.98)
     assert all(math.isnan(v) for v in diverged.values())
-    relative_only = table.convergence_metrics([0.5, 0.805, 0.81], "ok")
-    assert relative_only["epochs_to_threshold"] == relative_only["epochs_to_relative"] == 2  # 0.805 >= 0.8019
+
+
+def test_a_cell_stuck_at_chance_never_reaches_and_is_not_the_fastest():
+    """Issue 21: with 99% of its own final accuracy as the threshold, a dead cell (0.1135, the
+    most frequent MNIST digit, every epoch) reached it in epoch 1 and was the fastest cell."""
+    dead = table.convergence_metrics([0.1135, 0.1135, 0.1135], "ok", level=0.95, floor=0.2)
+    assert math.isnan(dead["epochs_to_threshold"]) and math.isnan(dead["epochs_to_relative"])
+    assert dead["epoch1_accuracy"] == 0.1135  # still recorded
+    learning = [EpochRecord(e, a, 0.1, 0.2, 1.0, 1.0) for e, a in enumerate([0.90, 0.965, 0.97], 1)]
+    stuck = [EpochRecord(e, 0.1135, 2.3, 2.3, 1.0, 1.0) for e in (1, 2, 3)]
+    res = [
+        make_result(0.97, mean_label="0.5", std_label="0.5", mean=[0.5], std=[0.5], seed=s, epochs=learning)
+        for s in (1, 2)
+    ] + [
+        make_result(0.1135, mean_label="3", std_label="0.02", mean=[3.0], std=[0.02], seed=1, epochs=stuck),
+        make_result(0.97, mean_label="3", std_label="0.02", mean=[3.0], std=[0.02], seed=2, epochs=learning),
+    ]
+    roles = {"lenet": {"0.5|0.5": {"grid": True}, "3|0.02": {"grid": True}}}
+    cells_ = table.cells_table(res, roles)
+    # the default threshold: 99% of the best cell's final accuracy (0.97), floor twice chance (0.2)
+    assert cells_["threshold_level"].iloc[0] == pytest.approx(0.99 * 0.97)
+    assert cells_.loc[cells_["mean_label"] == "0.5", "epochs_to_threshold"].tolist() == [2.0, 2.0]
+    cell = table.per_cell(cells_.assign(final_accuracy=cells_["epochs_to_threshold"]))
+    assert dict(zip(cell["mean_label"], cell["n_never"], strict=True)) == {"0.5": 0, "3": 1}  # one seed never
+    speed = table.summarize(cells_)["lenet"]["speed"]
+    assert speed["groups"]["all <= 0"]["seeds_never"] == 1
+    assert "1 seed run(s) in all never reach it" in speed["answer"]
+    assert "99% of the best cell's final accuracy = 0.9603" in speed["answer"]
+
+
+def test_a_cell_whose_seeds_diverged_is_not_ranked_and_says_so():
+    """Issue 21: 2 of 3 seeds diverged and the third did well: it was the "best grid cell"."""
+    res = [
+        make_result(0.95, mean_label="0.5", std_label="0.5", mean=[0.5], std=[0.5], seed=s) for s in (1, 2, 3)
+    ]
+    res += [make_result(0.99, mean_label="3", std_label="0.02", mean=[3.0], std=[0.02], seed=1)]
+    res += [
+        make_result(
+            math.nan, status="diverged", mean_label="3", std_label="0.02", mean=[3.0], std=[0.02], seed=s
+        )
+        for s in (2, 3)
+    ]
+    roles = {"lenet": {"0.5|0.5": {"grid": True}, "3|0.02": {"grid": True}}}
+    summary = table.summarize(table.cells_table(res, roles))
+    entry = summary["lenet"]
+    assert entry["best"]["mean"] == "0.5" and entry["best"]["n_diverged"] == 0
+    assert entry["partly_diverged"] == [{"mean": "3", "std": "0.02", "n_diverged": 2, "n_seeds": 3}]
+    text = table.summary_markdown(summary)
+    assert "Not ranked, some seeds diverged: (3, 0.02) 2 of 3." in text
+    assert "| diverged seeds |" in text
 
 
 def test_the_summary_says_which_inputs_learn_faster():

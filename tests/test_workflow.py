@@ -144,7 +144,9 @@ def test_finished_cells_are_never_recomputed(study):
     faster["models"]["lenet"]["training"].update(threads=2, device="cpu")
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(faster))
     plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
-    assert job_counts(plan.stdout) == {"study_config": 1, "all": 1, "total": 2}, plan.stdout  # the config's copy
+    assert job_counts(plan.stdout) == {"study_config": 1, "all": 1, "total": 2}, (
+        plan.stdout
+    )  # the config's copy
     # what a cell computes does retrain it
     slower = tiny_config()
     slower["models"]["lenet"]["training"]["lr"] = 0.5
@@ -569,3 +571,36 @@ def test_with_packs_each_round_trains_its_trials_as_one_pack(tmp_path):
     assert json.loads((out / "round~1/told.json").read_text())["finished"] == warm["added"] + 3
     again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_status(tmp_path):
+    """epochs: 0 (the notebook's ResNet protocol) for LeNet with two seeds and ResNet18 (no
+    weights): before, the aggregate crashed formatting an epoch-1 accuracy that does not exist."""
+    cfg = test_config("eval.yaml")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for model, n in (("lenet", 10), ("resnet18", 3)):
+        cells = pd.read_parquet(tmp_path / f"results/evalonly/{model}/tables/cells.parquet")
+        assert (
+            len(cells) == n
+            and (cells["epochs_run"] == 0).all()
+            and cells["final_accuracy"].between(0, 1).all()
+        )
+        assert cells["epochs_to_threshold"].isna().all()
+        summary = (tmp_path / f"results/evalonly/{model}/tables/summary.md").read_text()
+        assert "best grid cell" in summary and "Evaluation only (epochs: 0)" in summary
+        assert "How fast it learns" not in summary
+    height, width = mpimg.imread(tmp_path / "results/evalonly/plots/heatmap.png").shape[:2]
+    assert height > 1.5 * width  # one accuracy panel per model, two models: no speed panels
+    assert mpimg.imread(tmp_path / "results/evalonly/plots/curves.png")[..., :3].std() > 0.05
+    report = snakemake("--report", "report.html", "--directory", str(tmp_path), cwd=tmp_path)
+    assert report.returncode == 0 and "summary.md" in (tmp_path / "report.html").read_text()
+    status = subprocess.run(
+        [str(BIN / "python"), str(ROOT / "scripts/status.py"), "--json"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    models = json.loads(status.stdout)["models"]
+    assert (models["lenet"]["done"], models["resnet18"]["done"]) == (10, 3)

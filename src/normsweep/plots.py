@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .table import grid_matrix, per_cell  # noqa: E402
+from .table import grid_matrix, per_cell, ranked  # noqa: E402
 
 PERCENT = 100.0
 MEAN_LABEL = "mean subtracted, μ (pixel intensity, 0–1 scale)"
@@ -102,9 +102,13 @@ def heatmap_panel(
         ax.set_xticks(means, [f"{v:.3g}" for v in means], rotation=45 if len(means) > 8 else 0)
     bar = fig.colorbar(mesh, ax=ax)
     bar.set_label(label)
+    if metric == "epochs_to_threshold":  # whole epochs
+        bar.locator = matplotlib.ticker.MaxNLocator(integer=True)
+        bar.update_ticks()
     if matrix.size <= 100:
         threshold = np.nanmean(matrix) * scale if np.isfinite(matrix).any() else 0
         y_edges = _edges(stds, log=True)
+        notes = _seed_notes(cell, metric)
         for i, s in enumerate(stds):
             s = y_edges[i] * (y_edges[i + 1] / y_edges[i]) ** 0.2  # low in the cell, clear of markers
             for j, m in enumerate(means):
@@ -114,11 +118,19 @@ def heatmap_panel(
                     if math.isnan(value)
                     else fmt.format(value * scale)
                 )
+                if (
+                    metric != "final_accuracy"
+                    and math.isnan(value)
+                    and notes.get((m, stds[i]), "").endswith("never")
+                ):
+                    text = "never"
+                else:
+                    text += notes.get((m, stds[i]), "")
                 bright = (value * scale > threshold) == higher_better
                 colour = "black" if (not math.isnan(value) and bright) else "white"
                 ax.text(m, s, text, ha="center", va="center", fontsize=7, color=colour)
 
-    grid = cell[cell["is_grid"]].dropna(subset=["accuracy"])
+    grid = ranked(cell)  # cells with a diverged seed are not candidates for the best
     handles = []
     if differ is not None and len(differ):
         x_edges, y_edges = _edges(means, log=False), _edges(stds, log=True)
@@ -199,7 +211,8 @@ def heatmap_panel(
             "epochs_to_threshold": f"epochs to reach {threshold_text or 'the threshold'}"}[metric]  # fmt: skip
     ax.set_title(
         f"{model}: {what}\n"
-        f"{len(means)}×{len(stds)} cells, {n_seeds} seed(s), epochs {epochs}, {n_train} training images",
+        f"{len(means)}×{len(stds)} cells, {n_seeds} seed(s), "
+        + ("evaluation only (epochs 0)" if epochs == [0] else f"epochs {epochs}, {n_train} training images"),
         fontsize=10,
     )
     if handles:
@@ -213,6 +226,28 @@ def heatmap_panel(
         )
 
 
+def _seed_notes(cell: pd.DataFrame, metric: str) -> dict[tuple[float, float], str]:
+    """What a grid cell's number does not say, by (mean, std): how many of its seeds diverged,
+    and for a speed metric how many never reached the threshold."""
+    notes = {}
+    for _, row in cell[cell["is_grid"]].iterrows():
+        parts = []
+        if 0 < row["n_diverged"] < row["n_seeds"]:
+            parts.append(f"{row['n_diverged']}/{row['n_seeds']} div.")
+        if metric != "final_accuracy" and row["n_never"] > 0:
+            all_never = row["n_never"] == row["n_seeds"] - row["n_diverged"]
+            parts.append("never" if all_never else f"{row['n_never']}/{row['n_seeds']} never")
+        if parts:
+            notes[(row["mean"], row["std"])] = "\n" + ", ".join(parts)
+    return notes
+
+
+def _evaluation_only(ax: plt.Axes, model: str, metric: str) -> None:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, f"{model}: evaluation only (epochs: 0)\nno training, so no {metric.replace('_', ' ')}",
+            ha="center", va="center", transform=ax.transAxes, fontsize=11)  # fmt: skip
+
+
 def heatmap(
     cells: pd.DataFrame,
     path: str | Path,
@@ -224,12 +259,16 @@ def heatmap(
     ``stats`` (:func:`normsweep.noise.compare_cells` per model) the cells that differ from the
     baseline beyond seed noise in that metric are outlined."""
     models = sorted(cells["model"].unique())
-    metrics = [m for m in METRICS if m in cells.columns]
+    trained = {m: bool((cells.loc[cells["model"] == m, "epochs_requested"] > 0).any()) for m in models}
+    metrics = [m for m in METRICS if m in cells.columns and (m == "final_accuracy" or any(trained.values()))]
     fig, axes = plt.subplots(
         len(models), len(metrics), figsize=(8.5 * len(metrics), 7.2 * len(models)), squeeze=False
     )
     for row, model in enumerate(models):
         for ax, metric in zip(axes[row], metrics, strict=True):
+            if metric != "final_accuracy" and not trained[model]:
+                _evaluation_only(ax, model, metric)
+                continue
             flag = "differs" if metric == "final_accuracy" else f"{metric}_differs"
             differ = None
             if stats is not None and flag in stats.columns:
@@ -369,7 +408,7 @@ def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path)
         for _, ref in cell[cell["reference"] != ""].iterrows():
             _, colour = REFERENCE_STYLE.get(str(ref["reference"]), DEFAULT_STYLE)
             curves.append((str(ref["reference"]), ref, colour if colour != "white" else "0.3"))
-        grid = cell[cell["is_grid"]].dropna(subset=["accuracy"])
+        grid = ranked(cell)
         if not grid.empty:
             curves.append(("best grid cell", grid.loc[grid["accuracy"].idxmax()], "goldenrod"))
             curves.append(("worst grid cell", grid.loc[grid["accuracy"].idxmin()], "tab:purple"))
@@ -397,7 +436,11 @@ def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path)
             ax.set_xlim(0.5, last + 0.5)
             ax.set_xticks(range(1, last + 1, max(1, last // 10)))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ep.empty:  # evaluation only: one accuracy per cell, no curve
+            ax.text(0.5, 0.5, "evaluation only (epochs: 0): no learning curves;\nsee the heatmap and the tables",
+                    ha="center", va="center", transform=ax.transAxes)  # fmt: skip
+        else:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

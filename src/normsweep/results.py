@@ -66,6 +66,7 @@ class CellResult:
     init_bias: float = 1.0
     pack: str = ""  # the pack it trained in (normsweep.pack); "" when it trained alone
     pack_size: int = 1
+    num_classes: int = 0  # classes of the data set (chance is 1 / num_classes); 0: not recorded
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

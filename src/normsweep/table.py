@@ -31,42 +31,72 @@ def _scalar(values: list[float] | None) -> float:
 
 #: How fast a cell learns, from its per-epoch test accuracy (issue 14); the defaults of the
 #: config's ``convergence`` block.
-DEFAULT_CONVERGENCE = {"relative": 0.99, "absolute": None}
+DEFAULT_CONVERGENCE = {"relative": 0.99, "absolute": None, "floor": None}
 SPEED_METRICS = ("epoch1_accuracy", "epochs_to_threshold", "auc")
+#: Classes of the data sets whose results did not record theirs (older results).
+KNOWN_CLASSES = {"mnist": 10}
+
+
+def chance_floor(levels: Mapping[str, Any], num_classes: int) -> float:
+    """The accuracy below which no cell counts as reaching a threshold: the config's ``floor``,
+    else twice chance (a cell stuck at chance, 1 / classes, has not learned; 0 when unknown)."""
+    if levels.get("floor") is not None:
+        return float(levels["floor"])
+    return 2.0 / num_classes if num_classes else 0.0
 
 
 def convergence_metrics(
-    accuracies: list[float], status: str, relative: float = 0.99, absolute: float | None = None
+    accuracies: list[float],
+    status: str,
+    level: float,
+    relative: float = 0.99,
+    absolute: float | None = None,
+    floor: float = 0.0,
 ) -> dict[str, float]:
     """A cell's learning speed from its test accuracy after epochs 1, 2, ...:
 
     - ``epoch1_accuracy``: after the first epoch;
-    - ``epochs_to_relative``: the first epoch that reaches ``relative`` x its final accuracy;
-    - ``epochs_to_absolute``: the first epoch that reaches ``absolute`` (NaN: never, or no level);
-    - ``epochs_to_threshold``: the absolute one when a level is set, else the relative one;
+    - ``epochs_to_threshold``: the first epoch reaching ``level`` (the study's threshold: a
+      fraction of the best cell's final accuracy, or an absolute accuracy);
+    - ``epochs_to_relative``: the first epoch reaching ``relative`` x the cell's own final accuracy;
+    - ``epochs_to_absolute``: the first epoch reaching ``absolute`` (NaN: no level set);
     - ``auc``: the area under the accuracy curve per epoch (the mean over epochs 1..N), which
       rewards reaching a level early.
 
-    A diverged cell has none of them (NaN)."""
+    No epoch counts as reaching anything below ``floor`` (a cell stuck at chance is not the
+    fastest: it never reaches); never is NaN. A diverged or an evaluation-only cell (no trained
+    epoch) has none of them."""
     nan = math.nan
-    out = {
-        k: nan
-        for k in ("epoch1_accuracy", "epochs_to_relative", "epochs_to_absolute", "epochs_to_threshold", "auc")
-    }
+    names = ("epoch1_accuracy", "epochs_to_relative", "epochs_to_absolute", "epochs_to_threshold", "auc")
+    out = dict.fromkeys(names, nan)
     if status == STATUS_DIVERGED or not accuracies or not all(math.isfinite(a) for a in accuracies):
         return out
-    final = accuracies[-1]
+
+    def first_epoch(at_least: float) -> float:
+        return float(next((e for e, a in enumerate(accuracies, 1) if a >= max(at_least, floor)), nan))
+
     out["epoch1_accuracy"] = accuracies[0]
     out["auc"] = float(np.mean(accuracies))
-    out["epochs_to_relative"] = float(next(e for e, a in enumerate(accuracies, 1) if a >= relative * final))
+    out["epochs_to_relative"] = first_epoch(relative * accuracies[-1]) if accuracies[-1] >= floor else nan
     if absolute is not None:
-        out["epochs_to_absolute"] = float(
-            next((e for e, a in enumerate(accuracies, 1) if a >= absolute), nan)
-        )
-    out["epochs_to_threshold"] = (
-        out["epochs_to_absolute"] if absolute is not None else out["epochs_to_relative"]
-    )
+        out["epochs_to_absolute"] = first_epoch(absolute)
+    out["epochs_to_threshold"] = first_epoch(level)
     return out
+
+
+def threshold_level(results: list[CellResult], levels: Mapping[str, Any]) -> float:
+    """The accuracy of 'epochs to the threshold' for one model's results: ``absolute`` when set,
+    else ``relative`` x the best final accuracy among its cells (mean over each cell's seeds;
+    cells with a diverged seed are not candidates)."""
+    if levels.get("absolute") is not None:
+        return float(levels["absolute"])
+    finals: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        finals.setdefault((r.mean_label, r.std_label), []).append(
+            r.final_accuracy if r.status != STATUS_DIVERGED else math.nan
+        )
+    means = [float(np.mean(v)) for v in finals.values() if all(math.isfinite(x) for x in v)]
+    return float(levels["relative"]) * max(means) if means else math.nan
 
 
 def cells_table(
@@ -75,17 +105,24 @@ def cells_table(
     convergence: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per cell and seed; ``roles`` (model -> :func:`normsweep.cells.cell_roles`) says which cells are
-    on the grid and which are named references; ``convergence`` (model -> {relative, absolute})
+    on the grid and which are named references; ``convergence`` (model -> {relative, absolute, floor})
     the thresholds of the learning-speed metrics (:func:`convergence_metrics`)."""
+    results = list(results)
+    by_model: dict[str, list[CellResult]] = {}
+    for r in results:
+        by_model.setdefault(r.model, []).append(r)
+    levels = {m: {**DEFAULT_CONVERGENCE, **(convergence or {}).get(m, {})} for m in by_model}
+    level = {m: threshold_level(rs, levels[m]) for m, rs in by_model.items()}
     rows = []
     for r in results:
         role = (roles or {}).get(r.model, {}).get(f"{r.mean_label}|{r.std_label}", {})
-        levels = {**DEFAULT_CONVERGENCE, **(convergence or {}).get(r.model, {})}
         speed = convergence_metrics(
             [e.test_accuracy for e in r.epochs if e.epoch > 0],
             r.status,
-            levels["relative"],
-            levels["absolute"],
+            level[r.model],
+            levels[r.model]["relative"],
+            levels[r.model]["absolute"],
+            chance_floor(levels[r.model], r.num_classes or KNOWN_CLASSES.get(r.dataset, 0)),
         )
         reference = role.get("reference", "")
         rows.append(
@@ -105,6 +142,7 @@ def cells_table(
                 "final_accuracy": r.final_accuracy,
                 "best_accuracy": r.best_accuracy,
                 **speed,
+                "threshold_level": level[r.model],
                 "epochs_requested": r.epochs_requested,
                 "epochs_run": sum(1 for e in r.epochs if e.epoch > 0),
                 "final_train_loss": r.epochs[-1].train_loss if r.epochs else math.nan,
@@ -186,8 +224,17 @@ def per_cell(table: pd.DataFrame) -> pd.DataFrame:
         accuracy_sd=("final_accuracy", "std"),
         n_seeds=("seed", "count"),
         n_diverged=("status", lambda s: int((s == STATUS_DIVERGED).sum())),
+        n_missing=("final_accuracy", lambda v: int(v.isna().sum())),
     ).reset_index()
-    return out
+    # seeds without a value that did not diverge: for a speed metric, the seeds that never reach
+    out["n_never"] = out["n_missing"] - out["n_diverged"]
+    return out.drop(columns="n_missing")
+
+
+def ranked(cell: pd.DataFrame) -> pd.DataFrame:
+    """The grid cells that can be ranked: every seed finished (a cell where 2 of 3 seeds
+    diverged is not the best cell on the strength of its third)."""
+    return cell[cell["is_grid"] & (cell["n_diverged"] == 0)].dropna(subset=["accuracy"])
 
 
 def summarize(
@@ -199,7 +246,8 @@ def summarize(
     summary: dict[str, Any] = {}
     for model, rows in table.groupby("model"):
         cell = per_cell(rows)
-        grid = cell[cell["is_grid"]].dropna(subset=["accuracy"])
+        grid = ranked(cell)
+        trained = bool((rows["epochs_requested"] > 0).any())
         entry: dict[str, Any] = {
             "n_results": int(len(rows)),
             "n_cells": int(len(cell)),
@@ -208,6 +256,18 @@ def summarize(
             "n_diverged": int((rows["status"] == STATUS_DIVERGED).sum()),
             "epochs": sorted(int(e) for e in rows["epochs_requested"].unique()),
             "n_train": sorted(int(n) for n in rows["n_train"].unique()),
+            "evaluation_only": not trained,
+            # grid cells with a diverged seed (not all): not ranked, listed with their count
+            "partly_diverged": [
+                {
+                    "mean": r["mean_label"],
+                    "std": r["std_label"],
+                    "n_diverged": int(r["n_diverged"]),
+                    "n_seeds": int(r["n_seeds"]),
+                }
+                for _, r in cell[cell["is_grid"] & (cell["n_diverged"] > 0)].iterrows()
+                if r["n_diverged"] < r["n_seeds"]
+            ],  # fmt: skip
         }
         if not grid.empty:
             best = grid.loc[grid["accuracy"].idxmax()]
@@ -229,7 +289,7 @@ def summarize(
         codes = rows.groupby("code")["commit"].agg(lambda c: sorted(set(c) - {""}))
         entry["code_versions"] = {str(code): list(commits) for code, commits in codes.items()}
         entry["mixed_code"] = len(codes) > 1
-        if "epochs_to_threshold" in rows.columns:
+        if trained and "epochs_to_threshold" in rows.columns:  # an evaluation-only model learns nothing
             levels = {**DEFAULT_CONVERGENCE, **(convergence or {}).get(str(model), {})}
             entry["speed"] = speed_summary(str(model), rows, entry["baseline"], levels)
         summary[str(model)] = entry
@@ -244,12 +304,14 @@ INPUT_SIGNS = (
 )
 
 
-def threshold_text(levels: Mapping[str, Any]) -> str:
-    """The threshold of 'epochs to the threshold', as people read it."""
+def threshold_text(levels: Mapping[str, Any], level: float | None = None) -> str:
+    """The threshold of 'epochs to the threshold', as people read it (with its accuracy when
+    ``level`` is known)."""
     levels = {**DEFAULT_CONVERGENCE, **levels}
     if levels.get("absolute") is not None:
         return f"{levels['absolute']:g} test accuracy"
-    return f"{levels['relative']:.0%} of the final accuracy"
+    value = "" if level is None or not math.isfinite(level) else f" = {level:.4f}"
+    return f"{levels['relative']:.0%} of the best cell's final accuracy{value}"
 
 
 def speed_summary(
@@ -258,13 +320,16 @@ def speed_summary(
     """How fast the grid cells learn, by the sign of their inputs (LeCun's claim: centred
     inputs learn faster), and which cells learn measurably faster or slower than the baseline;
     with the answer in one sentence."""
-    threshold = threshold_text(levels)
+    threshold = threshold_text(levels, float(rows["threshold_level"].iloc[0]) if len(rows) else None)
     grid = rows[rows["is_grid"]]
+    # seed runs that trained on and never reached the threshold
+    grid = grid.assign(never=grid["epochs_to_threshold"].isna() & (grid["status"] != STATUS_DIVERGED))
     seeds = grid.groupby(["mean_label", "std_label"]).agg(
         mean=("mean", "first"),
         epochs=("epochs_to_threshold", "mean"),
         first=("epoch1_accuracy", "mean"),
         diverged=("status", lambda s: bool((s == STATUS_DIVERGED).all())),
+        never=("never", "sum"),
     )
     groups = {}
     for key, label, test in INPUT_SIGNS if len(seeds) else ():
@@ -277,6 +342,7 @@ def speed_summary(
             "label": label,
             "cells": int(len(part)),
             "reached": int(len(reached)),
+            "seeds_never": int(part["never"].sum()),
             "median_epochs": _float(reached.median()) if len(reached) else None,
             "median_epoch1_accuracy": _float(part["first"].median()),
         }
@@ -295,7 +361,10 @@ def speed_summary(
                 else f"; {g['cells'] - g['reached']} of {g['cells']} cells never"
             )
             when = f"{g['median_epochs']:g} epochs{never}"
-        parts.append(f"{g['label']}: {when} (epoch-1 accuracy {g['median_epoch1_accuracy']:.4f})")
+        if g["seeds_never"]:
+            when += f"; {g['seeds_never']} seed run(s) in all never reach it"
+        first = g["median_epoch1_accuracy"]
+        parts.append(f"{g['label']}: {when}" + ("" if first is None else f" (epoch-1 accuracy {first:.4f})"))
     sentence = (
         f"{model}, epochs to reach {threshold} (median over the grid cells that reach it): "
         + "; ".join(parts)
@@ -349,6 +418,7 @@ def _cell_entry(row: pd.Series) -> dict[str, Any]:
         "accuracy": _float(row["accuracy"]),
         "accuracy_sd": _float(row["accuracy_sd"]) if row["n_seeds"] > 1 else None,
         "n_seeds": int(row["n_seeds"]),
+        "n_diverged": int(row["n_diverged"]),
     }
 
 
@@ -379,7 +449,10 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
                 "",
             ]
             lines += [f"- `{json.dumps(v, sort_keys=True)}`" for v in s["versions"]] + [""]
-        lines += ["| cell | mean | std | accuracy | sd over seeds | seeds |", "|---|---|---|---|---|---|"]
+        lines += [
+            "| cell | mean | std | accuracy | sd over seeds | seeds | diverged seeds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         rows = [("best grid cell", s.get("best")), ("worst grid cell", s.get("worst"))]
         rows += [(f"reference: {name}", ref) for name, ref in s["references"].items()]
         for label, c in rows:
@@ -387,8 +460,24 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
                 continue
             sd = "" if c["accuracy_sd"] is None else f"{c['accuracy_sd']:.4f}"
             acc = "diverged" if c["accuracy"] is None else f"{c['accuracy']:.4f}"
-            lines.append(f"| {label} | {c['mean']} | {c['std']} | {acc} | {sd} | {c['n_seeds']} |")
+            diverged = c.get("n_diverged", 0)
+            lines.append(
+                f"| {label} | {c['mean']} | {c['std']} | {acc} | {sd} | {c['n_seeds']} | {diverged} |"
+            )
         lines.append("")
+        if s.get("partly_diverged"):
+            lines.append(
+                "Not ranked, some seeds diverged: "
+                + ", ".join(
+                    f"({p['mean']}, {p['std']}) {p['n_diverged']} of {p['n_seeds']}"
+                    for p in s["partly_diverged"]
+                )
+                + "."
+            )
+        if s.get("evaluation_only"):
+            lines.append(
+                "Evaluation only (epochs: 0): the networks were not trained, so there is no learning speed."
+            )
         if s.get("grid_accuracy_sd_across_cells") is not None:
             lines.append(
                 f"Across grid cells: mean accuracy {s['grid_accuracy_mean']:.4f}, "

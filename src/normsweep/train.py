@@ -303,6 +303,7 @@ def cell_result(
         init_bias=spec.init_bias,
         pack=pack,
         pack_size=pack_size,
+        num_classes=spec.num_classes,
     )
 
 
