@@ -183,11 +183,43 @@ def test_a_checkpoint_of_other_cells_is_refused(mnist, tmp_path):
     small = train.TensorData(tr.images[:128], tr.labels[:128])
     config = train.TrainConfig(epochs=2, threads=1)
     checkpoint = tmp_path / "pack.pt"
-    pack._save_checkpoint(
-        checkpoint, 1, ["9/9"], [0], ["ok"], [[]], {}, {}, {}, pack.Plateau(lr=[1.0]), torch.Generator()
-    )
+    other = pack.PackState.start(torch.nn.Linear(2, 1), 1, 1.0)
+    other.save(checkpoint, ["9/9"], [{}], torch.Generator())
     with pytest.raises(pack.PackError, match="checkpoint of other cells"):
         pack.train_pack([spec([0.0], [1.0])], small, te, config, checkpoint=checkpoint)
+
+
+def test_a_pack_checkpoint_made_by_other_settings_starts_afresh(mnist, tmp_path, monkeypatch, caplog):
+    """Issue 21: a pack killed mid-run, then lr changed: it resumed the old optimizer state and
+    recorded the new lr. Now the checkpoint's fingerprint differs and the pack starts afresh."""
+    tr, te = mnist
+    small = train.TensorData(tr.images[:256], tr.labels[:256])
+    norms = [WELL_CONDITIONED[0], WELL_CONDITIONED[1]]
+    checkpoint = tmp_path / "pack.pt"
+    config = train.TrainConfig(epochs=2, threads=1, deterministic=True)
+    real_evaluate, calls = pack._evaluate, {"n": 0}
+
+    def killed_in_epoch_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("time limit")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(pack, "_evaluate", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        pack.train_pack([spec(m, s) for m, s in norms], small, te, config, checkpoint=checkpoint)
+    monkeypatch.setattr(pack, "_evaluate", real_evaluate)
+    slower = train.TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.5)
+    steps = []
+    with caplog.at_level("WARNING", logger="normsweep.pack"):
+        results = pack.train_pack([spec(m, s) for m, s in norms], small, te, slower, checkpoint=checkpoint,
+                                  on_step=lambda members, losses: steps.append(1))  # fmt: skip
+    assert "other settings (training.lr changed): starting afresh" in caplog.text
+    assert len(steps) == 2 * 4  # both epochs trained again
+    fresh = pack.train_pack([spec(m, s) for m, s in norms], small, te, slower)
+    for a, b in zip(fresh, results, strict=True):
+        assert [e.lr for e in b.epochs] == [0.5, 0.5]
+        assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]
 
 
 def test_a_pack_too_large_for_the_device_names_pack_and_what_fits():

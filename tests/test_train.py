@@ -116,6 +116,61 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
     assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
 
 
+@pytest.mark.parametrize(
+    "change, what",
+    [
+        ({"config": {"lr": 0.5}}, "training.lr"),
+        ({"config": {"batch_size": 32}}, "training.batch_size"),
+        ({"config": {"epochs": 4}}, "training.epochs"),
+        ({"spec": {"data_key": "another folder"}}, "data"),
+        ({"spec": {"init_weight": 2.0}}, "init"),
+    ],
+)
+def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monkeypatch, caplog, change, what):
+    """Issue 21: after a kill, a changed setting reruns the cell, which resumed the old
+    checkpoint (old optimizer state and rate) and recorded the new settings."""
+    tr, te = tiny
+    config = train.TrainConfig(epochs=3, threads=1, deterministic=True)
+    checkpoint = tmp_path / "cell.pt"
+    real_evaluate, calls = train.evaluate, {"n": 0}
+
+    def killed_in_epoch_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("time limit")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    new_config = train.TrainConfig(**{**vars(config), **change.get("config", {})})
+    new_spec = spec([0.1307], [0.3081], checkpoint=checkpoint)
+    for key, value in change.get("spec", {}).items():
+        setattr(new_spec, key, value)
+    trained = []
+    real_epoch = train.train_epoch
+    monkeypatch.setattr(train, "train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
+    with caplog.at_level("WARNING", logger="normsweep.train"):
+        result = train.train_cell(new_spec, tr, te, new_config)
+    assert f"other settings ({what} changed): starting afresh" in caplog.text
+    assert len(trained) == new_config.epochs and [e.epoch for e in result.epochs] == list(
+        range(1, new_config.epochs + 1)
+    )
+    # threads and device are how a cell runs: its checkpoint still resumes
+    calls["n"] = 0
+    monkeypatch.setattr(train, "evaluate", killed_in_epoch_2)
+    checkpoint.unlink(missing_ok=True)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    trained.clear()
+    other_run = train.TrainConfig(**{**vars(config), "threads": 2, "device": "cpu"})
+    train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, other_run)
+    assert len(trained) == 2  # resumed after epoch 1
+    torch.set_num_threads(1)
+
+
 class _RunsCodeWhenUnpickled:
     """A pickle payload that would create a file if it were ever unpickled."""
 

@@ -48,12 +48,14 @@ from .train import (
     TrainConfig,
     cell_result,
     device_name,
+    fingerprint,
     initial_model,
     pick_device,
     restore_rng,
     rng_state,
     save_atomic,
     set_determinism,
+    stale_because,
 )
 
 log = logging.getLogger("normsweep.pack")
@@ -179,6 +181,125 @@ def free_memory(device: torch.device) -> int | None:
         return None
 
 
+@dataclass
+class PackState:
+    """The members' training state, stacked on a leading axis (row ``r`` holds member
+    ``active[r]``): parameters, Adadelta's two running averages, the per-member plateau rule,
+    every member's history and status, and the last finished epoch. A pack's loop reads as the
+    one-cell loop: train an epoch, ``drop`` the diverged, evaluate, step the plateau, ``save``."""
+
+    params: dict[str, torch.Tensor]
+    square_avg: dict[str, torch.Tensor]
+    acc_delta: dict[str, torch.Tensor]
+    plateau: Plateau
+    histories: list[list[EpochRecord]]
+    status: list[str]
+    active: list[int]
+    epoch: int = 0
+
+    @classmethod
+    def start(cls, base: torch.nn.Module, k: int, lr: float) -> PackState:
+        """K copies of ``base``'s parameters, fresh optimizer state, all members active."""
+        params = {
+            n: p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())).contiguous()
+            for n, p in base.named_parameters()
+        }
+        return cls(
+            params=params,
+            square_avg={n: torch.zeros_like(p) for n, p in params.items()},
+            acc_delta={n: torch.zeros_like(p) for n, p in params.items()},
+            plateau=Plateau(lr=[float(lr)] * k),
+            histories=[[] for _ in range(k)],
+            status=[STATUS_OK] * k,
+            active=list(range(k)),
+        )
+
+    def rows(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor(self.active, dtype=torch.int64, device=device)
+
+    def drop(self, diverged: Sequence[int]) -> None:
+        """Members (indices) leave the pack: their rows go, the others' arithmetic never
+        involved them."""
+        if not diverged:
+            return
+        device = next(iter(self.params.values())).device
+        keep = torch.tensor([r for r, i in enumerate(self.active) if i not in diverged], dtype=torch.int64,
+                            device=device)  # fmt: skip
+        self.params = {n: p.detach()[keep].clone().requires_grad_(True) for n, p in self.params.items()}
+        self.square_avg = {n: v[keep].clone() for n, v in self.square_avg.items()}
+        self.acc_delta = {n: v[keep].clone() for n, v in self.acc_delta.items()}
+        self.active = [i for i in self.active if i not in diverged]
+
+    def update(self, names: Sequence[str], grads: Sequence[torch.Tensor], lr: torch.Tensor) -> None:
+        """One Adadelta step of every active member (``lr``: one rate per active member)."""
+        with torch.no_grad():
+            for n, g in zip(names, grads, strict=True):
+                _adadelta(self.params[n], g, self.square_avg[n], self.acc_delta[n], lr)
+
+    def save(self, path: Path, members: list[str], made_by: list[dict], shuffle: torch.Generator) -> None:
+        """Everything needed to resume after ``self.epoch`` (plain tensors and values only, so
+        that it loads with weights_only=True), and what made it; written atomically."""
+        save_atomic(path, {
+            "fingerprint": made_by,
+            "members": members,
+            "epoch": self.epoch,
+            "active": self.active,
+            "status": self.status,
+            "histories": [[vars(r) for r in h] for h in self.histories],
+            "params": {n: p.detach() for n, p in self.params.items()},
+            "square_avg": self.square_avg,
+            "acc_delta": self.acc_delta,
+            "plateau": self.plateau.state_dict(),
+            **rng_state(shuffle),
+        })  # fmt: skip
+
+    @classmethod
+    def load(
+        cls,
+        path: Path | None,
+        members: list[str],
+        made_by: list[dict],
+        device: torch.device,
+        shuffle: torch.Generator,
+    ) -> PackState | None:
+        """The pack's state from its checkpoint, or None when there is none or it was made by
+        other settings (logged: the pack starts afresh). A checkpoint of other cells is refused."""
+        if path is None or not path.exists():
+            return None
+        state = tensorfile.load(path, "pack checkpoint", map_location=device)
+        if state["members"] != members:
+            raise PackError(f"{path}: a checkpoint of other cells ({state['members']}); delete it")
+        saved = state.get("fingerprint")
+        changed = sorted({c for i, now in enumerate(made_by)
+                          for c in stale_because(saved[i] if saved else None, now)})  # fmt: skip
+        if changed:
+            log.warning("pack checkpoint %s was made with other settings (%s changed): starting afresh",
+                        path, ", ".join(changed))  # fmt: skip
+            return None
+        plateau = Plateau(lr=[0.0] * len(members))
+        plateau.load_state_dict(state["plateau"])
+        restore_rng(state, shuffle)
+        return cls(
+            params={n: p.to(device) for n, p in state["params"].items()},
+            square_avg={n: v.to(device) for n, v in state["square_avg"].items()},
+            acc_delta={n: v.to(device) for n, v in state["acc_delta"].items()},
+            plateau=plateau,
+            histories=[[EpochRecord(**r) for r in h] for h in state["histories"]],
+            status=list(state["status"]),
+            active=[int(i) for i in state["active"]],
+            epoch=int(state["epoch"]),
+        )
+
+
+def _check_members(specs: Sequence[CellSpec]) -> None:
+    def start(spec: CellSpec) -> tuple:  # what must be equal for members to share a start
+        return spec.model, spec.seed, spec.num_classes, spec.weights, spec.init_weight, spec.init_bias
+
+    if any(start(spec) != start(specs[0]) for spec in specs):
+        raise PackError("a pack holds cells of one model and one seed with the same start")
+    check_packable(specs[0].model, len(specs))
+
+
 def train_pack(
     specs: Sequence[CellSpec],
     train: TensorData,
@@ -195,14 +316,8 @@ def train_pack(
     finished (or diverged) epoch; ``on_step(members, losses)`` after every training step."""
     if not specs:
         return []
+    _check_members(specs)
     first = specs[0]
-
-    def start(spec: CellSpec) -> tuple:  # what must be equal for members to share a start
-        return spec.model, spec.seed, spec.num_classes, spec.weights, spec.init_weight, spec.init_bias
-
-    if any(start(spec) != start(first) for spec in specs):
-        raise PackError("a pack holds cells of one model and one seed with the same start")
-    check_packable(first.model, len(specs))
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -212,42 +327,19 @@ def train_pack(
     base = initial_model(first, device)
     k = len(specs)
     names = [name for name, _ in base.named_parameters()]
-    n_params = sum(p.numel() for p in base.parameters())
-    check_fits(k, n_params, config.batch_size, device)
-
-    # the members' state, stacked on a leading axis; `active` maps rows to members
-    params = {
-        n: p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())).contiguous()
-        for n, p in base.named_parameters()
-    }
-    square_avg = {n: torch.zeros_like(p) for n, p in params.items()}
-    acc_delta = {n: torch.zeros_like(p) for n, p in params.items()}
+    check_fits(k, sum(p.numel() for p in base.parameters()), config.batch_size, device)
     channels = train.images.shape[1]
     mean = torch.stack([_per_channel(s.mean, 0.0, channels) for s in specs]).to(device)
     std = torch.stack([_per_channel(s.std, 1.0, channels) for s in specs]).to(device)
-    plateau = Plateau(lr=[float(config.lr)] * k)
-    histories: list[list[EpochRecord]] = [[] for _ in specs]
-    status = [STATUS_OK] * k
-    active = list(range(k))
     shuffle = torch.Generator().manual_seed(first.seed)
-    first_epoch = 1
     members = [f"{s.mean_label}/{s.std_label}" for s in specs]
-    if checkpoint is not None and checkpoint.exists():
-        state = tensorfile.load(checkpoint, "pack checkpoint", map_location=device)
-        if state["members"] != members:
-            raise PackError(f"{checkpoint}: a checkpoint of other cells ({state['members']}); delete it")
-        first_epoch = int(state["epoch"]) + 1
-        active = [int(i) for i in state["active"]]
-        status = list(state["status"])
-        histories = [[EpochRecord(**r) for r in h] for h in state["histories"]]
-        params = {n: state["params"][n].to(device) for n in names}
-        square_avg = {n: state["square_avg"][n].to(device) for n in names}
-        acc_delta = {n: state["acc_delta"][n].to(device) for n in names}
-        plateau.load_state_dict(state["plateau"])
-        restore_rng(state, shuffle)
-        log.info("pack %s resumed from %s after epoch %d", pack_id, checkpoint, first_epoch - 1)
-
-    buffers = {n: b for n, b in base.named_buffers()}
+    made_by = [fingerprint(spec, config) for spec in specs]
+    state = PackState.load(checkpoint, members, made_by, device, shuffle)
+    if state is None:
+        state = PackState.start(base, k, config.lr)
+    else:
+        log.info("pack %s resumed from %s after epoch %d", pack_id, checkpoint, state.epoch)
+    buffers = dict(base.named_buffers())
 
     def member_log_probs(p, m, s, x):
         return functional_call(base, (p, buffers), ((x - m) / s,))
@@ -259,103 +351,103 @@ def train_pack(
     train_x, train_y = train.images.to(device), train.labels.to(device)
     test_x, test_y = test.images.to(device), test.labels.to(device)
 
-    def evaluate_active():
-        rows = torch.tensor(active, dtype=torch.int64, device=device)
-        return _evaluate(member_log_probs, params, mean[rows], std[rows], test_x, test_y, config.test_batch_size,
-                         eval_chunk, base)  # fmt: skip
+    def evaluate_active() -> tuple[list[float], list[float]]:
+        rows = state.rows(device)
+        return _evaluate(member_log_probs, state.params, mean[rows], std[rows], test_x, test_y,
+                         config.test_batch_size, eval_chunk, base)  # fmt: skip
 
-    for p in params.values():  # the rows of the active members only, from here on
+    def record(i: int, entry: EpochRecord) -> None:
+        state.histories[i].append(entry)
+        if on_epoch is not None:
+            on_epoch(i, entry)
+
+    for p in state.params.values():
         p.requires_grad_(True)
-
-    for epoch in range(first_epoch, config.epochs + 1):
-        if not active:
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        if not state.active:
             break
         tic = time.perf_counter()
-        rows = torch.tensor(active, dtype=torch.int64, device=device)
-        lr_now = [plateau.lr[i] for i in active]  # the rates this epoch trains with
-        lr_t = torch.tensor(lr_now, dtype=torch.float32, device=device)
+        lr_of = {i: state.plateau.lr[i] for i in state.active}  # the rates this epoch trains with
         base.train()
         order = torch.randperm(len(train), generator=shuffle).to(device)
-        loss_sum = torch.zeros(len(active), device=device)
-        n_batches = 0
-        for start in range(0, len(train), config.batch_size):
-            index = order[start : start + config.batch_size]
-            losses = batched_loss(params, mean[rows], std[rows], train_x[index], train_y[index])
-            grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
-            with torch.no_grad():
-                for n, g in zip(names, grads, strict=True):
-                    _adadelta(params[n], g, square_avg[n], acc_delta[n], lr_t)
-            loss_sum += losses.detach()
-            n_batches += 1
-            if on_step is not None:  # (member indices, their losses), e.g. for a test
-                on_step(list(active), losses.detach())
-        train_loss = dict(zip(active, (loss_sum / max(n_batches, 1)).tolist(), strict=True))  # one sync
-        lr_of = dict(zip(active, lr_now, strict=True))
-
-        diverged = [i for i in active if not math.isfinite(train_loss[i])]
+        train_loss = _train_epoch(
+            state,
+            names,
+            batched_loss,
+            mean,
+            std,
+            (train_x, train_y, order),
+            config.batch_size,
+            lr_of,
+            on_step,
+        )
+        diverged = [i for i in state.active if not math.isfinite(train_loss[i])]
         for i in diverged:
-            status[i] = STATUS_DIVERGED
-            record = EpochRecord(
-                epoch, math.nan, math.nan, train_loss[i], lr_of[i], time.perf_counter() - tic
+            state.status[i] = STATUS_DIVERGED
+            record(
+                i, EpochRecord(epoch, math.nan, math.nan, train_loss[i], lr_of[i], time.perf_counter() - tic)
             )
-            histories[i].append(record)
-            log.warning(
-                "pack %s: %s diverged in epoch %d (training loss %s)",
-                pack_id,
-                members[i],
-                epoch,
-                train_loss[i],
-            )
-            if on_epoch is not None:
-                on_epoch(i, record)
-        if diverged:  # they leave the pack: the others' arithmetic never involved them
-            keep = torch.tensor(
-                [r for r, i in enumerate(active) if i not in diverged], dtype=torch.int64, device=device
-            )
-            params = {n: p.detach()[keep].clone().requires_grad_(True) for n, p in params.items()}
-            square_avg = {n: v[keep].clone() for n, v in square_avg.items()}
-            acc_delta = {n: v[keep].clone() for n, v in acc_delta.items()}
-            active = [i for i in active if i not in diverged]
-        if active:
+            log.warning("pack %s: %s diverged in epoch %d (training loss %s)", pack_id, members[i], epoch,
+                        train_loss[i])  # fmt: skip
+        state.drop(diverged)
+        if state.active:
             accuracy, test_loss = evaluate_active()
             if info.plateau:
-                plateau.step(accuracy, active)
+                state.plateau.step(accuracy, state.active)
             seconds = time.perf_counter() - tic
-            for row, i in enumerate(active):
-                record = EpochRecord(epoch, accuracy[row], test_loss[row], train_loss[i], lr_of[i], seconds)
-                histories[i].append(record)
-                if on_epoch is not None:
-                    on_epoch(i, record)
-        if checkpoint is not None and epoch < config.epochs and active:
-            _save_checkpoint(
-                checkpoint,
-                epoch,
-                members,
-                active,
-                status,
-                histories,
-                params,
-                square_avg,
-                acc_delta,
-                plateau,
-                shuffle,
-            )
+            for row, i in enumerate(state.active):
+                record(i, EpochRecord(epoch, accuracy[row], test_loss[row], train_loss[i], lr_of[i], seconds))
+        state.epoch = epoch
+        if checkpoint is not None and epoch < config.epochs and state.active:
+            state.save(checkpoint, members, made_by, shuffle)
 
-    if config.epochs == 0 and active:  # evaluation only
+    if config.epochs == 0 and state.active:  # evaluation only
         accuracy, test_loss = evaluate_active()
-        for row, i in enumerate(active):
-            histories[i].append(
+        for row, i in enumerate(state.active):
+            state.histories[i].append(
                 EpochRecord(
                     0, accuracy[row], test_loss[row], math.nan, config.lr, time.perf_counter() - started
                 )
             )
-
     wall = time.perf_counter() - started
-    results = [
-        cell_result(spec, status[i], histories[i], config, len(train), len(test), wall, device, pack_id, k)
+    return [
+        cell_result(
+            spec, state.status[i], state.histories[i], config, len(train), len(test), wall, device, pack_id, k
+        )
         for i, spec in enumerate(specs)
     ]
-    return results
+
+
+def _train_epoch(
+    state: PackState,
+    names: Sequence[str],
+    batched_loss: Callable,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    batch_size: int,
+    lr_of: dict[int, float],
+    on_step: Callable[[list[int], torch.Tensor], None] | None,
+) -> dict[int, float]:
+    """One pass of every active member over the epoch's (shuffled) batches; each member's mean
+    batch loss (NaN or infinite: it diverged), with one device sync. ``data``: images, labels and
+    the epoch's order of them."""
+    images, labels, order = data
+    device = images.device
+    rows = state.rows(device)
+    lr = torch.tensor([lr_of[i] for i in state.active], dtype=torch.float32, device=device)
+    loss_sum = torch.zeros(len(state.active), device=device)
+    n_batches = 0
+    for start in range(0, len(labels), batch_size):
+        index = order[start : start + batch_size]
+        losses = batched_loss(state.params, mean[rows], std[rows], images[index], labels[index])
+        grads = torch.autograd.grad(losses.sum(), [state.params[n] for n in names])
+        state.update(names, grads, lr)
+        loss_sum += losses.detach()
+        n_batches += 1
+        if on_step is not None:  # (member indices, their losses), e.g. for a test
+            on_step(list(state.active), losses.detach())
+    return dict(zip(state.active, (loss_sum / max(n_batches, 1)).tolist(), strict=True))
 
 
 def _per_channel(values: Sequence[float] | None, identity: float, channels: int) -> torch.Tensor:
@@ -405,23 +497,3 @@ def _evaluate(log_probs, params, mean, std, x, y, batch_size, chunk, base) -> tu
             correct[lo : lo + chunk] += (out.argmax(dim=2) == labels).sum(dim=1)
     n = max(len(y), 1)
     return (correct.double() / n).tolist(), (loss_sum / n).tolist()
-
-
-def _save_checkpoint(
-    path, epoch, members, active, status, histories, params, square_avg, acc_delta, plateau, shuffle
-):
-    """Everything needed to resume the pack after ``epoch`` (plain tensors and values only,
-    so that it loads with weights_only=True); written atomically."""
-    state = {
-        "epoch": epoch,
-        "members": members,
-        "active": active,
-        "status": status,
-        "histories": [[vars(r) for r in h] for h in histories],
-        "params": {n: p.detach() for n, p in params.items()},
-        "square_avg": square_avg,
-        "acc_delta": acc_delta,
-        "plateau": plateau.state_dict(),
-        **rng_state(shuffle),
-    }
-    save_atomic(path, state)

@@ -93,7 +93,18 @@ def cell_spec(
         weights_sha256=model_config.get("weights_sha256"),
         init_weight=float(init[0]),
         init_bias=float(init[1]),
+        data_key=data_identity(model, model_config),
     )
+
+
+def data_identity(model: str, model_config: Mapping[str, Any]) -> str:
+    """What a cell's data is, for its checkpoint's fingerprint: the data folder and image size
+    (the data key of the workflow's folders) and the subsets it trains and tests on."""
+    from .cells import data_key
+
+    training = model_config.get("training", {})
+    subsets = f"train {training.get('train_subset')}, test {training.get('test_subset')}"
+    return f"{data_key(model_config, model_info(model).dataset != 'mnist')}, {subsets}"
 
 
 def run_cell(

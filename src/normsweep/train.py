@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -158,6 +159,7 @@ class CellSpec:
     weights_sha256: str | None = None
     init_weight: float = 1.0  # factors on conv1's initial weights and biases (the init study)
     init_bias: float = 1.0
+    data_key: str = ""  # what the data is: folder, image size, subsets (runner.cell_spec)
 
 
 def resolve_normalization(
@@ -186,6 +188,59 @@ def initial_model(spec: CellSpec, device: torch.device) -> torch.nn.Module:
         num_classes=spec.num_classes, weights=spec.weights, weights_sha256=spec.weights_sha256
     )
     return scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
+
+
+#: TrainConfig fields that change how a run goes on, not what it computes.
+EXECUTION_FIELDS = ("device", "threads")
+
+
+def fingerprint(spec: CellSpec, config: TrainConfig) -> dict[str, Any]:
+    """What made a checkpoint: the cell's values, its data, its training knobs and the training
+    code. A checkpoint is resumed only when all of it is the same; otherwise the cell starts
+    afresh (its old optimizer state and learning rate would not belong to the new settings)."""
+    from .results import code_version
+
+    knobs = {k: v for k, v in vars(config).items() if k not in EXECUTION_FIELDS}
+    return {
+        "model": spec.model,
+        "mean": spec.mean,
+        "std": spec.std,
+        "seed": spec.seed,
+        "num_classes": spec.num_classes,
+        "weights": spec.weights,
+        "weights_sha256": spec.weights_sha256,
+        "init": [spec.init_weight, spec.init_bias],
+        "data": spec.data_key,
+        "training": knobs,
+        "code": code_version()["code"],
+    }
+
+
+def stale_because(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """The keys in which a checkpoint's fingerprint differs from the run's (all of them when
+    the checkpoint has none: made by an older version)."""
+    if saved is None:
+        return ["(no fingerprint: an older version's checkpoint)"]
+    keys = sorted(set(saved) | set(now))
+    changed = [k for k in keys if saved.get(k) != now.get(k)]
+    if "training" in changed:  # name the knob
+        a, b = saved.get("training") or {}, now.get("training") or {}
+        changed.remove("training")
+        changed += [f"training.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return changed
+
+
+def usable_checkpoint(path: Path | None, now: dict[str, Any], device: torch.device, what: str) -> dict | None:
+    """The checkpoint's state when it was made by this run's settings; else None, logged with
+    the settings that changed (the stale file is left for the next save to replace)."""
+    if path is None or not path.exists():
+        return None
+    state = tensorfile.load(path, what, map_location=device)
+    changed = stale_because(state.get("fingerprint"), now)
+    if changed:
+        log.warning("%s %s was made with other settings (%s changed): starting afresh", what, path, ", ".join(changed))
+        return None
+    return state
 
 
 def epoch_message(record: EpochRecord, epochs: int) -> str:
@@ -229,8 +284,10 @@ def train_cell(
 
     history: list[EpochRecord] = []
     first_epoch = 1
-    if spec.checkpoint is not None and spec.checkpoint.exists():
-        first_epoch, history = _load_checkpoint(spec.checkpoint, model, optimizer, scheduler, shuffle, device)
+    made_by = fingerprint(spec, config)
+    state = usable_checkpoint(spec.checkpoint, made_by, device, "checkpoint")
+    if state is not None:
+        first_epoch, history = _restore(state, model, optimizer, scheduler, shuffle)
         log.info("resumed from %s after epoch %d", spec.checkpoint, first_epoch - 1)
 
     status = STATUS_OK
@@ -250,7 +307,7 @@ def train_cell(
         history.append(EpochRecord(epoch, accuracy, test_loss, train_loss, lr, seconds))
         log.info("%s", epoch_message(history[-1], config.epochs))
         if spec.checkpoint is not None and epoch < config.epochs:
-            _save_checkpoint(spec.checkpoint, epoch, history, model, optimizer, scheduler, shuffle)
+            _save_checkpoint(spec.checkpoint, epoch, history, model, optimizer, scheduler, shuffle, made_by)
 
     if config.epochs == 0:  # evaluation only
         accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
@@ -332,10 +389,11 @@ def save_atomic(path: Path, state: dict) -> None:
 
 
 def _save_checkpoint(
-    path: Path, epoch: int, history: list[EpochRecord], model, optimizer, scheduler, shuffle
+    path: Path, epoch: int, history: list[EpochRecord], model, optimizer, scheduler, shuffle, made_by: dict
 ) -> None:
-    """Everything needed to resume after ``epoch``; written atomically."""
+    """Everything needed to resume after ``epoch``, and what made it; written atomically."""
     state = {
+        "fingerprint": made_by,
         "epoch": epoch,
         "history": [vars(r) for r in history],
         "model": model.state_dict(),
@@ -346,10 +404,7 @@ def _save_checkpoint(
     save_atomic(path, state)
 
 
-def _load_checkpoint(
-    path: Path, model, optimizer, scheduler, shuffle, device
-) -> tuple[int, list[EpochRecord]]:
-    state = tensorfile.load(path, "checkpoint", map_location=device)
+def _restore(state: dict, model, optimizer, scheduler, shuffle) -> tuple[int, list[EpochRecord]]:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
