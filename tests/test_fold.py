@@ -1,9 +1,11 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
-from normsweep.fold import fold_into_model, fold_normalization
-from normsweep.models import LeNet
+from normsweep.fold import check_fold, first_conv, fold_into_model, fold_normalization
+from normsweep.models import LeNet, ResNet18
 from normsweep.train import normalize
 
 
@@ -26,6 +28,37 @@ def test_per_channel_folding_in_float64():
     assert torch.allclose(folded(x), conv(normalize(x, mean, std)), atol=1e-12)
 
 
-def test_padding_is_refused():
-    with pytest.raises(ValueError, match="without padding"):
-        fold_normalization(nn.Conv2d(3, 8, 7, padding=3), [0.5], [0.5])
+def test_a_zero_padded_first_conv_folds_exactly_by_padding_with_the_mean():
+    """ResNet18's conv1 (7x7, stride 2, padding 3): the padded zeros of the normalized input are
+    the mean of the raw one (issue 21: the fold check failed or was skipped for resnet18)."""
+    conv = nn.Conv2d(3, 8, 7, stride=2, padding=3, bias=False).double()
+    x = torch.rand(4, 3, 20, 20, dtype=torch.float64)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    folded = fold_normalization(conv, mean, std)
+    assert torch.allclose(folded(x), conv(normalize(x, mean, std)), atol=1e-12)
+    # the usual fold that keeps zero padding is exact inside and off at the border
+    zero_padded = copy.deepcopy(folded.conv)
+    zero_padded.padding = (3, 3)
+    expected, plain = conv(normalize(x, mean, std)), zero_padded(x)
+    assert torch.allclose(plain[:, :, 2:-2, 2:-2], expected[:, :, 2:-2, 2:-2], atol=1e-12)
+    assert (plain[:, :, 0] - expected[:, :, 0]).abs().max() > 0.1
+
+
+def test_reflect_padding_folds_as_it_is():
+    conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect").double()
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64)
+    folded = fold_normalization(conv, [0.5, 0.2, -1.0], [0.3, 2.0, 0.1])
+    assert isinstance(folded, nn.Conv2d) and folded.padding == (1, 1)
+    assert torch.allclose(folded(x), conv(normalize(x, [0.5, 0.2, -1.0], [0.3, 2.0, 0.1])), atol=1e-12)
+
+
+def test_the_first_conv_is_found_in_module_order_and_resnet18_folds():
+    torch.manual_seed(0)
+    net = ResNet18(num_classes=5).eval()
+    name, conv = first_conv(net)
+    assert name == "net.conv1" and conv.kernel_size == (7, 7)
+    x = torch.rand(2, 3, 32, 32)
+    assert check_fold(net, x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) < 1e-4
+    assert first_conv(LeNet())[0] == "conv1"
+    with pytest.raises(ValueError, match="no nn.Conv2d"):
+        first_conv(nn.Linear(3, 2))

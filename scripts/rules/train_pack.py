@@ -14,7 +14,9 @@ try:
         model=w.model,
         members=members,
         seed=int(w.seed),
-        model_config=with_execution(snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device),
+        model_config=with_execution(
+            snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device
+        ),
         outputs=snakemake.params.results,
         logs=snakemake.params.logs,
         stats_path=snakemake.input.stats,

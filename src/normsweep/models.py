@@ -56,10 +56,6 @@ class ResNet18(nn.Module):
         if num_classes != self.net.fc.out_features:
             self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
 
-    @property
-    def conv1(self) -> nn.Conv2d:  # the first layer, for the init study and folding checks
-        return self.net.conv1
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.net(x), dim=1)
 
@@ -82,12 +78,13 @@ def check_weights(path: str, sha256: str | None) -> str:
     return str(file)
 
 
-def scale_first_layer(
-    model: nn.Module, weight: float = 1.0, bias: float = 1.0, first: str = "conv1"
-) -> nn.Module:
-    """Multiply the first convolution's initial weights and biases (the notebook's init study)."""
+def scale_first_layer(model: nn.Module, weight: float = 1.0, bias: float = 1.0) -> nn.Module:
+    """Multiply the first convolution's initial weights and biases (the notebook's init study);
+    the first convolution is the first ``nn.Conv2d`` in module order (normsweep.fold.first_conv)."""
     if weight != 1.0 or bias != 1.0:
-        conv = getattr(model, first)
+        from .fold import first_conv
+
+        _, conv = first_conv(model)
         with torch.no_grad():
             conv.weight.mul_(weight)
             if conv.bias is not None:
