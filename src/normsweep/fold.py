@@ -93,4 +93,3 @@ def check_fold(model: nn.Module, images: torch.Tensor, mean: Sequence[float], st
     with torch.inference_mode():
         reference = model(normalize(images, mean, std))
         return float((fold_into_model(model, mean, std).eval()(images) - reference).abs().max())
-

@@ -238,7 +238,9 @@ def usable_checkpoint(path: Path | None, now: dict[str, Any], device: torch.devi
     state = tensorfile.load(path, what, map_location=device)
     changed = stale_because(state.get("fingerprint"), now)
     if changed:
-        log.warning("%s %s was made with other settings (%s changed): starting afresh", what, path, ", ".join(changed))
+        log.warning(
+            "%s %s was made with other settings (%s changed): starting afresh", what, path, ", ".join(changed)
+        )
         return None
     return state
 
