@@ -138,9 +138,26 @@ def since_now() -> str:
 
 
 @pytest.fixture(scope="module")
-def grid_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("slurm-grid")
-    write_config(work, slurm_config("slurm-grid"))
+def study_run(tmp_path_factory):
+    """One SLURM run that the tests of this module inspect: LeNet's 2 x 2 grid + the classic
+    reference and an Optuna refinement in 2 rounds (2 + 1 trials); ResNet18 on the tiny image
+    folder with the per-channel ImageNet reference and a per-channel (RGB) round. Per-channel
+    cells through sbatch are what failed before (issue 21: a comma in their names)."""
+    work = tmp_path_factory.mktemp("slurm-study")
+    cfg = slurm_config("slurm-study")
+    cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
+    cfg["models"]["resnet18"] = {
+        "data": str(ROOT / "data/imagenette-tiny"),
+        "image": {"resize": 40, "crop": 32},
+        "grid": {"mean": [0.5], "std": [0.5]},
+        "references": {"imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
+        "baseline": "imagenet",
+        "seeds": [1998],
+        "training": {"epochs": 1, "batch_size": 8, "test_batch_size": 16, "threads": 1},
+        "optuna": {"n_trials": 2, "batch": 2, "per_channel": True, "mean": [-1, 2], "std": [0.05, 1],
+                   "retrain_seeds": [1998]},
+    }  # fmt: skip
+    write_config(work, cfg)
     since = since_now()
     run = run_snakemake(work)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -148,41 +165,110 @@ def grid_run(tmp_path_factory):
     return work, run, sacct_jobs(since)
 
 
-def test_every_cell_went_through_sbatch_with_a_gpu(grid_run):
-    work, run, jobs = grid_run
+def trial_cells(work: Path, model: str, rounds: int) -> set[tuple[str, str]]:
+    out = work / f"results/slurm-study/{model}/optuna"
+    return {
+        (t["mean"], t["std"])
+        for r in range(rounds)
+        for t in json.loads((out / f"round~{r}/asked.json").read_text())["trials"]
+    }
+
+
+def names(job: dict[str, str], mean: str, std: str) -> bool:
+    """The job's comment (the plugin writes the rule and its wildcards' values) names this cell."""
+    return job["Comment"].endswith(f"_{mean}_{std}_1998")
+
+
+def cell_jobs(jobs: list[dict[str, str]], model: str) -> list[dict[str, str]]:
+    return [j for j in jobs if j["Comment"].startswith(f"rule_train_cell_wildcards_{model}_")]
+
+
+def test_every_cell_went_through_sbatch_with_a_gpu(study_run):
+    work, run, jobs = study_run
     cells = [j for j in jobs if "train_cell" in j["Comment"] or "train_cell" in j["JobName"]]
-    assert len(cells) == 5, jobs  # 2 x 2 grid + the classic reference
+    lenet = {("0", "0.3"), ("0", "1"), ("1", "0.3"), ("1", "1"), ("0.1307", "0.3081")}
+    expected = lenet | trial_cells(work, "lenet", 2)
+    expected_rgb = {("0.5", "0.5"), ("0.485_0.456_0.406", "0.229_0.224_0.225")} | trial_cells(
+        work, "resnet18", 1
+    )
+    assert len(cell_jobs(jobs, "lenet")) >= len(expected), jobs  # (+ the best point's seed if it is new)
+    assert len(cell_jobs(jobs, "resnet18")) >= len(expected_rgb), jobs
     for job in cells:
         assert job["State"] == "COMPLETED", job
         assert job["Partition"] == PARTITION
         assert "gres/gpu=1" in job["AllocTRES"], job  # the GPU as SLURM recorded it
-    print("\nsacct:\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in cells))
-    # data check, tables and figures ran on the login node, not through sbatch
+    print(
+        "\nsacct:\n"
+        + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']} {j['Comment'][:70]}" for j in cells)
+    )
+    # data check, tables, figures and the Optuna study ran on the login node, not through sbatch
     assert not [
-        j for j in jobs if re.search("check_data|dataset_stats|aggregate|plots", j["Comment"] + j["JobName"])
-    ]
+        j
+        for j in jobs
+        if re.search("check_data|dataset_stats|aggregate|plots|optuna_(ask|tell|warmstart|summary)",
+                     j["Comment"] + j["JobName"])
+    ]  # fmt: skip
 
 
-def test_the_table_and_heatmap_appear(grid_run):
-    work, _, _ = grid_run
-    assert (work / "results/slurm-grid/lenet/tables/cells.parquet").exists()
-    assert (work / "results/slurm-grid/plots/heatmap.png").stat().st_size > 20_000
-    summary = json.loads((work / "results/slurm-grid/lenet/tables/summary.json").read_text())["lenet"]
+def test_the_table_and_heatmap_appear(study_run):
+    work, _, _ = study_run
+    assert (work / "results/slurm-study/lenet/tables/cells.parquet").exists()
+    assert (work / "results/slurm-study/plots/heatmap.png").stat().st_size > 20_000
+    summary = json.loads((work / "results/slurm-study/lenet/tables/summary.json").read_text())["lenet"]
     assert summary["n_results"] == 5
-    log = (work / "logs/slurm-grid/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
+    log = (work / "logs/slurm-study/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
     assert "epoch 1/1" in log
 
 
-def test_the_plain_profile_name_works_once_installed(tmp_path):
+def test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs(study_run):
+    """Issue 21: with commas in its name, the ImageNet reference's job failed ("Invalid target
+    wildcards definition ... Unparsable value: '0.456'"), and so did every per-channel trial."""
+    work, _, jobs = study_run
+    reference = (
+        work
+        / "results/slurm-study/resnet18/cells/mean~0.485_0.456_0.406/std~0.229_0.224_0.225/seed~1998.json"
+    )
+    assert read_result(reference).mean == [0.485, 0.456, 0.406]
+    trials = trial_cells(work, "resnet18", 1)
+    assert all("_" in m and "," not in m for m, _ in trials), trials  # per channel, no comma
+    rgb_jobs = cell_jobs(jobs, "resnet18")
+    for mean, std in trials:
+        assert [j for j in rgb_jobs if names(j, mean, std) and j["State"] == "COMPLETED"], (
+            mean,
+            rgb_jobs,
+        )
+    best = json.loads((work / "results/slurm-study/resnet18/optuna/best.json").read_text())
+    assert len(best["mean"]) == 3
+    summary = (work / "results/slurm-study/resnet18/tables/summary.md").read_text()
+    assert "reference: imagenet | 0.485_0.456_0.406 | 0.229_0.224_0.225" in summary
+
+
+def test_two_refinement_rounds_train_their_trials_as_gpu_jobs(study_run):
+    """Optuna in rounds through SLURM: 3 trials in rounds of 2 and 1, each trial cell a job with
+    one GPU; the study file is only touched by the local ask and tell rules."""
+    work, _, jobs = study_run
+    out = work / "results/slurm-study/lenet/optuna"
+    for mean, std in trial_cells(work, "lenet", 2):
+        assert [j for j in cell_jobs(jobs, "lenet") if names(j, mean, std)], (mean, jobs)
+    told = json.loads((out / "round~1/told.json").read_text())
+    warm = json.loads((out / "warmstart.json").read_text())
+    assert told["finished"] == warm["added"] + 3
+
+
+def test_the_plain_profile_name_works_once_installed_and_packs_are_jobs_with_one_gpu_each(tmp_path):
     """`snakemake --profile slurm`, as cluster users type it: scripts/install_profile.py puts
-    the project's profile, with the site's partition and GPU model, where snakemake looks."""
+    the project's profile, with the site's partition and GPU model, where snakemake looks.
+    The study trains in packs (cluster.pack: 3): its 5 cells in 2 packs, 2 jobs with one GPU
+    each; every cell still has its own result and log."""
     home = tmp_path / "xdg"
     env = {
         k: v for k, v in ENV.items() if not k.startswith("NORMSWEEP_SLURM_")
     }  # site settings: profile only
     env["XDG_CONFIG_HOME"] = str(home)
     work = tmp_path / "work"
-    write_config(work, slurm_config("slurm-named", grid={"mean": [0.5], "std": [1.0]}, references={}))
+    cfg = slurm_config("slurm-named")
+    cfg["cluster"]["pack"] = 3
+    write_config(work, cfg)
     before = run_snakemake(work, "-n", profile="slurm", env=env)
     assert before.returncode != 0 and "profile" in before.stderr  # not installed yet: snakemake says so
     install = subprocess.run(
@@ -196,9 +282,16 @@ def test_the_plain_profile_name_works_once_installed(tmp_path):
     run = run_snakemake(work, profile="slurm", env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     time.sleep(2)
-    cells = [j for j in sacct_jobs(since) if "train_cell" in j["Comment"] + j["JobName"]]
-    assert len(cells) == 1 and cells[0]["State"] == "COMPLETED", cells
-    assert cells[0]["Partition"] == PARTITION and "gres/gpu=1" in cells[0]["AllocTRES"], cells
+    jobs = [j for j in sacct_jobs(since) if "train_" in j["Comment"] + j["JobName"]]
+    print(
+        "\nsacct (packs):\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in jobs)
+    )
+    assert len(jobs) == 2 and all("train_pack" in j["Comment"] + j["JobName"] for j in jobs), jobs
+    assert all(j["State"] == "COMPLETED" and j["Partition"] == PARTITION for j in jobs), jobs
+    assert all("gres/gpu=1" in j["AllocTRES"] for j in jobs), jobs
+    results = [read_result(p) for p in (work / "results/slurm-named/lenet/cells").rglob("seed~*.json")]
+    assert len(results) == 5 and sorted(r.pack_size for r in results) == [2, 2, 3, 3, 3]
+    assert "epoch 1/1" in (work / "logs/slurm-named/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
     # installing again is idempotent; a profile the user changed is kept unless --force
     again = subprocess.run(
         [str(BIN / "python"), str(ROOT / "scripts/install_profile.py"), "--partition", "other"],
@@ -294,57 +387,3 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
-
-
-def test_packs_are_jobs_with_one_gpu_each(tmp_path):
-    """cluster.pack: 3 trains the 5 cells in 2 packs, 2 jobs with one GPU each; every cell
-    still has its own result and log."""
-    cfg = slurm_config("slurm-pack")
-    cfg["cluster"]["pack"] = 3
-    write_config(tmp_path, cfg)
-    since = since_now()
-    run = run_snakemake(tmp_path)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    time.sleep(2)
-    jobs = [j for j in sacct_jobs(since) if "train_" in j["Comment"] + j["JobName"]]
-    print(
-        "\nsacct (packs):\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in jobs)
-    )
-    assert len(jobs) == 2 and all("train_pack" in j["Comment"] + j["JobName"] for j in jobs), jobs
-    assert all("gres/gpu=1" in j["AllocTRES"] and j["State"] == "COMPLETED" for j in jobs), jobs
-    results = [read_result(p) for p in (tmp_path / "results/slurm-pack/lenet/cells").rglob("seed~*.json")]
-    assert len(results) == 5 and sorted(r.pack_size for r in results) == [2, 2, 3, 3, 3]
-    assert "epoch 1/1" in (tmp_path / "logs/slurm-pack/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
-
-
-def test_two_refinement_rounds_train_their_trials_as_gpu_jobs(tmp_path):
-    """Optuna in rounds through SLURM: 3 trials in rounds of 2 and 1, each trial cell a job with
-    one GPU; the study file is only touched by the local ask and tell rules."""
-    cfg = slurm_config("slurm-rounds", grid={"mean": [0.0], "std": [0.3]}, references={})
-    cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
-    write_config(tmp_path, cfg)
-    since = since_now()
-    run = run_snakemake(tmp_path)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    time.sleep(2)
-    jobs = [j for j in sacct_jobs(since) if "train_cell" in j["Comment"] + j["JobName"]]
-    print(
-        "\nsacct (rounds):\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in jobs)
-    )
-    out = tmp_path / "results/slurm-rounds/lenet/optuna"
-    trial_cells = {
-        (t["mean"], t["std"])
-        for r in (0, 1)
-        for t in json.loads((out / f"round~{r}/asked.json").read_text())["trials"]
-    }
-    # the grid cell, the trial cells, and the best point's seed when it is a new cell
-    assert len(jobs) >= 1 + len(trial_cells) and all("gres/gpu=1" in j["AllocTRES"] for j in jobs), jobs
-    assert all(j["State"] == "COMPLETED" for j in jobs), jobs
-    assert not [
-        j
-        for j in sacct_jobs(since)
-        if re.search("optuna_(ask|tell|warmstart|summary)", j["Comment"] + j["JobName"])
-    ]
-    told = json.loads((out / "round~1/told.json").read_text())
-    warm = json.loads((out / "warmstart.json").read_text())
-    assert told["finished"] == warm["added"] + 3
