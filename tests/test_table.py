@@ -180,3 +180,22 @@ def test_the_summary_says_which_inputs_learn_faster():
     assert speed["slower"] == 1 and speed["faster"] == 0  # mu = -1 learns slower than classic
     assert "inputs of both signs (0 < μ < 1): 2 epochs (epoch-1 accuracy 0.9600)" in speed["answer"]
     assert "0.98 test accuracy" in speed["answer"] and "1 slower" in speed["answer"]
+
+
+def test_cell_stats_count_the_seeds_that_never_reach_the_threshold():
+    stuck = [EpochRecord(e, 0.1135, 2.3, 2.3, 1.0, 1.0) for e in (1, 2)]
+    learning = [EpochRecord(e, a, 0.1, 0.2, 1.0, 1.0) for e, a in enumerate([0.95, 0.97], 1)]
+    res = [
+        make_result(0.1135, mean_label="3", std_label="0.02", mean=[3.0], std=[0.02], seed=1, epochs=stuck),
+        make_result(0.97, mean_label="3", std_label="0.02", mean=[3.0], std=[0.02], seed=2, epochs=learning),
+        make_result(math.nan, status="diverged", mean_label="3", std_label="0.02", mean=[3.0], std=[0.02], seed=3,
+                    epochs=learning[:1]),
+    ]  # fmt: skip
+    from normsweep.noise import compare_cells
+
+    stats = compare_cells(
+        table.cells_table(res, {"lenet": {"3|0.02": {"grid": True}}}), None, table.SPEED_METRICS
+    )
+    assert stats["epochs_to_threshold_never"].tolist() == [
+        1
+    ]  # the stuck seed; the diverged one is not "never"

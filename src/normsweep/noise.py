@@ -106,6 +106,9 @@ def compare_metric(rows: pd.DataFrame, baseline: str | None, metric: str) -> pd.
             f"{metric}_diff": math.nan,
             f"{metric}_p": math.nan,
         }
+        if metric.startswith("epochs_to"):  # seeds that trained on and never reached the threshold
+            trained = group["status"] != "diverged" if "status" in group else True
+            row[f"{metric}_never"] = int((group[metric].isna() & trained).sum())
         if base_values is not None and group is not base and len(finite):
             row[f"{metric}_diff"] = row[f"{metric}_mean"] - float(np.nanmean(base_values))
             row[f"{metric}_p"] = welch(values, base_values)

@@ -96,6 +96,8 @@ def threshold_level(results: list[CellResult], levels: Mapping[str, Any]) -> flo
             r.final_accuracy if r.status != STATUS_DIVERGED else math.nan
         )
     means = [float(np.mean(v)) for v in finals.values() if all(math.isfinite(x) for x in v)]
+    if not means:  # every cell has a diverged seed: the best of the seeds that finished
+        means = [float(np.nanmean(v)) for v in finals.values() if any(math.isfinite(x) for x in v)]
     return float(levels["relative"]) * max(means) if means else math.nan
 
 
@@ -361,7 +363,7 @@ def speed_summary(
                 else f"; {g['cells'] - g['reached']} of {g['cells']} cells never"
             )
             when = f"{g['median_epochs']:g} epochs{never}"
-        if g["seeds_never"]:
+        if g["seeds_never"] > g["cells"] - g["reached"]:  # also seeds of cells that do reach it
             when += f"; {g['seeds_never']} seed run(s) in all never reach it"
         first = g["median_epoch1_accuracy"]
         parts.append(f"{g['label']}: {when}" + ("" if first is None else f" (epoch-1 accuracy {first:.4f})"))
