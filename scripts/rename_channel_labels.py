@@ -8,7 +8,8 @@ its JSON files and Optuna journal; nothing is retrained. Run it with the config 
 
     .venv/bin/python scripts/rename_channel_labels.py --configfile config/resnet.yaml
 
-then `snakemake ... --touch` is not needed: the next run plans no cell that was done.
+and then the two snakemake commands it prints (record the renamed cells' params without
+training; make the tables again).
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ def main() -> int:
     for old, new in renamed:
         print(f"{old} -> {new}")
     print(f"study {study}: {len(renamed)} files and folders renamed")
+    if renamed:
+        configs = " ".join(f"--configfile {c}" for c in args.configfile)
+        print(
+            "Now record the finished cells' params without training, then make the tables again:\n"
+            f"  snakemake {configs} --touch --forcerun train_cell --cores 1 "
+            f"$(find results/{study} -path '*/cells/*.json')\n"
+            f"  snakemake {configs}"
+        )
     return 0
 
 

@@ -70,7 +70,8 @@ if OLD_CHANNEL_NAMES := ns_cells.old_channel_names(STUDY):
     raise WorkflowError(
         f"study {STUDY} holds {len(OLD_CHANNEL_NAMES)} per-channel cell folders named the old way, "
         f"with commas (e.g. {OLD_CHANNEL_NAMES[0]}); rename them once, keeping every result: "
-        f"python scripts/rename_channel_labels.py with the same --configfile as this run"
+        f"{sys.executable} {Path(workflow.basedir).parent / 'scripts' / 'rename_channel_labels.py'} "
+        f"with the same --configfile (and --directory) as this run"
     )
 CELLS = {m: ns_cells.study_cells(m, config["models"][m]) for m in MODELS}
 # what one training job asks the cluster for (constants: cheap to plan 10,000 cells)
