@@ -29,7 +29,7 @@ ENVS = {
     ),
     "analysis": (
         "tables, summary and figures",
-        ["numpy", "pandas", "pyarrow", "matplotlib", "seaborn", "scipy", "snakemake"],
+        ["numpy", "pandas", "pyarrow", "matplotlib", "scipy", "snakemake"],
     ),
     "optuna": (
         "Optuna refinement",

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -47,6 +48,10 @@ if not _cluster_up():
     if os.environ.get("NORMSWEEP_REQUIRE_SLURM") == "1":
         raise RuntimeError(f"NORMSWEEP_REQUIRE_SLURM=1 but no test cluster answers ({SLURM_CONF})")
     pytest.skip("no test SLURM cluster: run scripts/slurm/start.sh", allow_module_level=True)
+
+# One xdist worker runs every SLURM test, one after another: they read SLURM's accounting by
+# time (sacct -S), so two at once would see each other's jobs; the other worker runs the rest.
+pytestmark = pytest.mark.xdist_group("slurm")
 
 ENV = {
     **os.environ,
@@ -237,6 +242,12 @@ def test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs(study_run):
             mean,
             rgb_jobs,
         )
+    # the RGB study: 6 parameters, warm-started from the equal-channel cells inside its space
+    trials = pd.read_parquet(work / "results/slurm-study/resnet18/optuna/trials.parquet")
+    assert {f"params_{a}_{c}" for a in ("mean", "std") for c in "rgb"} <= set(trials.columns)
+    warm = json.loads((work / "results/slurm-study/resnet18/optuna/warmstart.json").read_text())
+    assert warm["added"] == 1 and warm["space"]["channels"] == 3  # the grid cell; the per-channel one is not
+    assert (trials["state"] == "COMPLETE").sum() == warm["added"] + 2
     best = json.loads((work / "results/slurm-study/resnet18/optuna/best.json").read_text())
     assert len(best["mean"]) == 3
     summary = (work / "results/slurm-study/resnet18/tables/summary.md").read_text()

@@ -46,6 +46,7 @@ def study(tmp_path_factory):
     return work, run
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_the_tables_hold_every_cell(study):
     work, _ = study
     cells = pd.read_parquet(work / "results/tiny/lenet/tables/cells.parquet")
@@ -60,6 +61,7 @@ def test_the_tables_hold_every_cell(study):
     assert len(epochs) == 7 and (epochs["epoch"] == 1).all()
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_dataset_cell_trains_with_the_exact_statistics(study):
     work, _ = study
     stats = json.loads((data_dir(work, tiny_config()) / "stats.json").read_text())
@@ -68,6 +70,7 @@ def test_dataset_cell_trains_with_the_exact_statistics(study):
     assert stats["n_images"] == 6000 and 0.12 < stats["mean"][0] < 0.14
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_the_summary_names_best_worst_and_references(study):
     work, _ = study
     summary = json.loads((work / "results/tiny/lenet/tables/summary.json").read_text())["lenet"]
@@ -76,6 +79,7 @@ def test_the_summary_names_best_worst_and_references(study):
     assert "best grid cell" in (work / "results/tiny/lenet/tables/summary.md").read_text()
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_the_run_answers_how_fast_cells_learn(study):
     work, _ = study
     cells = pd.read_parquet(work / "results/tiny/lenet/tables/cells.parquet")
@@ -93,6 +97,7 @@ def test_the_run_answers_how_fast_cells_learn(study):
     assert width > 3 * height  # three panels: final, epoch-1 accuracy, epochs to the threshold
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_the_figures_are_real_images(study):
     work, _ = study
     for name in ("heatmap", "histogram", "curves"):
@@ -101,12 +106,14 @@ def test_the_figures_are_real_images(study):
         assert image[..., :3].std() > 0.05  # not a blank canvas
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_each_cell_has_its_own_log_with_progress(study):
     work, _ = study
     text = (work / "logs/tiny/lenet/train/mean~0/std~0.1/seed~1998.log").read_text()
     assert "epoch 1/1" in text and "test accuracy" in text
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_finished_cells_are_never_recomputed(study):
     work, _ = study
     again = snakemake("-n", "--directory", str(work), cwd=work)
@@ -156,6 +163,7 @@ def test_finished_cells_are_never_recomputed(study):
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_packs_give_the_same_tables_and_pack_only_cells_still_to_do(study, tmp_path):
     """cluster.pack: 4 against the one-job-per-cell run of the same study (the module's)."""
     work, _ = study
@@ -210,6 +218,7 @@ def test_packs_give_the_same_tables_and_pack_only_cells_still_to_do(study, tmp_p
     )
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_a_failing_cell_names_its_log(study, tmp_path):
     work, _ = study
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
@@ -260,6 +269,7 @@ def test_data_check_fetches_nothing_when_files_are_there_and_refuses_bad_ones(tm
     assert not list((work / "results").rglob("seed~*.json"))  # no cell ran on bad data
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_the_report_is_self_contained_with_figures_tables_and_config(study):
     work, _ = study
     run = snakemake("--report", "report.html", "--directory", str(work), cwd=work)
@@ -279,6 +289,7 @@ def test_the_report_is_self_contained_with_figures_tables_and_config(study):
         assert needle in html, needle
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_fold_target_shows_the_first_layer_absorbs_any_normalization(study):
     work, _ = study
     run = snakemake("fold", "--cores", "1", "--directory", str(work), cwd=work)
@@ -336,58 +347,6 @@ def test_init_study_target_scales_conv1_and_draws_its_map(tmp_path):
     assert not list((tmp_path / "results/tiny/lenet/cells").glob("*"))  # the grid was not run
 
 
-def test_optuna_refines_after_the_grid_and_its_points_are_cells(tmp_path):
-    cfg = tiny_config()
-    cfg["models"]["lenet"]["optuna"] = {
-        "n_trials": 3,
-        "batch": 2,
-        "mean": [-1, 2],
-        "std": [0.05, 1],
-        "retrain_seeds": [1, 2],
-    }
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
-    counts = job_counts(plan.stdout)
-    assert counts["optuna_ask"] == 2 and counts["optuna_tell"] == 2, plan.stdout  # rounds of 2 and 1 trials
-    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = tmp_path / "results/tiny/lenet/optuna"
-    rounds = [json.loads((out / f"round~{r}/asked.json").read_text())["trials"] for r in (0, 1)]
-    assert [len(r) for r in rounds] == [2, 1]
-    told = json.loads((out / "round~1/told.json").read_text())
-    warm = json.loads((out / "warmstart.json").read_text())
-    assert warm["added"] == 6  # the 4 grid cells, classic and dataset; "none" is no point of the space
-    trials = pd.read_parquet(out / "trials.parquet")
-    complete = trials[trials["state"] == "COMPLETE"]
-    assert len(complete) == warm["added"] + 3 and complete["number"].is_unique
-    assert told["finished"] == warm["added"] + 3
-    best = json.loads((out / "best_seeds.json").read_text())
-    assert best["accuracy"] == complete["value"].max() and len(best["seeds_accuracy"]) == 2
-    for name in ("history.png", "trials_over_grid.png"):
-        assert mpimg.imread(out / name).shape[0] > 300
-    # every new trial wrote an ordinary cell result (seed 1998), beside the grid's
-    results = list((tmp_path / "results/tiny/lenet/cells").rglob("seed~*.json"))
-    assert len(results) >= 7 + 1 + 2  # 7 configured cells, new points, the best retrained with 2 seeds
-    refined = pd.read_parquet(tmp_path / "results/tiny/lenet/tables/cells_refined.parquet")
-    assert len(refined) == len(results)  # the refined points land in the tidy table too
-    again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
-    assert "Nothing to be done" in again.stdout + again.stderr
-    # more trials: only the new rounds run (round 1 grows by one trial, round 2 is new)
-    cfg["models"]["lenet"]["optuna"]["n_trials"] = 5
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    trials = pd.read_parquet(out / "trials.parquet")
-    assert (trials["state"] == "COMPLETE").sum() == warm["added"] + 5
-    assert [len(json.loads((out / f"round~{r}/asked.json").read_text())["trials"]) for r in (0, 1, 2)] == [
-        2,
-        2,
-        1,
-    ]
-    assert json.loads((out / "round~0/asked.json").read_text())["trials"] == rounds[0]  # round 0 untouched
-
-
 def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     cfg = test_config("resnet.yaml")
     (tmp_path / "config").mkdir()
@@ -397,7 +356,7 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     stats = json.loads((data_dir(tmp_path, cfg, "resnet18") / "stats.json").read_text())
     assert len(stats["mean"]) == 3 and stats["n_images"] == 30  # exact per-channel statistics
     cells = pd.read_parquet(tmp_path / "results/rn/resnet18/tables/cells.parquet")
-    assert len(cells) == 6 and (cells["n_train"] == 30).all() and (cells["n_test"] == 12).all()
+    assert len(cells) == 4 and (cells["n_train"] == 30).all() and (cells["n_test"] == 12).all()
     imagenet = json.loads(
         (
             tmp_path / "results/rn/resnet18/cells/mean~0.485_0.456_0.406/std~0.229_0.224_0.225/seed~1998.json"
@@ -406,14 +365,7 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01
     assert (data_dir(tmp_path, cfg, "resnet18") / "train-r40-c32.pt").exists()  # decoded once, cached
     assert mpimg.imread(tmp_path / "results/rn/plots/heatmap.png").shape[0] > 300
-    # the RGB study: 6 parameters, warm-started from the equal-channel cells inside its space
-    trials = pd.read_parquet(tmp_path / "results/rn/resnet18/optuna/trials.parquet")
-    assert {f"params_{a}_{c}" for a in ("mean", "std") for c in "rgb"} <= set(trials.columns)
-    warm = json.loads((tmp_path / "results/rn/resnet18/optuna/warmstart.json").read_text())
-    assert warm["added"] == 4 and warm["space"]["channels"] == 3  # the 2 x 2 grid; per-channel cells are not
-    assert (trials["state"] == "COMPLETE").sum() == warm["added"] + 2
-    best = json.loads((tmp_path / "results/rn/resnet18/optuna/best.json").read_text())
-    assert len(best["mean"]) == 3
+    # (the RGB Optuna study: tests/test_slurm.py::test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs)
     # a new image size: the data rules see it in their params, make the new cache, and the
     # cells train again on it (issue 10: before, every cell failed with "no tensor cache")
     cfg["models"]["resnet18"]["image"] = {"resize": 48, "crop": 40}
@@ -425,14 +377,14 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     files = json.loads((data_dir(tmp_path, cfg, "resnet18") / "files.json").read_text())
     assert files["image"] == {"resize": 48, "crop": 40}
     resized = pd.read_parquet(tmp_path / target)
-    assert len(resized) == 6 and (resized["status"] == "ok").all()
+    assert len(resized) == 4 and (resized["status"] == "ok").all()
     again = snakemake("-n", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
     # back to the first size: its data files are still there, and every cell trains again
     cfg["models"]["resnet18"]["image"] = {"resize": 40, "crop": 32}
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     back = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), target, cwd=tmp_path)
-    assert job_counts(back.stdout)["train_cell"] == 6 and "check_data" not in job_counts(back.stdout), (
+    assert job_counts(back.stdout)["train_cell"] == 4 and "check_data" not in job_counts(back.stdout), (
         back.stdout
     )
 
@@ -474,6 +426,7 @@ def test_a_users_config_starts_from_the_notebook_not_from_the_demo(tmp_path, dem
     assert demo.returncode == 0 and job_counts(demo.stdout)["train_cell"] == 5 * 5 + 4, demo.stdout
 
 
+@pytest.mark.xdist_group("tiny-study")  # one run of the module\'s study, on one worker
 def test_a_truncated_cell_result_is_named_with_the_fix(study, tmp_path):
     work, _ = study
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
@@ -497,26 +450,35 @@ def test_a_truncated_cell_result_is_named_with_the_fix(study, tmp_path):
         victim.write_text(intact)
 
 
-def test_a_killed_round_resumes_its_cell_and_counts_every_trial_once(tmp_path):
-    """kill -9 of snakemake (and its running trial cell) mid-epoch in a round: after --unlock
-    and a rerun, the cell resumes after its last finished epoch and the study holds exactly the
-    warm start plus n_trials finished trials, one per asked trial."""
-    cfg = tiny_config()
+def test_optuna_refines_in_rounds_survives_a_kill_and_grows_with_n_trials(tmp_path):
+    """The refinement after the grid, its trials ordinary cells; kill -9 of snakemake (and its
+    running trial cell) mid-epoch in a round: after --unlock and a rerun, the cell resumes after
+    its last finished epoch and the study holds exactly the warm start plus n_trials finished
+    trials, one per asked trial; more trials later run only the new rounds."""
+    cfg = tiny_config(mean=[0.0, 1.0], std=[0.5])
     block = cfg["models"]["lenet"]
-    block.update(grid=None, references={"classic": {"mean": 0.1307, "std": 0.3081}})
-    block["training"].update(epochs=3, train_subset=1500, deterministic=True)
-    block["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
+    block["references"] = {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"}
+    block["training"].update(epochs=2, train_subset=1500, deterministic=True)
+    block["optuna"] = {"n_trials": 3, "batch": 2, "mean": [-1, 2], "std": [0.05, 1], "retrain_seeds": [1, 2]}
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
+    counts = job_counts(plan.stdout)
+    assert counts["optuna_ask"] == 2 and counts["optuna_tell"] == 2, plan.stdout  # rounds of 2 and 1 trials
     command = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow" / "Snakefile"), "--profile",
                str(ROOT / "profiles" / "local"), "--cores", "1", "--directory", str(tmp_path)]  # fmt: skip
     first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)  # fmt: skip
     checkpoints = tmp_path / "results/tiny/lenet/checkpoints"
-    asked = tmp_path / "results/tiny/lenet/optuna/round~0/asked.json"
+    out = tmp_path / "results/tiny/lenet/optuna"
 
-    def trial_checkpoints():  # of a trial cell (the round has been asked), not of the classic cell
-        return [p for p in checkpoints.rglob("*.pt") if "0.1307" not in str(p)] if asked.exists() else []
+    def trial_checkpoints():  # of a trial cell (the round has been asked), not of a configured cell
+        if not (out / "round~0/asked.json").exists():
+            return []
+        asked = {
+            (t["mean"], t["std"]) for t in json.loads((out / "round~0/asked.json").read_text())["trials"]
+        }
+        return [p for p in checkpoints.rglob("*.pt") if (p.parts[-3][5:], p.parts[-2][4:]) in asked]
 
     deadline = time.time() + 600
     while time.time() < deadline and not trial_checkpoints():
@@ -536,12 +498,40 @@ def test_a_killed_round_resumes_its_cell_and_counts_every_trial_once(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     text = log.read_text()  # the rerun's log (snakemake starts a job's log afresh)
     assert "resumed from" in text and "after epoch 1" in text
-    assert "epoch 1/3" not in text and text.count("epoch 2/3") == 1  # only the interrupted epoch again
-    trials = pd.read_parquet(tmp_path / "results/tiny/lenet/optuna/trials.parquet")
+    assert "epoch 1/2" not in text and text.count("epoch 2/2") == 1  # only the interrupted epoch again
+
+    rounds = [json.loads((out / f"round~{r}/asked.json").read_text())["trials"] for r in (0, 1)]
+    assert [len(r) for r in rounds] == [2, 1]
+    warm = json.loads((out / "warmstart.json").read_text())
+    assert warm["added"] == 3  # the 2 grid cells and classic; "none" is no point of the space
+    trials = pd.read_parquet(out / "trials.parquet")
     optuna_trials = trials[trials["user_attrs_source"] == "optuna"]
     assert len(optuna_trials) == 3 and (optuna_trials["state"] == "COMPLETE").all()
-    assert optuna_trials["user_attrs_cell"].is_unique
-    assert (trials["state"] == "COMPLETE").sum() == 1 + 3  # the classic cell + n_trials
+    assert optuna_trials["user_attrs_cell"].is_unique  # every trial counted once
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert len(complete) == warm["added"] + 3 and complete["number"].is_unique
+    assert json.loads((out / "round~1/told.json").read_text())["finished"] == warm["added"] + 3
+    best = json.loads((out / "best_seeds.json").read_text())
+    assert best["accuracy"] == complete["value"].max() and len(best["seeds_accuracy"]) == 2
+    for name in ("history.png", "trials_over_grid.png"):
+        assert mpimg.imread(out / name).shape[0] > 300
+    # every new trial wrote an ordinary cell result (seed 1998), beside the grid's
+    results = list((tmp_path / "results/tiny/lenet/cells").rglob("seed~*.json"))
+    assert len(results) >= 4 + 1 + 2  # 4 configured cells, new points, the best retrained with 2 seeds
+    refined = pd.read_parquet(tmp_path / "results/tiny/lenet/tables/cells_refined.parquet")
+    assert len(refined) == len(results)  # the refined points land in the tidy table too
+    again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # more trials: only the new rounds run (round 1 grows by one trial, round 2 is new)
+    block["optuna"]["n_trials"] = 5
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert (trials["state"] == "COMPLETE").sum() == warm["added"] + 5
+    sizes = [len(json.loads((out / f"round~{r}/asked.json").read_text())["trials"]) for r in (0, 1, 2)]
+    assert sizes == [2, 2, 1]
+    assert json.loads((out / "round~0/asked.json").read_text())["trials"] == rounds[0]  # round 0 untouched
 
 
 def test_with_packs_each_round_trains_its_trials_as_one_pack(tmp_path):
@@ -581,7 +571,7 @@ def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_sta
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    for model, n in (("lenet", 10), ("resnet18", 3)):
+    for model, n in (("lenet", 6), ("resnet18", 3)):
         cells = pd.read_parquet(tmp_path / f"results/evalonly/{model}/tables/cells.parquet")
         assert (
             len(cells) == n
@@ -603,7 +593,7 @@ def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_sta
     )  # fmt: skip
     assert status.returncode == 0, status.stderr
     models = json.loads(status.stdout)["models"]
-    assert (models["lenet"]["done"], models["resnet18"]["done"]) == (10, 3)
+    assert (models["lenet"]["done"], models["resnet18"]["done"]) == (6, 3)
     # the fold check works for every model: ResNet18's padded conv1 too (issue 21)
     fold = snakemake("--cores", "2", "--directory", str(tmp_path), "fold", cwd=tmp_path)
     assert fold.returncode == 0, fold.stderr[-3000:]
