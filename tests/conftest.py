@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from normsweep.cells import data_key
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_MNIST = ROOT / "data" / "mnist-small"
 SHARED_MNIST_RAW = ROOT.parent / "shared" / "data" / "mnist" / "raw"
@@ -71,3 +73,23 @@ def snakemake(*args: str, cwd: Path, timeout: int = 900) -> subprocess.Completed
         text=True,
         timeout=timeout,
     )
+
+
+def tiny_config(**grid) -> dict:
+    """.test/config.yaml, with another grid when one is given."""
+    config = test_config()
+    if grid:
+        config["models"]["lenet"]["grid"] = grid
+    return config
+
+
+def data_dir(work, config: dict, model: str = "lenet"):
+    """results/<study>/<model>/data/<key>/ of a config (the key: normsweep.cells.data_key)."""
+    block = config["models"][model]
+    return work / "results" / config["study"] / model / "data" / data_key(block, model != "lenet")
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a snakemake plan."""
+    rows = [line.split() for line in output.splitlines()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}

@@ -49,10 +49,6 @@ if not _cluster_up():
         raise RuntimeError(f"NORMSWEEP_REQUIRE_SLURM=1 but no test cluster answers ({SLURM_CONF})")
     pytest.skip("no test SLURM cluster: run scripts/slurm/start.sh", allow_module_level=True)
 
-# One xdist worker runs every SLURM test, one after another: they read SLURM's accounting by
-# time (sacct -S), so two at once would see each other's jobs; the other worker runs the rest.
-pytestmark = pytest.mark.xdist_group("slurm")
-
 ENV = {
     **os.environ,
     "SLURM_CONF": str(SLURM_CONF),

@@ -228,9 +228,10 @@ def pack_seconds_per_epoch(config: Mapping[str, Any], size: int | None = None) -
     after another: an upper bound, since a pack is never slower on a GPU than its cells in turn)."""
     cluster = config["cluster"]
     size = cluster["pack"] if size is None else size
-    if size > 1 and cluster["pack"] > 1 and cluster.get("pack_seconds_per_epoch"):
+    if size > 1 and cluster.get("pack_seconds_per_epoch"):
         # measured for packs of cluster.pack cells; a larger pack takes proportionally longer
-        return float(cluster["pack_seconds_per_epoch"]) * max(1.0, size / cluster["pack"])
+        larger = size / cluster["pack"] if 1 < cluster["pack"] < size else 1.0
+        return float(cluster["pack_seconds_per_epoch"]) * larger
     return size * float(cluster["seconds_per_epoch"])
 
 

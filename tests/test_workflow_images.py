@@ -1,0 +1,92 @@
+"""Image studies through the real workflow: ResNet18 on the tiny ImageFolder (a change of
+image size) and an evaluation-only study of LeNet and ResNet18."""
+
+import json
+import subprocess
+
+import matplotlib.image as mpimg
+import pandas as pd
+import yaml
+
+from conftest import BIN, ROOT, data_dir, job_counts, snakemake, test_config
+
+
+def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
+    cfg = test_config("resnet.yaml")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    stats = json.loads((data_dir(tmp_path, cfg, "resnet18") / "stats.json").read_text())
+    assert len(stats["mean"]) == 3 and stats["n_images"] == 30  # exact per-channel statistics
+    cells = pd.read_parquet(tmp_path / "results/rn/resnet18/tables/cells.parquet")
+    assert len(cells) == 4 and (cells["n_train"] == 30).all() and (cells["n_test"] == 12).all()
+    imagenet = json.loads(
+        (
+            tmp_path / "results/rn/resnet18/cells/mean~0.485_0.456_0.406/std~0.229_0.224_0.225/seed~1998.json"
+        ).read_text()
+    )
+    assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01
+    assert (data_dir(tmp_path, cfg, "resnet18") / "train-r40-c32.pt").exists()  # decoded once, cached
+    assert mpimg.imread(tmp_path / "results/rn/plots/heatmap.png").shape[0] > 300
+    # (the RGB Optuna study: tests/test_slurm.py::test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs)
+    # a new image size: the data rules see it in their params, make the new cache, and the
+    # cells train again on it (issue 10: before, every cell failed with "no tensor cache")
+    cfg["models"]["resnet18"]["image"] = {"resize": 48, "crop": 40}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/rn/resnet18/tables/cells.parquet"
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (data_dir(tmp_path, cfg, "resnet18") / "train-r48-c40.pt").exists()
+    files = json.loads((data_dir(tmp_path, cfg, "resnet18") / "files.json").read_text())
+    assert files["image"] == {"resize": 48, "crop": 40}
+    resized = pd.read_parquet(tmp_path / target)
+    assert len(resized) == 4 and (resized["status"] == "ok").all()
+    again = snakemake("-n", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # back to the first size: its data files are still there, and every cell trains again
+    cfg["models"]["resnet18"]["image"] = {"resize": 40, "crop": 32}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    back = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert job_counts(back.stdout)["train_cell"] == 4 and "check_data" not in job_counts(back.stdout), (
+        back.stdout
+    )
+
+
+def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_status(tmp_path):
+    """epochs: 0 (the notebook's ResNet protocol) for LeNet with two seeds and ResNet18 (no
+    weights): before, the aggregate crashed formatting an epoch-1 accuracy that does not exist."""
+    cfg = test_config("eval.yaml")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for model, n in (("lenet", 6), ("resnet18", 3)):
+        cells = pd.read_parquet(tmp_path / f"results/evalonly/{model}/tables/cells.parquet")
+        assert (
+            len(cells) == n
+            and (cells["epochs_run"] == 0).all()
+            and cells["final_accuracy"].between(0, 1).all()
+        )
+        assert cells["epochs_to_threshold"].isna().all()
+        summary = (tmp_path / f"results/evalonly/{model}/tables/summary.md").read_text()
+        assert "best grid cell" in summary and "Evaluation only (epochs: 0)" in summary
+        assert "How fast it learns" not in summary
+    height, width = mpimg.imread(tmp_path / "results/evalonly/plots/heatmap.png").shape[:2]
+    assert height > 1.5 * width  # one accuracy panel per model, two models: no speed panels
+    assert mpimg.imread(tmp_path / "results/evalonly/plots/curves.png")[..., :3].std() > 0.05
+    report = snakemake("--report", "report.html", "--directory", str(tmp_path), cwd=tmp_path)
+    assert report.returncode == 0 and "summary.md" in (tmp_path / "report.html").read_text()
+    status = subprocess.run(
+        [str(BIN / "python"), str(ROOT / "scripts/status.py"), "--json"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    models = json.loads(status.stdout)["models"]
+    assert (models["lenet"]["done"], models["resnet18"]["done"]) == (6, 3)
+    # the fold check works for every model: ResNet18's padded conv1 too (issue 21)
+    fold = snakemake("--cores", "2", "--directory", str(tmp_path), "fold", cwd=tmp_path)
+    assert fold.returncode == 0, fold.stderr[-3000:]
+    check = json.loads((tmp_path / "results/evalonly/resnet18/fold/check.json").read_text())
+    assert check["first_conv"] == "net.conv1" and len(check["cells"]) == 3
+    assert all(c["max_abs_diff"] < 1e-4 * max(1.0, c["max_abs_output"]) for c in check["cells"]), check
