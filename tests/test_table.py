@@ -199,3 +199,17 @@ def test_cell_stats_count_the_seeds_that_never_reach_the_threshold():
     assert stats["epochs_to_threshold_never"].tolist() == [
         1
     ]  # the stuck seed; the diverged one is not "never"
+
+
+def test_a_table_mixing_packed_and_lone_cells_warns():
+    """Issue 20: cells of a pack and of one-cell runs differ like runs on other thread counts."""
+    res = results_of({("0", "0.5"): [0.97], ("1", "1"): [0.95]})
+    res[0].pack, res[0].pack_size = "abc", 4
+    summary = table.summarize(table.cells_table(res, {}))
+    assert summary["lenet"]["mixed_modes"] is True
+    assert summary["lenet"]["training_modes"] == {"pack": 1, "alone": 1}
+    assert "mixes cells trained in packs (1 results) and cells trained alone (1)" in table.summary_markdown(
+        summary
+    )
+    alone = table.summarize(table.cells_table(results_of({("0", "0.5"): [0.97], ("1", "1"): [0.95]}), {}))
+    assert alone["lenet"]["mixed_modes"] is False and "mixes cells" not in table.summary_markdown(alone)

@@ -291,6 +291,11 @@ def summarize(
         codes = rows.groupby("code")["commit"].agg(lambda c: sorted(set(c) - {""}))
         entry["code_versions"] = {str(code): list(commits) for code, commits in codes.items()}
         entry["mixed_code"] = len(codes) > 1
+        # cells trained in packs and alone differ like runs on another thread count (rounding
+        # in batched kernels, then chaotic early training): comparing the two is comparing modes
+        modes = {"pack": int((rows["pack_size"] > 1).sum()), "alone": int((rows["pack_size"] <= 1).sum())}
+        entry["training_modes"] = modes
+        entry["mixed_modes"] = bool(modes["pack"] and modes["alone"])
         if trained and "epochs_to_threshold" in rows.columns:  # an evaluation-only model learns nothing
             levels = {**DEFAULT_CONVERGENCE, **(convergence or {}).get(str(model), {})}
             entry["speed"] = speed_summary(str(model), rows, entry["baseline"], levels)
@@ -445,6 +450,16 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
                 f"- `{code}`: {', '.join(commits) or 'no git checkout'}"
                 for code, commits in s["code_versions"].items()
             ] + [""]
+        if s.get("mixed_modes"):
+            m = s["training_modes"]
+            lines += [
+                f"**Warning:** this table mixes cells trained in packs ({m['pack']} results) and cells trained "
+                f"alone ({m['alone']}): the two modes round differently and early training amplifies it "
+                "(measured: per-epoch accuracy up to 0.17 apart at a cell's take-off, as far as the same "
+                "code on another thread count), so a difference between cells of the two modes is partly "
+                "the mode. The `pack_size` column says which is which; retrain one group for a clean comparison.",
+                "",
+            ]
         if s.get("mixed_versions"):
             lines += [
                 "**Warning:** the cells of this table were made with different package or code versions:",
