@@ -11,36 +11,21 @@ the given files (merged in order) replace the demo.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from normsweep.config import ConfigError, study_config  # noqa: E402
+from normsweep.cli import load_study, study_parser  # noqa: E402
 from normsweep.plan import format_plan, plan  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--configfile",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="config files (replace the demo), as for snakemake",
-    )
-    parser.add_argument("--directory", default=".", help="the working directory of the run (default: here)")
+    parser = study_parser(__doc__)
     parser.add_argument(
         "--pack", type=int, default=None, help="cells per pack job (default: the config's cluster.pack)"
     )
     args = parser.parse_args()
-    try:
-        config = study_config(args.configfile, args.directory)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    config = load_study(args)
     workdir = Path(args.directory)
     print(format_plan(plan(config, workdir, args.pack), config["cluster"]["gpus_per_cell"]))
     return 0

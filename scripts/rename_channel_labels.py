@@ -14,28 +14,19 @@ training; make the tables again).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from normsweep.cells import old_channel_names, rename_old_channel_names  # noqa: E402
-from normsweep.config import ConfigError, study_config  # noqa: E402
+from normsweep.cli import load_study, study_parser  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configfile", nargs="+", action="extend", default=[], help="as for snakemake")
-    parser.add_argument("--directory", default=".", help="the working directory of the run (default: here)")
+    parser = study_parser(__doc__)
     parser.add_argument("-n", "--dry-run", action="store_true", help="only list what would be renamed")
     args = parser.parse_args()
-    try:
-        study = study_config(args.configfile, args.directory)["study"]
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    study = load_study(args)["study"]
     if args.dry_run:
         for path in old_channel_names(study, args.directory):
             print(f"would rename {path}")

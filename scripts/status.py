@@ -13,7 +13,6 @@ and the command that reruns them. Draws results/<study>/plots/progress.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -21,16 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from normsweep import cells  # noqa: E402
-from normsweep.config import ConfigError, study_config  # noqa: E402
+from normsweep.cli import load_study, study_parser  # noqa: E402
 from normsweep.status import format_status, progress_figure, study_status  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configfile", nargs="+", action="extend", default=[], help="as for snakemake")
-    parser.add_argument("--directory", default=".", help="the working directory of the run (default: here)")
+    parser = study_parser(__doc__)
     parser.add_argument("--profile", default="profiles/local", help="the profile of the rerun command shown")
     parser.add_argument(
         "--watch", type=float, metavar="SECONDS", help="print again every SECONDS, until Ctrl-C"
@@ -38,11 +33,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--no-figure", action="store_true", help="do not draw progress.png")
     args = parser.parse_args()
-    try:
-        config = study_config(args.configfile, args.directory)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    config = load_study(args)
     rerun = f"snakemake --profile {args.profile}" + "".join(f" --configfile {c}" for c in args.configfile)
     figure = Path(args.directory) / cells.results_dir(config["study"]) / "plots" / "progress.png"
     while True:

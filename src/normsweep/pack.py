@@ -339,15 +339,7 @@ def train_pack(
         state = PackState.start(base, k, config.lr)
     else:
         log.info("pack %s resumed from %s after epoch %d", pack_id, checkpoint, state.epoch)
-    buffers = dict(base.named_buffers())
-
-    def member_log_probs(p, m, s, x):
-        return functional_call(base, (p, buffers), ((x - m) / s,))
-
-    def member_loss(p, m, s, x, y):
-        return F.nll_loss(member_log_probs(p, m, s, x), y)
-
-    batched_loss = vmap(member_loss, in_dims=(0, 0, 0, None, None), randomness="same")
+    member_log_probs, batched_loss = _stacked(base)
     train_x, train_y = train.images.to(device), train.labels.to(device)
     test_x, test_y = test.images.to(device), test.labels.to(device)
 
@@ -370,17 +362,8 @@ def train_pack(
         lr_of = {i: state.plateau.lr[i] for i in state.active}  # the rates this epoch trains with
         base.train()
         order = torch.randperm(len(train), generator=shuffle).to(device)
-        train_loss = _train_epoch(
-            state,
-            names,
-            batched_loss,
-            mean,
-            std,
-            (train_x, train_y, order),
-            config.batch_size,
-            lr_of,
-            on_step,
-        )
+        train_loss = _train_epoch(state, names, batched_loss, mean, std, (train_x, train_y, order),
+                                  config.batch_size, lr_of, on_step)  # fmt: skip
         diverged = [i for i in state.active if not math.isfinite(train_loss[i])]
         for i in diverged:
             state.status[i] = STATUS_DIVERGED
@@ -404,10 +387,9 @@ def train_pack(
     if config.epochs == 0 and state.active:  # evaluation only
         accuracy, test_loss = evaluate_active()
         for row, i in enumerate(state.active):
+            seconds = time.perf_counter() - started
             state.histories[i].append(
-                EpochRecord(
-                    0, accuracy[row], test_loss[row], math.nan, config.lr, time.perf_counter() - started
-                )
+                EpochRecord(0, accuracy[row], test_loss[row], math.nan, config.lr, seconds)
             )
     wall = time.perf_counter() - started
     return [
@@ -416,6 +398,22 @@ def train_pack(
         )
         for i, spec in enumerate(specs)
     ]
+
+
+def _stacked(base: torch.nn.Module) -> tuple[Callable, Callable]:
+    """One member's log-probabilities ``(params, mean, std, x)`` through ``base`` with the given
+    parameters, and the members' losses at once: vmap over the stacked parameters and the
+    members' normalizations, one batch for all, one dropout mask for all (``randomness="same"``,
+    drawn as the one-cell run draws it)."""
+    buffers = dict(base.named_buffers())
+
+    def member_log_probs(p, m, s, x):
+        return functional_call(base, (p, buffers), ((x - m) / s,))
+
+    def member_loss(p, m, s, x, y):
+        return F.nll_loss(member_log_probs(p, m, s, x), y)
+
+    return member_log_probs, vmap(member_loss, in_dims=(0, 0, 0, None, None), randomness="same")
 
 
 def _train_epoch(

@@ -106,32 +106,88 @@ def heatmap_panel(
         bar.locator = matplotlib.ticker.MaxNLocator(integer=True)
         bar.update_ticks()
     if matrix.size <= 100:
-        threshold = np.nanmean(matrix) * scale if np.isfinite(matrix).any() else 0
-        y_edges = _edges(stds, log=True)
-        notes = _seed_notes(cell, metric)
-        for i, s in enumerate(stds):
-            s = y_edges[i] * (y_edges[i + 1] / y_edges[i]) ** 0.2  # low in the cell, clear of markers
-            for j, m in enumerate(means):
-                value = matrix[i, j]
-                text = (
-                    ("div." if metric == "final_accuracy" else "–")
-                    if math.isnan(value)
-                    else fmt.format(value * scale)
-                )
-                if (
-                    metric != "final_accuracy"
-                    and math.isnan(value)
-                    and notes.get((m, stds[i]), "").endswith("never")
-                ):
-                    text = "never"
-                else:
-                    text += notes.get((m, stds[i]), "")
-                bright = (value * scale > threshold) == higher_better
-                colour = "black" if (not math.isnan(value) and bright) else "white"
-                ax.text(m, s, text, ha="center", va="center", fontsize=7, color=colour)
+        _write_values(ax, cell, means, stds, matrix, metric)
 
     grid = ranked(cell)  # cells with a diverged seed are not candidates for the best
     handles = []
+    handles += _outline_differing(ax, grid, differ, means, stds)
+    if not grid.empty:
+        best = grid.loc[grid["accuracy"].idxmax() if higher_better else grid["accuracy"].idxmin()]
+        handles.append(
+            ax.scatter(
+                best["mean"],
+                best["std"],
+                marker="*",
+                s=260,
+                c="gold",
+                edgecolors="black",
+                zorder=5,
+                label=f"{'best' if higher_better else 'fastest'} grid cell ({best['mean_label']}, "
+                f"{best['std_label']}): {fmt.format(best['accuracy'] * scale)}",
+            )
+        )
+    handles += _reference_markers(ax, cell, metric)
+    ax.set_xlabel(MEAN_LABEL)
+    ax.set_ylabel(STD_LABEL)
+    n_seeds = int(cell["n_seeds"].max())
+    epochs = sorted(int(e) for e in cells["epochs_requested"].unique())
+    n_train = sorted(int(n) for n in cells["n_train"].unique())
+    what = {"final_accuracy": "final test accuracy", "epoch1_accuracy": "test accuracy after epoch 1",
+            "epochs_to_threshold": f"epochs to reach {threshold_text or 'the threshold'}"}[metric]  # fmt: skip
+    ax.set_title(
+        f"{model}: {what}\n"
+        f"{len(means)}×{len(stds)} cells, {n_seeds} seed(s), "
+        + ("evaluation only (epochs 0)" if epochs == [0] else f"epochs {epochs}, {n_train} training images"),
+        fontsize=10,
+    )
+    if handles:
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.14),
+            fontsize=8,
+            ncol=1 if max(len(h.get_label()) for h in handles) > 45 else 2,
+            frameon=False,
+        )
+
+
+def _write_values(
+    ax: plt.Axes, cell: pd.DataFrame, means: np.ndarray, stds: np.ndarray, matrix: np.ndarray, metric: str
+) -> None:
+    """Each grid cell's value written in it, with what the number does not say (seeds that
+    diverged, seeds that never reach the threshold)."""
+    _, scale, fmt, higher_better = METRICS[metric]
+    threshold = np.nanmean(matrix) * scale if np.isfinite(matrix).any() else 0
+    y_edges = _edges(stds, log=True)
+    notes = _seed_notes(cell, metric)
+    for i, s in enumerate(stds):
+        s = y_edges[i] * (y_edges[i + 1] / y_edges[i]) ** 0.2  # low in the cell, clear of markers
+        for j, m in enumerate(means):
+            value = matrix[i, j]
+            text = (
+                ("div." if metric == "final_accuracy" else "–")
+                if math.isnan(value)
+                else fmt.format(value * scale)
+            )
+            if (
+                metric != "final_accuracy"
+                and math.isnan(value)
+                and notes.get((m, stds[i]), "").endswith("never")
+            ):
+                text = "never"
+            else:
+                text += notes.get((m, stds[i]), "")
+            bright = (value * scale > threshold) == higher_better
+            colour = "black" if (not math.isnan(value) and bright) else "white"
+            ax.text(m, s, text, ha="center", va="center", fontsize=7, color=colour)
+
+
+def _outline_differing(
+    ax: plt.Axes, grid: pd.DataFrame, differ: pd.DataFrame | None, means: np.ndarray, stds: np.ndarray
+) -> list:
+    """Outline the grid cells in ``differ`` (different from the baseline beyond seed noise);
+    the legend entry, if any."""
+    handles: list = []
     if differ is not None and len(differ):
         x_edges, y_edges = _edges(means, log=False), _edges(stds, log=True)
         keys = set(zip(differ["mean_label"], differ["std_label"], strict=True))
@@ -159,21 +215,14 @@ def heatmap_panel(
                 label=f"differs from the baseline beyond seed noise ({len(keys)} cells)",
             )
         )
-    if not grid.empty:
-        best = grid.loc[grid["accuracy"].idxmax() if higher_better else grid["accuracy"].idxmin()]
-        handles.append(
-            ax.scatter(
-                best["mean"],
-                best["std"],
-                marker="*",
-                s=260,
-                c="gold",
-                edgecolors="black",
-                zorder=5,
-                label=f"{'best' if higher_better else 'fastest'} grid cell ({best['mean_label']}, "
-                f"{best['std_label']}): {fmt.format(best['accuracy'] * scale)}",
-            )
-        )
+    return handles
+
+
+def _reference_markers(ax: plt.Axes, cell: pd.DataFrame, metric: str) -> list:
+    """A marker at each reference cell (per-channel values at their average; no normalization
+    at (0, 1), the identity map); their legend entries."""
+    _, scale, fmt, _ = METRICS[metric]
+    handles: list = []
     for _, ref in cell[cell["reference"] != ""].iterrows():
         name = str(ref["reference"])
         marker, colour = REFERENCE_STYLE.get(name, DEFAULT_STYLE)
@@ -202,28 +251,7 @@ def heatmap_panel(
                 label=f"{name} {where}: {acc}",
             )
         )
-    ax.set_xlabel(MEAN_LABEL)
-    ax.set_ylabel(STD_LABEL)
-    n_seeds = int(cell["n_seeds"].max())
-    epochs = sorted(int(e) for e in cells["epochs_requested"].unique())
-    n_train = sorted(int(n) for n in cells["n_train"].unique())
-    what = {"final_accuracy": "final test accuracy", "epoch1_accuracy": "test accuracy after epoch 1",
-            "epochs_to_threshold": f"epochs to reach {threshold_text or 'the threshold'}"}[metric]  # fmt: skip
-    ax.set_title(
-        f"{model}: {what}\n"
-        f"{len(means)}×{len(stds)} cells, {n_seeds} seed(s), "
-        + ("evaluation only (epochs 0)" if epochs == [0] else f"epochs {epochs}, {n_train} training images"),
-        fontsize=10,
-    )
-    if handles:
-        ax.legend(
-            handles=handles,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.14),
-            fontsize=8,
-            ncol=1 if max(len(h.get_label()) for h in handles) > 45 else 2,
-            frameon=False,
-        )
+    return handles
 
 
 def _seed_notes(cell: pd.DataFrame, metric: str) -> dict[tuple[float, float], str]:
