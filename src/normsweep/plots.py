@@ -102,9 +102,12 @@ def heatmap_panel(
         ax.set_xticks(means, [f"{v:.3g}" for v in means], rotation=45 if len(means) > 8 else 0)
     bar = fig.colorbar(mesh, ax=ax)
     bar.set_label(label)
-    if metric == "epochs_to_threshold":  # whole epochs
-        bar.locator = matplotlib.ticker.MaxNLocator(integer=True)
-        bar.update_ticks()
+    if metric == "epochs_to_threshold" and np.isfinite(matrix).any():  # whole epochs, one colour each
+        low, high = int(np.floor(np.nanmin(matrix))), int(np.ceil(np.nanmax(matrix)))
+        mesh.set_clim(low - 0.5, high + 0.5)
+        bar.set_ticks(
+            range(low, high + 1) if high - low <= 12 else matplotlib.ticker.MaxNLocator(integer=True)
+        )
     if matrix.size <= 100:
         _write_values(ax, cell, means, stds, matrix, metric)
 
@@ -178,7 +181,7 @@ def _write_values(
             else:
                 text += notes.get((m, stds[i]), "")
             bright = (value * scale > threshold) == higher_better
-            colour = "black" if (not math.isnan(value) and bright) else "white"
+            colour = "0.2" if math.isnan(value) else "black" if bright else "white"  # grey cells: dark text
             ax.text(m, s, text, ha="center", va="center", fontsize=7, color=colour)
 
 
