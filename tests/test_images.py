@@ -103,3 +103,29 @@ def test_epochs_zero_is_evaluation_only(monkeypatch):
     )
     result = train.train_cell(spec, data, data, train.TrainConfig(epochs=0, lr=0.01, threads=1))
     assert [e.epoch for e in result.epochs] == [0] and 0 <= result.final_accuracy <= 1
+
+
+def test_a_subset_of_an_image_folder_is_a_stratified_seeded_sample():
+    """Issue 17 (subsets): an ImageFolder lists class by class, so the first N images were one
+    class; the sample has every class in proportion, the same indices for every cell."""
+    labels = torch.tensor([0] * 100 + [1] * 100 + [2] * 50 + [3] * 5)  # in class order, as listed
+    sample = images.stratified_sample(labels, 51, seed=0)
+    counts = torch.bincount(labels[sample], minlength=4).tolist()
+    assert sum(counts) == 51 and counts == [20, 20, 10, 1]  # each class its share
+    assert torch.equal(sample, images.stratified_sample(labels, 51, seed=0))  # the same for every cell
+    assert not torch.equal(sample, images.stratified_sample(labels, 51, seed=1))
+    assert torch.equal(sample, torch.sort(sample).values) and len(set(sample.tolist())) == 51
+    tiny = torch.bincount(labels[images.stratified_sample(labels, 4, seed=0)], minlength=4).tolist()
+    assert tiny == [1, 1, 1, 1]  # every class while n allows, even the small one
+    assert images.stratified_sample(labels, None) is None and images.stratified_sample(labels, 255) is None
+    assert torch.bincount(labels[:51], minlength=4).tolist() == [51, 0, 0, 0]  # what the first N was
+
+
+def test_a_cell_on_an_image_subset_sees_every_class(tmp_path):
+    from normsweep.runner import load_splits
+
+    config = {"data": str(TINY), "image": {"resize": 40, "crop": 32}, "training": {"test_subset": 6}}
+    for split in ("train", "val"):  # the tensor cache, as the data check makes it
+        images.load_cached(TINY, split, 40, 32, tmp_path)
+    _, test, classes = load_splits("resnet18", config, tmp_path)
+    assert len(test) == 6 and torch.bincount(test.labels, minlength=classes).tolist() == [2, 2, 2]

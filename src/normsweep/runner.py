@@ -18,6 +18,10 @@ from .train import CellSpec, TensorData, TrainConfig, epoch_message, resolve_nor
 log = logging.getLogger("normsweep.runner")
 
 
+#: The seed of an ImageFolder's train_subset / test_subset sample: one sample for every cell.
+SUBSET_SEED = 0
+
+
 def train_config(model: str, training: Mapping[str, Any]) -> TrainConfig:
     """The training knobs of a model's config block (subset sizes are data, not training);
     no learning rate means the model's own."""
@@ -48,14 +52,10 @@ def load_splits(
         else:
             train = images.load_cached(root, "train", image["resize"], image["crop"], root)
             test = images.load_cached(root, "val", image["resize"], image["crop"], root)
-        train.images, train.labels = (
-            train.images[: training.get("train_subset")],
-            train.labels[: training.get("train_subset")],
-        )
-        test.images, test.labels = (
-            test.images[: training.get("test_subset")],
-            test.labels[: training.get("test_subset")],
-        )
+        for split, n in ((train, training.get("train_subset")), (test, training.get("test_subset"))):
+            index = images.stratified_sample(split.labels, n, SUBSET_SEED)  # not the first N: one class
+            if index is not None:
+                split.images, split.labels = split.images[index], split.labels[index]
         num_classes = len(train.classes)
     return (
         TensorData.from_uint8(train.images, train.labels),
