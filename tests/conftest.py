@@ -93,3 +93,23 @@ def job_counts(output: str) -> dict[str, int]:
     """The 'Job stats' table of a snakemake plan."""
     rows = [line.split() for line in output.splitlines()]
     return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+
+
+def kill_in_epoch_2(module, name: str, run) -> None:
+    """Call ``run()`` with ``module.name`` (an evaluation function) raising KeyboardInterrupt
+    ("time limit") at its second call: a run killed during epoch 2, after epoch 1's checkpoint.
+    ``module.name`` is restored afterwards."""
+    real, calls = getattr(module, name), {"n": 0}
+
+    def killed(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("time limit")
+        return real(*args, **kwargs)
+
+    setattr(module, name, killed)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    finally:
+        setattr(module, name, real)

@@ -20,7 +20,7 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from conftest import SMALL_MNIST
+from conftest import SMALL_MNIST, kill_in_epoch_2
 from normsweep import data, pack, train
 from normsweep.config import ConfigError, validate_config
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
@@ -149,20 +149,9 @@ def test_a_killed_pack_resumes_after_its_last_finished_epoch(mnist, tmp_path, mo
     whole = pack.train_pack([spec(m, s) for m, s in norms], small, te, config)
 
     checkpoint = tmp_path / "pack.pt"
-    real_evaluate = pack._evaluate
-    calls = {"n": 0}
-
-    def killed_in_epoch_2(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("time limit")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(pack, "_evaluate", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        pack.train_pack([spec(m, s) for m, s in norms], small, te, config, checkpoint=checkpoint)
+    kill_in_epoch_2(pack, "_evaluate", lambda: pack.train_pack([spec(m, s) for m, s in norms], small, te, config,
+                                                             checkpoint=checkpoint))  # fmt: skip
     assert checkpoint.exists()
-    monkeypatch.setattr(pack, "_evaluate", real_evaluate)
     steps = []
     resumed = pack.train_pack(
         [spec(m, s) for m, s in norms],
@@ -197,18 +186,8 @@ def test_a_pack_checkpoint_made_by_other_settings_starts_afresh(mnist, tmp_path,
     norms = [WELL_CONDITIONED[0], WELL_CONDITIONED[1]]
     checkpoint = tmp_path / "pack.pt"
     config = train.TrainConfig(epochs=2, threads=1, deterministic=True)
-    real_evaluate, calls = pack._evaluate, {"n": 0}
-
-    def killed_in_epoch_2(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("time limit")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(pack, "_evaluate", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        pack.train_pack([spec(m, s) for m, s in norms], small, te, config, checkpoint=checkpoint)
-    monkeypatch.setattr(pack, "_evaluate", real_evaluate)
+    kill_in_epoch_2(pack, "_evaluate", lambda: pack.train_pack([spec(m, s) for m, s in norms], small, te, config,
+                                                             checkpoint=checkpoint))  # fmt: skip
     slower = train.TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.5)
     steps = []
     with caplog.at_level("WARNING", logger="normsweep.pack"):

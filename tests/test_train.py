@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision import transforms
 
-from conftest import SMALL_MNIST
+from conftest import SMALL_MNIST, kill_in_epoch_2
 from normsweep import data, images, tensorfile, train
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
 
@@ -92,20 +92,9 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
     whole = train.train_cell(spec([0.1307], [0.3081]), tr, te, config)
 
     checkpoint = tmp_path / "cell.pt"
-    real_evaluate = train.evaluate
-    calls = {"n": 0}
-
-    def killed_in_epoch_2(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("time limit")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train, "evaluate", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    kill_in_epoch_2(train, "evaluate", lambda: train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint),
+                                                             tr, te, config))  # fmt: skip
     assert checkpoint.exists()
-    monkeypatch.setattr(train, "evaluate", real_evaluate)
 
     trained = []
     real_epoch = train.train_epoch
@@ -132,18 +121,8 @@ def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monke
     tr, te = tiny
     config = train.TrainConfig(epochs=3, threads=1, deterministic=True)
     checkpoint = tmp_path / "cell.pt"
-    real_evaluate, calls = train.evaluate, {"n": 0}
-
-    def killed_in_epoch_2(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("time limit")
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train, "evaluate", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
-    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    kill_in_epoch_2(train, "evaluate", lambda: train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint),
+                                                             tr, te, config))  # fmt: skip
     new_config = train.TrainConfig(**{**vars(config), **change.get("config", {})})
     new_spec = spec([0.1307], [0.3081], checkpoint=checkpoint)
     for key, value in change.get("spec", {}).items():
@@ -158,12 +137,9 @@ def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monke
         range(1, new_config.epochs + 1)
     )
     # threads and device are how a cell runs: its checkpoint still resumes
-    calls["n"] = 0
-    monkeypatch.setattr(train, "evaluate", killed_in_epoch_2)
     checkpoint.unlink(missing_ok=True)
-    with pytest.raises(KeyboardInterrupt):
-        train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
-    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    kill_in_epoch_2(train, "evaluate", lambda: train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint),
+                                                             tr, te, config))  # fmt: skip
     trained.clear()
     other_run = train.TrainConfig(**{**vars(config), "threads": 2, "device": "cpu"})
     train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, other_run)
