@@ -323,7 +323,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     """scancel mid-run, then a new workflow run: the cell resumes after its last epoch.
     (Plugin 2.8.0 reads sacct's 'CANCELLED by <uid>' as still running, so the first
     snakemake is stopped with Ctrl-C, as a user would; a TIMEOUT is seen and retried.)"""
-    epochs = 4
+    epochs = 3
     cfg = slurm_config(
         "slurm-resume",
         grid={"mean": [0.1307], "std": [0.3081]},

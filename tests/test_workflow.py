@@ -268,3 +268,34 @@ def test_a_truncated_cell_result_is_named_with_the_fix(study, tmp_path):
         assert job_counts(plan.stdout)["train_cell"] == 1, plan.stdout
     finally:
         victim.write_text(intact)
+
+
+def test_init_study_target_scales_conv1_and_draws_its_map(study):
+    """`snakemake init` in the study's folder: one cell per (weight, bias) factor of conv1's
+    initial values, its table and map; the grid's finished cells are not touched."""
+    work, _ = study
+    cfg = tiny_config()
+    cfg["models"]["lenet"]["init_study"] = {
+        "mean": -1,
+        "std": 0.1,
+        "weight": {"start": 0.1, "stop": 10, "num": 2},
+        "bias": [1.0, 5.0],
+    }
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    grid = {p: p.stat().st_mtime_ns for p in (work / "results/tiny/lenet/cells").rglob("*.json")}
+    try:
+        run = snakemake("init", "--cores", "2", "--directory", str(work), cwd=work)
+        assert run.returncode == 0, run.stderr[-3000:]
+    finally:
+        (work / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config()))
+    table = pd.read_csv(work / "results/tiny/lenet/init/table.csv")
+    assert sorted(zip(table["init_weight"], table["init_bias"], strict=True)) == [
+        (0.1, 1.0),
+        (0.1, 5.0),
+        (10.0, 1.0),
+        (10.0, 5.0),
+    ]
+    assert (table["mean"].astype(str) == "-1").all() and (table["std"].astype(str) == "0.1").all()
+    assert table["final_accuracy"].nunique() > 1  # the factors change what is learned
+    assert mpimg.imread(work / "results/tiny/lenet/init/heatmap.png").shape[0] > 300
+    assert {p: p.stat().st_mtime_ns for p in grid} == grid  # the grid's cells were not trained again

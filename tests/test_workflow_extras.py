@@ -1,9 +1,8 @@
-"""The workflow's other targets and inputs: the data check, the notebook comparison, the
-init study, and a user's own config file."""
+"""The workflow's other targets and inputs: the data check, the notebook comparison and a
+user's own config file."""
 
 import json
 
-import matplotlib.image as mpimg
 import pandas as pd
 import yaml
 
@@ -61,31 +60,6 @@ def test_reproduce_compares_reference_cells_with_the_notebook(tmp_path):
     assert "| classic | 0.1307 | 0.3081 | 0.9925 |" in text
     assert set(table["within_seed_noise"]) <= {True, False}  # two seeds: a verdict for each
     assert (table["prediction_high"] > table["prediction_low"]).all()
-
-
-def test_init_study_target_scales_conv1_and_draws_its_map(tmp_path):
-    cfg = tiny_config()
-    cfg["models"]["lenet"]["init_study"] = {
-        "mean": -1,
-        "std": 0.1,
-        "weight": {"start": 0.1, "stop": 10, "num": 2},
-        "bias": [1.0, 5.0],
-    }
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    run = snakemake("init", "--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "results/tiny/lenet/init/table.csv")
-    assert sorted(zip(table["init_weight"], table["init_bias"], strict=True)) == [
-        (0.1, 1.0),
-        (0.1, 5.0),
-        (10.0, 1.0),
-        (10.0, 5.0),
-    ]
-    assert (table["mean"].astype(str) == "-1").all() and (table["std"].astype(str) == "0.1").all()
-    assert table["final_accuracy"].nunique() > 1  # the factors change what is learned
-    assert mpimg.imread(tmp_path / "results/tiny/lenet/init/heatmap.png").shape[0] > 300
-    assert not list((tmp_path / "results/tiny/lenet/cells").glob("*"))  # the grid was not run
 
 
 def test_a_users_config_starts_from_the_notebook_not_from_the_demo(tmp_path, demo_folder):
