@@ -44,6 +44,14 @@ def test_a_zero_padded_first_conv_folds_exactly_by_padding_with_the_mean():
     assert (plain[:, :, 0] - expected[:, :, 0]).abs().max() > 0.1
 
 
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_padding_given_by_name_folds_exactly(padding):
+    conv = nn.Conv2d(3, 4, 5, padding=padding).double()
+    x = torch.rand(2, 3, 11, 11, dtype=torch.float64)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    assert torch.allclose(fold_normalization(conv, mean, std)(x), conv(normalize(x, mean, std)), atol=1e-12)
+
+
 def test_reflect_padding_folds_as_it_is():
     conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect").double()
     x = torch.rand(2, 3, 9, 9, dtype=torch.float64)

@@ -52,8 +52,6 @@ class MeanPaddedConv2d(nn.Module):
 def fold_normalization(conv: nn.Conv2d, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
     """A layer whose output on raw x equals ``conv``'s on ``(x - mean) / std``: the convolution
     with folded weights and bias, padded with the mean where ``conv`` pads with zeros."""
-    if conv.padding == "same" or conv.padding == "valid":
-        raise ValueError(f"{conv}: give the padding as numbers to fold it (padding={conv.padding!r})")
     channels = conv.in_channels
     if conv.groups != 1:
         raise ValueError(f"{conv}: a grouped first convolution (groups={conv.groups}) is not folded here")
@@ -68,11 +66,22 @@ def fold_normalization(conv: nn.Conv2d, mean: Sequence[float], std: Sequence[flo
             folded.bias = nn.Parameter(bias - shift)
         else:
             folded.bias.copy_(bias - shift)
-    padding = tuple(int(p) for p in conv.padding)
+    padding = _padding(conv)
     if not any(padding) or conv.padding_mode != "zeros":
         return folded
     folded.padding = (0, 0)
     return MeanPaddedConv2d(folded, mean_t.detach().clone(), padding)  # type: ignore[arg-type]
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """The zeros a convolution adds on each side, also for padding="valid" / "same"."""
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding == "same":
+        if any(k % 2 == 0 for k in conv.kernel_size) or any(d != 1 for d in conv.dilation):
+            raise ValueError(f"{conv}: padding='same' with an even kernel or dilation is not folded here")
+        return (conv.kernel_size[0] // 2, conv.kernel_size[1] // 2)
+    return (int(conv.padding[0]), int(conv.padding[1]))
 
 
 def fold_into_model(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
