@@ -6,7 +6,9 @@ submit, and GPU-hours from a measured (or configured) time per epoch. Needs no c
     .venv/bin/python scripts/plan.py --configfile config/full.yaml --pack 64   # beside one job per cell
 
 As with snakemake: without --configfile the demo (config/config.yaml) is planned; with it,
-the given files (merged in order) replace the demo.
+the given files (merged in order) replace the demo. Where SLURM answers (scontrol), each job's
+request is checked against the partition (CPUs, memory, GPUs and their type per node, MaxTime):
+a problem names the config key and a value that fits, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from normsweep.cli import load_study, study_parser  # noqa: E402
+from normsweep.cluster import check_request, read_partition  # noqa: E402
 from normsweep.plan import format_plan, plan  # noqa: E402
 
 
@@ -24,11 +27,22 @@ def main() -> int:
     parser.add_argument(
         "--pack", type=int, default=None, help="cells per pack job (default: the config's cluster.pack)"
     )
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="do not check the request against SLURM's partition"
+    )
     args = parser.parse_args()
     config = load_study(args)
     workdir = Path(args.directory)
     print(format_plan(plan(config, workdir, args.pack), config["cluster"]["gpus_per_cell"]))
-    return 0
+    partition = read_partition(config["cluster"]["partition"]) if not args.no_cluster else None
+    if partition is None:
+        return 0
+    problems = check_request(config, partition)
+    print(f"\ncluster check against partition {partition.name} ({len(partition.nodes)} nodes): "
+          + ("every job fits" if not problems else f"{len(problems)} problem(s)"))  # fmt: skip
+    for problem in problems:
+        print(f"  {problem}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

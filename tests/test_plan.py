@@ -83,7 +83,15 @@ def test_plan_script_runs_on_config_files(tmp_path):
     extra.write_text(yaml.safe_dump({"study": "plan-test", "cluster": {"seconds_per_epoch": 12}}))
     # merged in order, as snakemake does: the demo, then the extra file on top of it
     run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/plan.py"), "--configfile", "config/config.yaml", str(extra)],
+        # (--no-cluster: the partition check is tests/test_slurm.py's; here only the plan's numbers)
+        [
+            sys.executable,
+            str(ROOT / "scripts/plan.py"),
+            "--configfile",
+            "config/config.yaml",
+            str(extra),
+            "--no-cluster",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

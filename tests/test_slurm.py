@@ -394,3 +394,25 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
+
+
+def test_a_request_over_the_nodes_cpus_is_refused_before_anything_is_submitted(tmp_path):
+    """Issue 19 (the plan part): cpus_per_gpu 4 on this 2-CPU node. SLURM would refuse every job
+    at submission ("Requested node configuration is not available"); the plan and the workflow
+    name the key first."""
+    cfg = slurm_config("slurm-too-big", grid={"mean": [0.0], "std": [1.0]}, references={})
+    cfg["cluster"]["cpus_per_gpu"] = 4
+    write_config(tmp_path, cfg)
+    plan = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/plan.py"), "--directory", str(tmp_path),
+                           "--configfile", str(tmp_path / "config/config.yaml")],
+                          capture_output=True, text=True, env=ENV, timeout=120)  # fmt: skip
+    assert plan.returncode == 1, plan.stdout + plan.stderr
+    assert (
+        f"config key 'cluster.cpus_per_gpu': 4 (4 CPUs per job) but the nodes of partition {PARTITION} have at most 2 CPUs; use 2"
+        in plan.stdout
+    )
+    since = since_now()
+    run = run_snakemake(tmp_path)
+    assert run.returncode != 0 and "config key 'cluster.cpus_per_gpu'" in run.stdout + run.stderr
+    time.sleep(1)
+    assert not [j for j in sacct_jobs(since) if "slurm-too-big" in j["Comment"] or "train_" in j["Comment"]]

@@ -290,3 +290,25 @@ def best_seed_cells(wildcards):
         ns_cells.Cell(wildcards.model, point["mean_label"], point["std_label"], seed).result_path(STUDY)
         for seed in optuna_config(wildcards)["retrain_seeds"]
     ]
+
+
+def check_cluster_request():
+    """Before the first job is submitted to SLURM: does every job's request fit the partition
+    (CPUs, memory, GPUs and their type per node, MaxTime)? Otherwise stop with the config key
+    to change, instead of SLURM refusing each job at submission. Silent where SLURM does not
+    answer (scontrol missing or the daemons down)."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name.removeprefix("snakemake-executor-plugin-") != "slurm":
+        return
+    from normsweep.cluster import check_request, read_partition
+
+    partition = read_partition(config["cluster"]["partition"])
+    problems = check_request(config, partition) if partition is not None else []
+    if problems:
+        raise WorkflowError(
+            f"the study's jobs do not fit partition {partition.name}:\n  " + "\n  ".join(problems)
+        )
+
+
+onstart:
+    check_cluster_request()
