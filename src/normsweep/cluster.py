@@ -121,7 +121,11 @@ def check_request(config: Mapping[str, Any], partition: Partition) -> list[str]:
         if max(counts) < gpus:
             kinds = sorted({k for n in partition.nodes for k in n["gpus"] if k})
             key = "cluster.gpu_model" if model and not max(counts) else "cluster.gpus_per_cell"
-            have = f"GPU types {', '.join(kinds) or 'none'}" if key == "cluster.gpu_model" else f"{max(counts)} GPUs"
+            have = (
+                f"GPU types {', '.join(kinds) or 'none'}"
+                if key == "cluster.gpu_model"
+                else f"{max(counts)} GPUs"
+            )
             problems.append(f"config key '{key}': {model if key == 'cluster.gpu_model' else gpus} but {where} "
                             f"have {have} per node")  # fmt: skip
     if partition.max_time_minutes is not None:
