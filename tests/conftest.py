@@ -113,3 +113,21 @@ def kill_in_epoch_2(module, name: str, run) -> None:
             run()
     finally:
         setattr(module, name, real)
+
+
+#: The longest test files first (pytest-xdist hands out one file per worker in this order): the
+#: SLURM file, which mostly waits on the scheduler, starts at once and the shorter files fill
+#: the other workers around the long ones (longest first keeps the last worker from idling).
+LONGEST_FIRST = [
+    "test_slurm.py",
+    "test_workflow_refine.py",
+    "test_workflow.py",
+    "test_workflow_images.py",
+    "test_pack.py",
+    "test_workflow_extras.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: test order kept
