@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from . import cells as cellnames
 from . import tensorfile
+from .config import EXECUTION_KEYS
 from .models import model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
 
@@ -190,17 +191,13 @@ def initial_model(spec: CellSpec, device: torch.device) -> torch.nn.Module:
     return scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
 
 
-#: TrainConfig fields that change how a run goes on, not what it computes.
-EXECUTION_FIELDS = ("device", "threads")
-
-
 def fingerprint(spec: CellSpec, config: TrainConfig) -> dict[str, Any]:
     """What made a checkpoint: the cell's values, its data, its training knobs and the training
     code. A checkpoint is resumed only when all of it is the same; otherwise the cell starts
     afresh (its old optimizer state and learning rate would not belong to the new settings)."""
     from .results import code_version
 
-    knobs = {k: v for k, v in vars(config).items() if k not in EXECUTION_FIELDS}
+    knobs = {k: v for k, v in vars(config).items() if k not in EXECUTION_KEYS}  # how it runs: not what it is
     return {
         "model": spec.model,
         "mean": spec.mean,
