@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from . import tensorfile
 from .catalog import model_info
 from .models import model_spec
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord
@@ -55,7 +54,7 @@ from .train import (
     rng_state,
     save_atomic,
     set_determinism,
-    stale_because,
+    usable_checkpoint,
 )
 
 log = logging.getLogger("normsweep.pack")
@@ -264,17 +263,13 @@ class PackState:
     ) -> PackState | None:
         """The pack's state from its checkpoint, or None when there is none or it was made by
         other settings (logged: the pack starts afresh). A checkpoint of other cells is refused."""
-        if path is None or not path.exists():
-            return None
-        state = tensorfile.load(path, "pack checkpoint", map_location=device)
-        if state["members"] != members:
-            raise PackError(f"{path}: a checkpoint of other cells ({state['members']}); delete it")
-        saved = state.get("fingerprint")
-        changed = sorted({c for i, now in enumerate(made_by)
-                          for c in stale_because(saved[i] if saved else None, now)})  # fmt: skip
-        if changed:
-            log.warning("pack checkpoint %s was made with other settings (%s changed): starting afresh",
-                        path, ", ".join(changed))  # fmt: skip
+
+        def same_members(state: dict) -> None:
+            if state["members"] != members:
+                raise PackError(f"{path}: a checkpoint of other cells ({state['members']}); delete it")
+
+        state = usable_checkpoint(path, made_by, device, "pack checkpoint", validate=same_members)
+        if state is None:
             return None
         plateau = Plateau(lr=[0.0] * len(members))
         plateau.load_state_dict(state["plateau"])

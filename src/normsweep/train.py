@@ -213,11 +213,16 @@ def fingerprint(spec: CellSpec, config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def stale_because(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+def stale_because(saved: Any, now: dict[str, Any] | list[dict[str, Any]]) -> list[str]:
     """The keys in which a checkpoint's fingerprint differs from the run's (all of them when
-    the checkpoint has none: made by an older version)."""
+    the checkpoint has none: made by an older version). A pack's fingerprint is a list, one
+    per member: the keys that differ for any member."""
     if saved is None:
         return ["(no fingerprint: an older version's checkpoint)"]
+    if isinstance(now, list):
+        if not isinstance(saved, list) or len(saved) != len(now):
+            return ["(the members)"]
+        return sorted({key for old, new in zip(saved, now, strict=True) for key in stale_because(old, new)})
     keys = sorted(set(saved) | set(now))
     changed = [k for k in keys if saved.get(k) != now.get(k)]
     if "training" in changed:  # name the knob
@@ -227,12 +232,21 @@ def stale_because(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[str
     return changed
 
 
-def usable_checkpoint(path: Path | None, now: dict[str, Any], device: torch.device, what: str) -> dict | None:
+def usable_checkpoint(
+    path: Path | None,
+    now: dict[str, Any] | list[dict[str, Any]],
+    device: torch.device,
+    what: str,
+    validate: Callable[[dict], None] | None = None,
+) -> dict | None:
     """The checkpoint's state when it was made by this run's settings; else None, logged with
-    the settings that changed (the stale file is left for the next save to replace)."""
+    the settings that changed (the stale file is left for the next save to replace).
+    ``validate(state)`` may refuse a checkpoint outright (it raises) before the comparison."""
     if path is None or not path.exists():
         return None
     state = tensorfile.load(path, what, map_location=device)
+    if validate is not None:
+        validate(state)
     changed = stale_because(state.get("fingerprint"), now)
     if changed:
         log.warning(
