@@ -13,7 +13,7 @@ from normsweep.fold import check_fold, first_conv
 from normsweep.models import model_spec
 from normsweep.results import write_json_atomic
 from normsweep.runner import load_splits
-from normsweep.train import normalize, resolve_normalization
+from normsweep.train import resolve_normalization
 
 log = _setup.start_logging(snakemake.log)
 model_name = snakemake.wildcards.model
@@ -29,8 +29,7 @@ with torch.inference_mode():
         mean, std = resolve_normalization(mean_label, std_label, stats.mean, stats.std)
         if mean is None:
             continue
-        diff = check_fold(net, x, mean, std)
-        scale = float(net(normalize(x, mean, std)).abs().max())
+        diff, scale = check_fold(net, x, mean, std)
         rows.append({"mean": mean_label, "std": std_label, "max_abs_diff": diff, "max_abs_output": scale})
         log.info(
             "(%s, %s): max |folded - normalized| = %.3g (outputs up to %.3g)",

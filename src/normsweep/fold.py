@@ -94,11 +94,15 @@ def fold_into_model(model: nn.Module, mean: Sequence[float], std: Sequence[float
     return folded
 
 
-def check_fold(model: nn.Module, images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> float:
-    """max |folded(x) - model((x - mean) / std)| over ``images`` (both in eval mode)."""
+def check_fold(
+    model: nn.Module, images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> tuple[float, float]:
+    """max |folded(x) - model((x - mean) / std)| over ``images`` (both in eval mode), and the
+    largest |model((x - mean) / std)| it is measured against."""
     from .train import normalize
 
     model.eval()
     with torch.inference_mode():
         reference = model(normalize(images, mean, std))
-        return float((fold_into_model(model, mean, std).eval()(images) - reference).abs().max())
+        diff = (fold_into_model(model, mean, std).eval()(images) - reference).abs().max()
+        return float(diff), float(reference.abs().max())
