@@ -277,7 +277,6 @@ def plan_packs(cells: Iterable[Cell], size: int, study: str, done: Any = None) -
     """The cells still to do (no result file: ``done(path)`` is False; default: the file exists)
     in packs of at most ``size``, per model and seed, in the order given. Finished cells are in
     no pack, so a pack never holds (nor overwrites) a finished cell."""
-    import os
 
     done = done or os.path.exists
     todo: dict[tuple[str, int], list[Cell]] = {}
@@ -348,6 +347,8 @@ def rename_old_channel_names(study: str, base: str | Path = ".") -> list[tuple[P
     the (old, new) paths it renamed."""
     import re
 
+    from .results import write_text_atomic
+
     old = re.compile(rf'(?<=["|~/]){_OLD_LABEL}(?=["|/]|$)')
 
     def new_text(text: str) -> str:
@@ -357,20 +358,13 @@ def rename_old_channel_names(study: str, base: str | Path = ".") -> list[tuple[P
     for top in (Path(base) / results_dir(study), Path(base) / logs_dir(study)):
         if not top.exists():
             continue
-        for path in sorted(top.rglob("*"), key=lambda p: len(p.parts)):  # (text first: names below)
-            if (
-                path.is_file()
-                and path.suffix in (".json", ".log")
-                and "," in path.read_text(errors="replace")
-            ):
+        for path in list(top.rglob("*")):  # labels inside the files first, then the names
+            if path.is_file() and (path.suffix == ".json" or path.name == "journal.log"):
                 text = path.read_text()
-                updated = new_text(text) if path.suffix == ".json" or path.name == "journal.log" else text
-                if updated != text:
-                    tmp = path.with_name(f".{path.name}.tmp")
-                    tmp.write_text(updated)
-                    os.replace(tmp, path)
+                if (updated := new_text(text)) != text:
+                    write_text_atomic(path, updated)
         for path in sorted(top.rglob("*~*,*"), key=lambda p: -len(p.parts)):  # deepest first
-            name = re.sub(rf"^((?:mean|std)~){_OLD_LABEL}", lambda m: m.group(0).replace(",", "_"), path.name)
+            name = re.sub(rf"^((?:mean|std)~){_OLD_LABEL}", lambda m: new_text(m.group(0)), path.name)
             if name != path.name:
                 target = path.with_name(name)
                 if target.exists():
@@ -386,6 +380,8 @@ def _rename_packs(study: str, base: str | Path) -> list[tuple[Path, Path]]:
     checkpoint take the new name, so that its cells keep it as their maker (read_packs)."""
     import json
 
+    from .results import write_json_atomic
+
     renamed = []
     for model_dir in sorted((Path(base) / results_dir(study)).glob("*/packs")):
         model = model_dir.parent.name
@@ -396,14 +392,11 @@ def _rename_packs(study: str, base: str | Path) -> list[tuple[Path, Path]]:
             old_id = path.stem.removeprefix("pack~")
             if old_id == pack.id:
                 continue
-            record["pack"] = pack.id
-            path.write_text(json.dumps(record, indent=2) + "\n")
+            write_json_atomic(path, {**record, "pack": pack.id})
             for member in record.get("results", []):  # each member's result names its pack
                 member_path = Path(base) / member
                 if member_path.exists():
-                    result = json.loads(member_path.read_text())
-                    result["pack"] = pack.id
-                    member_path.write_text(json.dumps(result, indent=2) + "\n")
+                    write_json_atomic(member_path, {**json.loads(member_path.read_text()), "pack": pack.id})
             wildcards = {"model": model, "seed": seed}
             for layout, top in ((PACK_RESULT, results_dir(study)), (PACK_LOG, logs_dir(study)),
                                 (PACK_CHECKPOINT, results_dir(study))):  # fmt: skip
