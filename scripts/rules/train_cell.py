@@ -2,7 +2,6 @@
 
 import _setup
 from normsweep import cells
-from normsweep.config import with_execution
 from normsweep.runner import run_cell
 
 log = _setup.start_logging(snakemake.log)
@@ -13,9 +12,7 @@ try:
         mean_label=w.mean,
         std_label=w.std,
         seed=int(w.seed),
-        model_config=with_execution(
-            snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device
-        ),
+        model_config=_setup.model_config(snakemake),
         output=snakemake.output[0],
         stats_path=snakemake.input.stats,
         checkpoint=cells.checkpoint_of(snakemake.output[0]),  # beside the result, under checkpoints/

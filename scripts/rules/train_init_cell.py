@@ -3,7 +3,6 @@ init_study block, with conv1's initial weights and biases scaled by its wildcard
 
 import _setup
 from normsweep import cells
-from normsweep.config import with_execution
 from normsweep.runner import run_cell
 
 log = _setup.start_logging(snakemake.log)
@@ -15,9 +14,7 @@ try:
         mean_label=cells.format_value(init_study["mean"]),
         std_label=cells.format_value(init_study["std"]),
         seed=int(w.seed),
-        model_config=with_execution(
-            snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device
-        ),
+        model_config=_setup.model_config(snakemake),
         output=snakemake.output[0],
         stats_path=snakemake.input.stats,
         checkpoint=snakemake.params.checkpoint,

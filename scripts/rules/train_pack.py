@@ -2,7 +2,6 @@
 the pack's file lists them."""
 
 import _setup
-from normsweep.config import with_execution
 from normsweep.results import write_json_atomic
 from normsweep.runner import run_pack
 
@@ -14,9 +13,7 @@ try:
         model=w.model,
         members=members,
         seed=int(w.seed),
-        model_config=with_execution(
-            snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device
-        ),
+        model_config=_setup.model_config(snakemake),
         outputs=snakemake.params.results,
         logs=snakemake.params.logs,
         stats_path=snakemake.input.stats,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import _setup
 from normsweep import cells
-from normsweep.config import with_execution
 from normsweep.results import write_json_atomic
 from normsweep.runner import run_pack
 
@@ -29,9 +28,7 @@ if todo:
         model=model,
         members=[(c.mean, c.std) for c in todo],
         seed=seed,
-        model_config=with_execution(
-            snakemake.params.cell, snakemake.threads, snakemake.resources.torch_device
-        ),
+        model_config=_setup.model_config(snakemake),
         outputs=[c.result_path(study) for c in todo],
         logs=[c.log_path(study) for c in todo],
         stats_path=snakemake.input.stats,
