@@ -91,6 +91,8 @@ def test_old_comma_names_are_found_and_renamed_once_keeping_every_file(tmp_path)
     )
 
     assert len(cells.old_channel_names("s", tmp_path)) == 2  # the cell's mean folder and the log's std folder
+    assert len(cells.old_channel_names("s", tmp_path, models=["resnet18"])) == 2
+    assert cells.old_channel_names("s", tmp_path, models=[]) == []  # a study of one-channel models only
     renamed = cells.rename_old_channel_names("s", tmp_path)
     assert cells.old_channel_names("s", tmp_path) == []
     new = cells.make_cell("resnet18", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], 1998)

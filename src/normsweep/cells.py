@@ -322,17 +322,19 @@ def rounds(n_trials: int, batch: int) -> list[int]:
 _OLD_LABEL = r"[-+0-9.e]+(?:,[-+0-9.e]+)+"
 
 
-def old_channel_names(study: str, base: str | Path = ".") -> list[Path]:
-    """The files and folders of ``study`` (under results/ and logs/) whose names still join
-    channels by commas (older versions): the workflow stops on them, naming the renaming script.
-    Lists folders only down to the cells' ``std~`` level: cheap for 10,000 cells."""
+def old_channel_names(study: str, base: str | Path = ".", models: Iterable[str] | None = None) -> list[Path]:
+    """The files and folders of ``study`` (under results/ and logs/; of ``models`` only, when
+    given) whose names still join channels by commas (older versions): the workflow stops on
+    them, naming the renaming script. Lists folders only down to the cells' ``std~`` level."""
     import re
 
     pattern = re.compile(rf"^(mean|std)~{_OLD_LABEL}$")
     found: list[Path] = []
     for top in (Path(base) / results_dir(study), Path(base) / logs_dir(study)):
-        for kind in ("cells", "train", "checkpoints"):
-            for mean_dir in top.glob(f"*/{kind}/mean~*"):
+        for model, kind in [
+            (m, k) for m in (["*"] if models is None else models) for k in ("cells", "train", "checkpoints")
+        ]:
+            for mean_dir in top.glob(f"{model}/{kind}/mean~*"):
                 if pattern.match(mean_dir.name):
                     found.append(mean_dir)
                     continue

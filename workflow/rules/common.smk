@@ -65,8 +65,11 @@ RESULTS = ns_cells.results_dir(STUDY)
 LOGS = ns_cells.logs_dir(STUDY)
 MODELS = sorted(config["models"])
 # Per-channel cells were named with commas, which fail on SLURM (see normsweep.cells): stop
-# on such names rather than train their cells again under the new ones.
-if OLD_CHANNEL_NAMES := ns_cells.old_channel_names(STUDY):
+# on such names rather than train their cells again under the new ones. Only models with
+# several channels can have them: a LeNet study's every start (and every job's) lists nothing.
+if OLD_CHANNEL_NAMES := ns_cells.old_channel_names(
+    STUDY, models=[m for m in MODELS if model_info(m).channels > 1]
+):
     raise WorkflowError(
         f"study {STUDY} holds {len(OLD_CHANNEL_NAMES)} per-channel cell folders named the old way, "
         f"with commas (e.g. {OLD_CHANNEL_NAMES[0]}); rename them once, keeping every result: "
