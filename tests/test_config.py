@@ -43,6 +43,7 @@ def test_good_config_gets_the_notebook_defaults():
         "test_subset": None,
         "device": "auto",
         "threads": 1,
+        "checkpoint_minutes": None,
         "deterministic": False,
     }
     assert config["models"]["lenet"]["seeds"] == [1998]

@@ -1,58 +1,163 @@
-"""ResNet18's data and model: the tiny ImageFolder shipped in the repo, its tensor cache,
-clear errors for bad folders, and training that really trains (or not, at epochs=0)."""
+"""ResNet18's data and model: the tiny ImageFolder shipped in the repo prepared into shards
+(exact pixels of the notebook's pipeline, changed images, corrupt files), streamed batches whose
+memory does not grow with the data set, and training that really trains (or not, at epochs=0)."""
 
 import hashlib
+import json
+import os
 import shutil
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT
-from normsweep import images, train
+from normsweep import batches, data, images, train
 from normsweep.data import DataError
 from normsweep.models import ResNet18
+from normsweep.runner import load_splits
 
 TINY = ROOT / "data" / "imagenette-tiny"
 
 
-def test_tiny_folder_decodes_to_uint8_crops():
-    split = images.decode(TINY, "train", 72, 64)
-    assert split.images.shape == (30, 3, 64, 64) and split.images.dtype == torch.uint8
-    assert split.classes == ["n01440764", "n02102040", "n02979186"]
-    assert split.labels.bincount().tolist() == [10, 10, 10]
-    assert images.describe(TINY)["val"]["images"] == 12
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """The tiny folder prepared at 40 -> 32 px in shards of 7 images (train 30: 5 shards, val 12: 2)."""
+    folder = tmp_path_factory.mktemp("prepared")
+    images.prepare_folder(TINY, folder, 40, 32, shard_size=7)
+    return folder
 
 
-def test_cache_is_reused_and_invalidated_when_an_image_changes(tmp_path):
+def notebook_pixels(split, resize=40, crop=32):
+    """The notebook's pipeline: ImageFolder, Resize, CenterCrop, ToTensor (float in [0, 1])."""
+    from torchvision import datasets, transforms
+
+    pipeline = transforms.Compose(
+        [transforms.Resize(resize), transforms.CenterCrop(crop), transforms.ToTensor()]
+    )
+    folder = datasets.ImageFolder(str(TINY / split), pipeline)
+    return torch.stack([folder[i][0] for i in range(len(folder))]), [label for _, label in folder.samples]
+
+
+def test_prepared_shards_are_the_notebook_pipelines_exact_pixels_in_any_order(prepared):
+    record = json.loads((prepared / "files.json").read_text())
+    assert record["val"]["shards"] == ["shards/val-00000.json", "shards/val-00001.json"]
+    assert len(record["train"]["shards"]) == 5 and record["train"]["classes"] == [
+        "n01440764",
+        "n02102040",
+        "n02979186",
+    ]
+    manifest = json.loads((prepared / "shards/val-00001.json").read_text())
+    assert manifest["shape"] == [5, 3, 32, 32] and manifest["transform"]["resize"] == 40
+    assert manifest["sha256"] == hashlib.sha256((prepared / "shards/val-00001.npy").read_bytes()).hexdigest()
+    assert np.load(prepared / "shards/val-00001.npy").shape == (5, 3, 32, 32)  # a plain .npy file
+    theirs, labels = notebook_pixels("val")
+    split = batches.Streamed(images.ShardedSplit.open(prepared, "val"))
+    ours, our_labels = next(split.batches(None, 100))
+    assert torch.equal(ours, theirs) and our_labels.tolist() == labels  # bit-exact, across two shards
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+    shuffled = list(split.batches(order, 5, start=1))  # from the second batch on (a resume)
+    assert [len(y) for _, y in shuffled] == [5, 2]
+    assert torch.equal(torch.cat([x for x, _ in shuffled]), theirs[order[5:]])
+
+
+def test_a_changed_image_changes_only_its_shard_and_bad_files_are_named(tmp_path):
     root = tmp_path / "folder"
     shutil.copytree(TINY, root)
-    first = images.load_cached(root, "train", 72, 64, tmp_path / "cache")
-    cache = images.cache_path(tmp_path / "cache", "train", 72, 64)
-    stamp = cache.stat().st_mtime_ns
-    again = images.load_cached(root, "train", 72, 64, tmp_path / "cache")
-    assert torch.equal(first.images, again.images) and cache.stat().st_mtime_ns == stamp  # not decoded again
-    victim = sorted((root / "train" / "n01440764").iterdir())[0]
-    shutil.copy(sorted((root / "train" / "n02102040").iterdir())[0], victim)  # another photo, same name
-    changed = images.load_cached(root, "train", 72, 64, tmp_path / "cache")
-    assert not torch.equal(changed.images[0], first.images[0])
-    assert torch.equal(images.read_cache(tmp_path / "cache", "train", 72, 64).images, changed.images)
-    with pytest.raises(DataError, match="no tensor cache"):
-        images.read_cache(tmp_path / "cache", "val", 72, 64)
-
-
-def test_corrupt_and_empty_folders_name_the_path(tmp_path):
-    root = tmp_path / "folder"
-    shutil.copytree(TINY, root)
-    bad = sorted((root / "val" / "n02979186").iterdir())[0]
-    bad.write_bytes(b"not a jpeg at all")
-    with pytest.raises(DataError, match=bad.name + ": not a readable image"):
-        images.decode(root, "val", 72, 64)
+    before = images.list_folder(root, shard_size=7)
+    victim = root / "val" / before["val"]["files"][8]  # in the second val shard
+    shutil.copy(root / "val" / before["val"]["files"][0], victim)  # another photo, same name
+    os.utime(victim, ns=(1, 1))
+    after = images.list_folder(root, shard_size=7)
+    assert [s["signature"] for s in after["train"]["shards"]] == [
+        s["signature"] for s in before["train"]["shards"]
+    ]
+    signatures = [
+        (a["signature"] == b["signature"]) for a, b in zip(before["val"]["shards"], after["val"]["shards"])
+    ]
+    assert signatures == [True, False]
+    victim.write_bytes(b"not a jpeg at all")
+    with pytest.raises(DataError, match=victim.name + ": not a readable image"):
+        images.prepare_shard(root, after, "val", 1, 40, 32, tmp_path / "out.npy")
     empty = tmp_path / "empty"
     (empty / "train" / "cats").mkdir(parents=True)
     with pytest.raises(DataError, match=str(empty / "train")):
-        images.decode(empty, "train", 72, 64)
+        images.list_split(empty, "train")
     with pytest.raises(DataError, match="no such folder"):
-        images.describe(tmp_path / "nowhere")
+        images.list_folder(tmp_path / "nowhere")
+
+
+def test_a_truncated_or_missing_shard_names_its_file(prepared, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared, copy)
+    pixels = copy / "shards/val-00001.npy"
+    pixels.write_bytes(pixels.read_bytes()[:-100])
+    split = images.ShardedSplit.open(copy, "val")
+    with pytest.raises(DataError, match=r"val-00001\.npy: truncated"):
+        split.read(np.arange(12))
+    pixels.unlink()
+    with pytest.raises(DataError, match=r"val-00001\.npy: a prepared shard is missing"):
+        images.ShardedSplit.open(copy, "val").read(np.arange(12))
+
+
+def test_statistics_summed_from_shard_histograms_are_exact(prepared):
+    manifests = [json.loads((prepared / name).read_text()) for name in json.loads(
+        (prepared / "files.json").read_text())["train"]["shards"]]  # fmt: skip
+    mean, std, n_images, n_pixels = images.histogram_stats(manifests)
+    every = images.ShardedSplit.open(prepared, "train").read(np.arange(30))
+    exact = data.exact_stats(torch.from_numpy(every), channel_dim=1)
+    assert (n_images, n_pixels) == (30, 30 * 32 * 32)
+    assert np.allclose(mean, exact.mean, rtol=0, atol=1e-12) and np.allclose(
+        std, exact.std, rtol=0, atol=1e-12
+    )
+
+
+def synthetic_split(folder, n, size=32):
+    """A prepared split of ``n`` random images (no decoding), as prepare_shard writes one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    header = images._npy_header((n, 3, size, size))
+    with open(folder / "x.npy", "wb") as handle:
+        handle.write(header)
+        for lo in range(0, n, 1000):
+            handle.write(rng.integers(0, 256, (min(1000, n - lo), 3, size, size), dtype=np.uint8).tobytes())
+    manifest = {"pixels": "x.npy", "shape": [n, 3, size, size], "header_bytes": len(header),
+                "labels": [i % 10 for i in range(n)], "files": [f"{i}.jpg" for i in range(n)]}  # fmt: skip
+    return images.ShardedSplit(folder, [manifest], [str(c) for c in range(10)])
+
+
+PEAK = """
+import resource, sys, torch
+sys.path.insert(0, {src!r}); sys.path.insert(0, {tests!r})
+from test_images import synthetic_split
+from pathlib import Path
+from normsweep import batches, train
+torch.set_num_threads(1)
+split = batches.Streamed(synthetic_split(Path({folder!r}), {n}), prefetch=2)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10),
+                          torch.nn.LogSoftmax(dim=1))
+net(torch.zeros(1, 3, 32, 32))
+opt = torch.optim.SGD(net.parameters(), lr=0.01)
+train.train_epoch(net, split, opt, 64, torch.Generator().manual_seed(0), norm=([0.5], [0.25]))
+train.evaluate(net, split, 256, norm=([0.5], [0.25]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_streamed_epoch_takes_the_same_memory_for_ten_times_the_images(tmp_path):
+    """Issue 17: memory bounded by the batch, not the data set. 20,000 images of 32 px are 61 MB
+    as uint8 and 246 MB as float32 (what the cells held before); an epoch over them and an
+    evaluation peak within 20 MB of the same over 2,000 (measured: 0-4 MB)."""
+    peaks = {}
+    for n in (2000, 20000):
+        code = PEAK.format(
+            src=str(ROOT / "src"), tests=str(ROOT / "tests"), folder=str(tmp_path / str(n)), n=n
+        )
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        peaks[n] = int(run.stdout.split()[-1])
+    assert peaks[20000] - peaks[2000] < 20, peaks
 
 
 def test_resnet18_replaces_its_last_layer_and_checks_weights(tmp_path):
@@ -72,8 +177,8 @@ def test_resnet18_replaces_its_last_layer_and_checks_weights(tmp_path):
 
 
 def small_split():
-    split = images.decode(TINY, "train", 40, 32)
-    return train.TensorData.from_uint8(split.images[:8], split.labels[:8])
+    pixels, labels = notebook_pixels("train")
+    return train.TensorData(pixels[:8], torch.tensor(labels[:8]))
 
 
 def test_one_training_step_changes_the_weights_and_evaluation_does_not():
@@ -121,11 +226,16 @@ def test_a_subset_of_an_image_folder_is_a_stratified_seeded_sample():
     assert torch.bincount(labels[:51], minlength=4).tolist() == [51, 0, 0, 0]  # what the first N was
 
 
-def test_a_cell_on_an_image_subset_sees_every_class(tmp_path):
-    from normsweep.runner import load_splits
-
+def test_a_cell_on_an_image_subset_sees_every_class_and_reads_only_its_sample(prepared, monkeypatch):
     config = {"data": str(TINY), "image": {"resize": 40, "crop": 32}, "training": {"test_subset": 6}}
-    for split in ("train", "val"):  # the tensor cache, as the data check makes it
-        images.load_cached(TINY, split, 40, 32, tmp_path)
-    _, test, classes = load_splits("resnet18", config, tmp_path)
+    _, test, classes = load_splits("resnet18", config, prepared)
     assert len(test) == 6 and torch.bincount(test.labels, minlength=classes).tolist() == [2, 2, 2]
+    read = []
+    original = images.ShardedSplit.read
+    monkeypatch.setattr(
+        images.ShardedSplit, "read", lambda self, ix: read.extend(ix.tolist()) or original(self, ix)
+    )
+    _, labels = next(test.batches(None, 100))
+    assert sorted(read) == test.index.tolist() and labels.tolist() == [0, 0, 1, 1, 2, 2]
+    again = load_splits("resnet18", config, prepared)[1]
+    assert torch.equal(again.index, test.index)  # every cell: the same sample

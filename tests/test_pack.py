@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from conftest import SMALL_MNIST, kill_in_epoch_2
 from normsweep import data, pack, train
-from normsweep.config import ConfigError, validate_config
+from normsweep.config import validate_config
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
 
 
@@ -208,14 +208,15 @@ def test_a_pack_too_large_for_the_device_names_pack_and_what_fits():
     pack.check_fits(10, 1_199_882, 64, torch.device("cpu"), available=10 * need + 1)  # fits: no error
 
 
-def test_an_unpackable_model_is_a_config_error(tmp_path):
+def test_a_resnet18_study_may_pack_but_its_networks_are_never_stacked(tmp_path):
+    """Issue 17: ResNet18's packs are separate networks (normsweep.multinet); the stacked
+    (vmap) pack would share BatchNorm across members, so it refuses them."""
     folder = tmp_path / "images"
     (folder / "train").mkdir(parents=True)
     config = {
         "cluster": {"pack": 4},
         "models": {"resnet18": {"data": str(folder), "references": {"none": "none"}}},
     }
-    with pytest.raises(ConfigError, match="cluster.pack.*resnet18 cannot be trained in packs"):
-        validate_config(config)
-    with pytest.raises(pack.PackError, match="cannot be packed"):
-        pack.check_packable("resnet18", 2)
+    assert validate_config(config)["cluster"]["pack"] == 4
+    with pytest.raises(pack.PackError, match="cannot be stacked"):
+        pack.check_stackable("resnet18")

@@ -5,7 +5,7 @@ import torch
 from torchvision import transforms
 
 from conftest import SMALL_MNIST, kill_in_epoch_2
-from normsweep import data, images, tensorfile, train
+from normsweep import data, tensorfile, train
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
 
 
@@ -167,15 +167,3 @@ def test_a_checkpoint_holding_an_object_is_refused_and_named(tiny, tmp_path):
     with pytest.raises(tensorfile.UnsafeFileError, match=r"seed~1998\.pt: refused to load this checkpoint"):
         train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
     assert not marker.exists()  # nothing in the file ran
-
-
-def test_an_image_cache_holding_an_object_is_refused_and_named(tmp_path):
-    marker = tmp_path / "code-ran"
-    cache = images.cache_path(tmp_path, "train", 40, 32)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"images": _RunsCodeWhenUnpickled(marker), "labels": [], "classes": []}, cache)
-    with pytest.raises(
-        tensorfile.UnsafeFileError, match=r"train-r40-c32\.pt: refused to load this image cache"
-    ):
-        images.read_cache(tmp_path, "train", 40, 32)
-    assert not marker.exists()

@@ -2,6 +2,8 @@
 image size) and an evaluation-only study of LeNet and ResNet18."""
 
 import json
+import re
+import shutil
 import subprocess
 
 import matplotlib.image as mpimg
@@ -12,12 +14,19 @@ from conftest import BIN, ROOT, data_dir, job_counts, snakemake, test_config
 
 
 def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
+    """Prepared in shards by jobs, trained one cell per job; a changed image prepares its
+    shard again and nothing else; a new image size trains the cells again, as one pack of
+    three separate networks that reads each batch once."""
     cfg = test_config("resnet.yaml")
+    shutil.copytree(cfg["models"]["resnet18"]["data"], tmp_path / "photos")
+    cfg["models"]["resnet18"]["data"] = str(tmp_path / "photos")
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    stats = json.loads((data_dir(tmp_path, cfg, "resnet18") / "stats.json").read_text())
+    assert len(re.findall(r"rule prepare_shard:", run.stdout + run.stderr)) == 3  # train 2 shards, val 1
+    folder = data_dir(tmp_path, cfg, "resnet18")
+    stats = json.loads((folder / "stats.json").read_text())
     assert len(stats["mean"]) == 3 and stats["n_images"] == 30  # exact per-channel statistics
     cells = pd.read_parquet(tmp_path / "results/rn/resnet18/tables/cells.parquet")
     assert len(cells) == 3 and (cells["n_train"] == 30).all() and (cells["n_test"] == 12).all()
@@ -27,30 +36,60 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
         ).read_text()
     )
     assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01
-    assert (data_dir(tmp_path, cfg, "resnet18") / "train-r40-c32.pt").exists()  # decoded once, cached
+    assert sorted(p.name for p in (folder / "shards").glob("*.npy")) == [
+        "train-00000.npy", "train-00001.npy", "val-00000.npy"
+    ]  # fmt: skip
     assert mpimg.imread(tmp_path / "results/rn/plots/heatmap.png").shape[0] > 300
     # (the RGB Optuna study: tests/test_slurm.py::test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs)
-    # a new image size: the data rules see it in their params, make the new cache, and the
-    # cells train again on it (issue 10: before, every cell failed with "no tensor cache")
-    cfg["models"]["resnet18"]["image"] = {"resize": 48, "crop": 40}
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    # another photo under a training image's name: its shard alone is prepared again
+    listing = json.loads((folder / "listing.json").read_text())
+    victim = tmp_path / "photos/train" / listing["train"]["files"][20]  # in the second train shard
+    shutil.copy(tmp_path / "photos/train" / listing["train"]["files"][0], victim.with_suffix(".tmp"))
+    victim.with_suffix(".tmp").rename(victim)
+    before = (folder / "shards/train-00000.npy").stat().st_mtime_ns
     target = "results/rn/resnet18/tables/cells.parquet"
+    changed = snakemake("--cores", "2", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert len(re.findall(r"rule prepare_shard:", changed.stdout + changed.stderr)) == 1, changed.stderr[
+        -3000:
+    ]
+    assert (folder / "shards/train-00000.npy").stat().st_mtime_ns == before
+    manifest = json.loads((folder / "shards/train-00001.json").read_text())
+    assert (
+        manifest["signature"]
+        == json.loads((folder / "listing.json").read_text())["train"]["shards"][1]["signature"]
+    )
+    # a new image size: the data rules see it in their params and prepare it, and the cells
+    # train again on it (issue 10: before, every cell failed with "no tensor cache")
+    cfg["models"]["resnet18"]["image"] = {"resize": 48, "crop": 40, "shard_size": 16}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (data_dir(tmp_path, cfg, "resnet18") / "train-r48-c40.pt").exists()
     files = json.loads((data_dir(tmp_path, cfg, "resnet18") / "files.json").read_text())
-    assert files["image"] == {"resize": 48, "crop": 40}
+    assert files["image"] == {"resize": 48, "crop": 40, "shard_size": 16}
     resized = pd.read_parquet(tmp_path / target)
     assert len(resized) == 3 and (resized["status"] == "ok").all()
     again = snakemake("-n", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
     # back to the first size: its data files are still there, and every cell trains again
-    cfg["models"]["resnet18"]["image"] = {"resize": 40, "crop": 32}
+    cfg["models"]["resnet18"]["image"] = {"resize": 40, "crop": 32, "shard_size": 16}
+    cfg["cluster"] = {"pack": 1}
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     back = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert job_counts(back.stdout)["train_cell"] == 3 and "check_data" not in job_counts(back.stdout), (
         back.stdout
     )
+    # the same cells in a new study with cluster.pack 3: one job of three separate networks
+    # (ResNet18 is never stacked: BatchNorm), each batch read once (issue 17)
+    cfg["study"], cfg["cluster"] = "rnpack", {"pack": 3}
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    packed = snakemake("--cores", "2", "--directory", str(tmp_path), "results/rnpack/resnet18/tables/cells.parquet",
+                       cwd=tmp_path)  # fmt: skip
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    assert len(re.findall(r"rule train_pack:", packed.stdout + packed.stderr)) == 1, packed.stderr[-3000:]
+    cells = pd.read_parquet(tmp_path / "results/rnpack/resnet18/tables/cells.parquet")
+    assert len(cells) == 3 and (cells["status"] == "ok").all() and (cells["pack_size"] == 3).all()
+    assert cells["final_train_loss"].nunique() == 3  # three networks, each with its own normalization
 
 
 def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_status(tmp_path):

@@ -28,8 +28,10 @@ def start_logging(log_files) -> logging.Logger:
 
 def model_config(smk) -> dict:
     """The model block a training job runs with: its rule's params (what the cell is) plus how
-    the job runs (its threads and the torch_device resource, kept out of the params so that
+    the job runs (its threads and the torch_device and checkpoint_seconds resources, kept out of the params so that
     changing them retrains nothing)."""
     from normsweep.config import with_execution
 
-    return with_execution(smk.params.cell, smk.threads, smk.resources.torch_device)
+    return with_execution(
+        smk.params.cell, smk.threads, smk.resources.torch_device, smk.resources.checkpoint_seconds
+    )

@@ -1,7 +1,8 @@
-"""Rule check_data (login node): check the data set, fetching MNIST first when it is
-missing and params.data allows it; an ImageFolder is decoded once into tensor caches here."""
+"""Rule check_data (login node): MNIST's files checked (md5), fetched first when missing and
+params.data allows it; an ImageFolder's record of its prepared shards (from the listing and the
+shards' manifests), which the cells read."""
 
-from pathlib import Path
+import json
 
 import _setup
 from normsweep import data, images
@@ -9,26 +10,22 @@ from normsweep.catalog import model_info
 from normsweep.results import write_json_atomic
 
 log = _setup.start_logging(snakemake.log)
-model = snakemake.wildcards.model
 settings = snakemake.params.data
 root = settings["root"]
-if model_info(model).dataset == "mnist":
+if model_info(snakemake.wildcards.model).dataset == "mnist":
     sums = data.ensure_mnist(root, download=settings["download"])
     log.info("%s: %d files, md5 checked", root, len(sums))
     record = {"root": str(root), "md5": sums}
 else:
-    image = settings["image"]
-    record = {**images.describe(root), "image": image}
+    listing_file, *manifest_files = snakemake.input
+    with open(listing_file) as handle:
+        listing = json.load(handle)
+    signatures = {(s["split"], s["index"]): s["signature"] for s in map(images.read_manifest, manifest_files)}
     for split in images.SPLITS:
-        split_data = images.load_cached(
-            root, split, image["resize"], image["crop"], Path(snakemake.output[0]).parent
-        )
-        log.info(
-            "%s/%s: %d images, %d classes, cached as tensors at %d px",
-            root,
-            split,
-            len(split_data.labels),
-            len(split_data.classes),
-            image["crop"],
-        )
+        for index, shard in enumerate(listing[split]["shards"]):
+            if signatures[(split, index)] != shard["signature"]:
+                raise data.DataError(f"{split} shard {index}: prepared from other images; rerun snakemake")
+        log.info("%s/%s: %d images, %d classes, %d shards", root, split, len(listing[split]["files"]),
+                 len(listing[split]["classes"]), len(listing[split]["shards"]))  # fmt: skip
+    record = images.data_record(root, settings["image"], listing)
 write_json_atomic(snakemake.output[0], record)

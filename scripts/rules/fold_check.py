@@ -19,7 +19,7 @@ log = _setup.start_logging(snakemake.log)
 model_name = snakemake.wildcards.model
 stats = DatasetStats.from_json(snakemake.input.stats)
 _, test, _ = load_splits(model_name, snakemake.params.cell, Path(snakemake.input.stats).parent)
-x = test.images[:500]
+x, _ = next(test.batches(None, 500))  # the first 500 test images, in [0, 1]
 torch.manual_seed(0)
 net = model_spec(model_name).build().eval()
 first, _ = first_conv(net)

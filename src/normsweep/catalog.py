@@ -10,13 +10,14 @@ from dataclasses import dataclass
 class ModelInfo:
     dataset: str  # the loader its data needs
     channels: int  # image channels: how many values a per-channel mean or std has
-    packable: bool  # many cells can train as one stacked model (normsweep.pack)
+    pack: str  # how a pack of its cells trains: "stacked" (normsweep.pack) or "separate" (normsweep.multinet)
 
 
 CATALOG: dict[str, ModelInfo] = {
-    "lenet": ModelInfo(dataset="mnist", channels=1, packable=True),
-    # BatchNorm's batch statistics, and one cell already fills a GPU
-    "resnet18": ModelInfo(dataset="imagefolder", channels=3, packable=False),
+    "lenet": ModelInfo(dataset="mnist", channels=1, pack="stacked"),
+    # BatchNorm's batch statistics are per network, and one cell already fills a GPU: a pack
+    # reads the data once for K separate networks (and evaluates K normalizations with one)
+    "resnet18": ModelInfo(dataset="imagefolder", channels=3, pack="separate"),
 }
 
 

@@ -46,11 +46,6 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict
     fill_defaults(config, schema)
     for name, model in config["models"].items():
         check_model(name, model)
-        if config["cluster"]["pack"] > 1 and not model_info(name).packable:
-            raise ConfigError(
-                f"config key 'cluster.pack': {name} cannot be trained in packs (its BatchNorm statistics "
-                f"are shared across a batch, and one cell already fills a GPU); use pack: 1 for a study with {name}"
-            )
     return config
 
 
@@ -250,7 +245,7 @@ def round_pack_runtime_minutes(config: Mapping[str, Any], model: str) -> int:
 
 #: Training settings that change how a cell runs, not what it computes: they are handed to the
 #: training jobs as threads and a resource, never as params, so changing them retrains nothing.
-EXECUTION_KEYS = ("threads", "device")
+EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes")
 
 
 def cell_params(model_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,9 +257,23 @@ def cell_params(model_config: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def with_execution(cell: Mapping[str, Any], threads: int, device: str) -> dict[str, Any]:
-    """A model block for the training code from a rule's params and how its job runs."""
-    return {**cell, "training": {**cell.get("training", {}), "threads": int(threads), "device": str(device)}}
+def checkpoint_seconds(training: Mapping[str, Any]) -> int:
+    """``training.checkpoint_minutes`` as a job's whole seconds (at least 1); 0 when unset."""
+    minutes = training.get("checkpoint_minutes")
+    return 0 if minutes is None else max(1, round(60 * minutes))
+
+
+def with_execution(
+    cell: Mapping[str, Any], threads: int, device: str, checkpoint_seconds: int = 0
+) -> dict[str, Any]:
+    """A model block for the training code from a rule's params and how its job runs
+    (``checkpoint_seconds``: 0 saves at epoch ends only)."""
+    execution = {
+        "threads": int(threads),
+        "device": str(device),
+        "checkpoint_minutes": checkpoint_seconds / 60.0 if checkpoint_seconds else None,
+    }
+    return {**cell, "training": {**cell.get("training", {}), **execution}}
 
 
 def cluster_resources(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,123 +1,323 @@
-"""An ImageFolder data set (``root/train/<class>/*.jpg``, ``root/val/<class>/*.jpg``) decoded,
-resized and center-cropped once, then kept as a uint8 tensor file: the normalization grid
-then pays the JPEG decode once per data set, not once per cell and epoch.
+"""An ImageFolder data set (``root/train/<class>/*.jpg``, ``root/val/<class>/*.jpg``) prepared
+once into shards of uint8 pixels, then streamed batch by batch by every cell.
+
+The folder is listed once (:func:`list_folder`, a file: the workflow's ``list_images``), then
+each shard of ``shard_size`` images is decoded, resized and center-cropped by its own job
+(:func:`prepare_shard`): RGB, ``Resize(resize)``, ``CenterCrop(crop)`` with PIL, exactly the
+notebook's ``ImageFolder`` + ``transforms`` pixels, stored as a numpy ``.npy`` file of
+N x 3 x crop x crop uint8 (150 KB per image at 224 px) beside a JSON manifest (files, labels,
+the transform, a sha256 of the pixel file, and a 256-bin histogram per channel from which the
+data set's exact statistics are summed). A cell reads a batch with one ``pread`` per run of
+consecutive images (:class:`ShardedSplit`): nothing is decoded per epoch, and its memory is
+the batch, whatever the data set's size (no memory map, whose touched pages would count in
+the job's resident memory until the file is closed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision import datasets, transforms
 
-from . import tensorfile
 from .data import DataError
 
 SPLITS = ("train", "val")
+#: How a shard's pixels were made and stored (recorded in each manifest).
+STORAGE = "npy uint8 N x 3 x crop x crop"
+INTERPOLATION = "PIL bilinear (torchvision Resize default, antialiased)"
+#: Images per shard: a 20,000-image split is two shards, ImageNet's train split 129 jobs.
+DEFAULT_SHARD_SIZE = 10_000
 
 
-@dataclass
-class ImageSplit:
-    images: torch.Tensor  # uint8, N x 3 x crop x crop
-    labels: torch.Tensor  # int64, N
-    classes: list[str]
+def _classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-
-def cache_path(folder: str | Path, split: str, resize: int, crop: int) -> Path:
-    return Path(folder) / f"{split}-r{resize}-c{crop}.pt"
-
-
-def _signature(files: list[str]) -> str:
-    """Names, sizes and modification times: a changed file invalidates the cache."""
-    digest = hashlib.sha256()
-    for name in files:
-        stat = Path(name).stat()
-        digest.update(f"{name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def _listing(root: str | Path, split: str) -> datasets.ImageFolder:
-    folder = Path(root) / split
     if not folder.is_dir():
+        root = folder.parent
         raise DataError(
-            f"{folder}: no such folder. An ImageFolder data set needs {Path(root)}/train/<class>/ "
-            f"and {Path(root)}/val/<class>/ with images in them."
+            f"{folder}: no such folder. An ImageFolder data set needs {root}/train/<class>/ "
+            f"and {root}/val/<class>/ with images in them."
         )
     try:
-        return datasets.ImageFolder(str(folder))
+        classes, index = find_classes(str(folder))
+        samples = make_dataset(str(folder), index, extensions=IMG_EXTENSIONS)
     except FileNotFoundError as error:  # no class folder, or no image in them
         raise DataError(f"{folder}: {error}. Put each class's images in {folder}/<class>/.") from None
+    return classes, samples
 
 
-def decode(root: str | Path, split: str, resize: int, crop: int) -> ImageSplit:
-    """Decode every image of a split: RGB, Resize(resize), CenterCrop(crop), as uint8."""
-    listing = _listing(root, split)
-    prepare = transforms.Compose(
-        [transforms.Resize(resize), transforms.CenterCrop(crop), transforms.PILToTensor()]
-    )
-    images = torch.empty((len(listing.samples), 3, crop, crop), dtype=torch.uint8)
-    for i, (path, _) in enumerate(listing.samples):
-        try:
-            with Image.open(path) as image:
-                images[i] = prepare(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as error:
-            raise DataError(f"{path}: not a readable image ({error}); remove or replace it") from None
-    labels = torch.tensor([label for _, label in listing.samples], dtype=torch.int64)
-    return ImageSplit(images, labels, list(listing.classes))
+def shard_signature(files: Sequence[str], stamps: Sequence[Sequence[int]]) -> str:
+    """Names, sizes and modification times of a shard's images: a changed image changes it."""
+    digest = hashlib.sha256()
+    for name, (size, mtime) in zip(files, stamps, strict=True):
+        digest.update(f"{name}|{size}|{mtime}\n".encode())
+    return digest.hexdigest()[:16]
 
 
-def load_cached(root: str | Path, split: str, resize: int, crop: int, cache_folder: str | Path) -> ImageSplit:
-    """The split from its tensor cache, decoding (and caching) it when the cache is missing
-    or the image files changed."""
-    listing = _listing(root, split)
-    files = [path for path, _ in listing.samples]
-    signature = _signature(files)
-    path = cache_path(cache_folder, split, resize, crop)
-    if path.exists():
-        cached = tensorfile.load(path, "image cache")
-        if cached.get("signature") == signature:
-            return ImageSplit(cached["images"], cached["labels"], cached["classes"])
-    split_data = decode(root, split, resize, crop)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(
-        {
-            "images": split_data.images,
-            "labels": split_data.labels,
-            "classes": split_data.classes,
-            "signature": signature,
-            "files": files,
-        },
-        tmp,
-    )
-    tmp.replace(path)
-    return split_data
+def list_split(root: str | Path, split: str, shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, Any]:
+    """One split's classes, files (relative to the split), labels, sizes and times, and its
+    shards (``start``, ``stop``, ``signature``) in ImageFolder's order."""
+    folder = Path(root) / split
+    classes, samples = _classes(folder)
+    files, labels, stamps = [], [], []
+    for path, label in samples:
+        stat = os.stat(path)
+        files.append(os.path.relpath(path, folder))
+        labels.append(int(label))
+        stamps.append([int(stat.st_size), int(stat.st_mtime_ns)])
+    shards = [
+        {"start": lo, "stop": min(lo + shard_size, len(files)),
+         "signature": shard_signature(files[lo : lo + shard_size], stamps[lo : lo + shard_size])}
+        for lo in range(0, len(files), shard_size)
+    ]  # fmt: skip
+    return {"classes": classes, "files": files, "labels": labels, "stamps": stamps, "shards": shards}
 
 
-def read_cache(folder: str | Path, split: str, resize: int, crop: int) -> ImageSplit:
-    """A split from the cache the data check made, without listing the image folder again
-    (a cell must not stat a million files on a shared file system)."""
-    path = cache_path(folder, split, resize, crop)
-    if not path.exists():
-        raise DataError(f"{path}: no tensor cache; the check_data rule makes it (rerun snakemake)")
-    cached = tensorfile.load(path, "image cache")
-    return ImageSplit(cached["images"], cached["labels"], cached["classes"])
-
-
-def describe(root: str | Path) -> dict[str, object]:
-    """What check_data records of an ImageFolder: classes and image counts per split."""
-    out: dict[str, object] = {"root": str(root)}
+def list_folder(root: str | Path, shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, Any]:
+    """The listing of both splits (what the shards are made from), checked to hold the same classes."""
+    out: dict[str, Any] = {"root": str(root), "shard_size": shard_size}
     for split in SPLITS:
-        listing = _listing(root, split)
-        out[split] = {"images": len(listing.samples), "classes": listing.classes}
-    train_classes, val_classes = out["train"]["classes"], out["val"]["classes"]  # type: ignore[index]
-    if train_classes != val_classes:
-        raise DataError(f"{root}: train/ has classes {train_classes} but val/ has {val_classes}")
-    return json.loads(json.dumps(out))
+        out[split] = list_split(root, split, shard_size)
+    if out["train"]["classes"] != out["val"]["classes"]:
+        raise DataError(
+            f"{root}: train/ has classes {out['train']['classes']} but val/ has {out['val']['classes']}"
+        )
+    return out
+
+
+def folder_stamp(root: str | Path) -> str:
+    """A cheap fingerprint of an ImageFolder for planning: the modification times of its split
+    and class folders (a file added, removed or replaced by a rename changes one). It decides
+    when the folder is listed again; the listing's per-file times then decide which shards are
+    prepared again. "missing" when the folder is not there (the listing then says what is wrong)."""
+    digest = hashlib.sha256()
+    try:
+        for split in SPLITS:
+            folder = Path(root) / split
+            digest.update(f"{split}|{folder.stat().st_mtime_ns}\n".encode())
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if entry.is_dir():
+                    digest.update(f"{entry.name}|{entry.stat().st_mtime_ns}\n".encode())
+    except OSError:
+        return "missing"
+    return digest.hexdigest()[:16]
+
+
+def decode_image(path: str | Path, resize: int, crop: int) -> np.ndarray:
+    """One image as the notebook's pipeline sees it, before ToTensor's division by 255:
+    ImageFolder's loader (RGB), Resize(resize), CenterCrop(crop); 3 x crop x crop uint8."""
+    from torchvision import transforms
+
+    prepare = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop)])
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(prepare(image.convert("RGB")), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"{path}: not a readable image ({error}); remove or replace it") from None
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def prepare_shard(
+    root: str | Path, listing: dict[str, Any], split: str, index: int, resize: int, crop: int, out: str | Path
+) -> dict[str, Any]:
+    """Decode shard ``index`` of ``split`` (from the listing) into ``out`` (.npy, written to a
+    temporary file then renamed); return its manifest. Memory: one image at a time."""
+    part = listing[split]
+    shard = part["shards"][index]
+    lo, hi = shard["start"], shard["stop"]
+    files = part["files"][lo:hi]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    digest = hashlib.sha256()
+    histogram = np.zeros((3, 256), dtype=np.int64)
+    with open(tmp, "wb") as handle:
+        header = _npy_header((len(files), 3, crop, crop))
+        handle.write(header)
+        digest.update(header)
+        for name in files:
+            pixels = decode_image(Path(root) / split / name, resize, crop)
+            for c in range(3):
+                histogram[c] += np.bincount(pixels[c].ravel(), minlength=256)
+            handle.write(pixels.tobytes())
+            digest.update(pixels.tobytes())
+    os.replace(tmp, out)
+    return {
+        "split": split,
+        "index": index,
+        "pixels": out.name,
+        "shape": [len(files), 3, crop, crop],
+        "header_bytes": len(header),
+        "sha256": digest.hexdigest(),
+        "signature": shard["signature"],
+        "transform": {"resize": resize, "crop": crop, "interpolation": INTERPOLATION, "storage": STORAGE},
+        "files": files,
+        "labels": part["labels"][lo:hi],
+        "histogram": histogram.tolist(),
+    }
+
+
+def shard_stem(split: str, index: int) -> str:
+    """Where a shard lives in a data folder: ``<stem>.npy`` (pixels) and ``<stem>.json`` (manifest)."""
+    return f"shards/{split}-{index:05d}"
+
+
+def data_record(root: str | Path, image: dict[str, Any], listing: dict[str, Any]) -> dict[str, Any]:
+    """What the data check records (``files.json``): per split its image count, classes and
+    shard manifests, in order; readers open the shards from it."""
+    record: dict[str, Any] = {"root": str(root), "image": dict(image)}
+    for split in SPLITS:
+        part = listing[split]
+        record[split] = {
+            "images": len(part["files"]),
+            "classes": part["classes"],
+            "shards": [f"{shard_stem(split, i)}.json" for i in range(len(part["shards"]))],
+        }
+    return record
+
+
+def prepare_folder(
+    root: str | Path, folder: str | Path, resize: int, crop: int, shard_size: int = DEFAULT_SHARD_SIZE
+) -> dict[str, Any]:
+    """List, prepare every shard and record, in one process: what the workflow's data jobs do
+    (one job per shard), for a script or a test. Returns the record."""
+    from .results import write_json_atomic
+
+    folder = Path(folder)
+    listing = list_folder(root, shard_size)
+    for split in SPLITS:
+        for index in range(len(listing[split]["shards"])):
+            stem = folder / shard_stem(split, index)
+            manifest = prepare_shard(root, listing, split, index, resize, crop, stem.with_suffix(".npy"))
+            write_json_atomic(stem.with_suffix(".json"), manifest)
+    record = data_record(root, {"resize": resize, "crop": crop, "shard_size": shard_size}, listing)
+    write_json_atomic(folder / "files.json", record)
+    return record
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def histogram_stats(manifests: Sequence[dict[str, Any]]) -> tuple[list[float], list[float], int, int]:
+    """Exact per-channel mean and (population) std on the [0, 1] scale, summed from the shards'
+    histograms: every pixel counted once, no per-batch averaging. Also images and pixels per channel."""
+    counts = sum((np.asarray(m["histogram"], dtype=np.float64) for m in manifests), np.zeros((3, 256)))
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    total = counts.sum(axis=1)
+    mean = (counts * levels).sum(axis=1) / total
+    var = (counts * (levels[None, :] - mean[:, None]) ** 2).sum(axis=1) / total
+    return mean.tolist(), np.sqrt(var).tolist(), sum(m["shape"][0] for m in manifests), int(total[0])
+
+
+class ShardedSplit:
+    """A prepared split read batch by batch from its shards (``manifests`` in order, their pixel
+    files in ``folder``). Its labels and classes are in memory (8 bytes per image); pixels are
+    read on demand with ``os.pread``: one call per run of consecutive images."""
+
+    def __init__(self, folder: str | Path, manifests: Sequence[dict[str, Any]], classes: Sequence[str]):
+        self.folder = Path(folder)
+        self.classes = list(classes)
+        self.shapes = [tuple(m["shape"]) for m in manifests]
+        self.image_shape = self.shapes[0][1:] if self.shapes else (3, 0, 0)
+        self.image_bytes = int(np.prod(self.image_shape))
+        self.offsets = [int(m["header_bytes"]) for m in manifests]
+        self.paths = [self.folder / m["pixels"] for m in manifests]
+        sizes = [s[0] for s in self.shapes]
+        self.starts = np.cumsum([0, *sizes])
+        self.labels = torch.tensor([label for m in manifests for label in m["labels"]], dtype=torch.int64)
+        self.files = [f for m in manifests for f in m["files"]]
+        self._fds: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, folder: str | Path, split: str) -> ShardedSplit:
+        """The split as the data check recorded it in ``folder/files.json``."""
+        folder = Path(folder)
+        record_path = folder / "files.json"
+        if not record_path.exists():
+            raise DataError(f"{record_path}: no data record; the check_data rule makes it (rerun snakemake)")
+        record = json.loads(record_path.read_text())
+        manifests = []
+        for name in record[split]["shards"]:
+            manifest = json.loads((folder / name).read_text())
+            manifest["pixels"] = str(Path(name).parent / manifest["pixels"])  # beside its manifest
+            manifests.append(manifest)
+        return cls(folder, manifests, record[split]["classes"])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _fd(self, shard: int) -> int:
+        with self._lock:  # reading threads share one descriptor per shard
+            if shard not in self._fds:
+                try:
+                    self._fds[shard] = os.open(self.paths[shard], os.O_RDONLY)
+                except FileNotFoundError:
+                    raise DataError(
+                        f"{self.paths[shard]}: a prepared shard is missing; rerun snakemake"
+                    ) from None
+            return self._fds[shard]
+
+    def read(self, index: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The images ``index`` (global positions, any order) as an n x 3 x H x W uint8 array."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), *self.image_shape), dtype=np.uint8)
+        flat = out.reshape(len(index), -1)
+        shard_of = np.searchsorted(self.starts, index, side="right") - 1
+        i = 0
+        while i < len(index):  # a run: consecutive images of one shard, read at once
+            j = i + 1
+            while j < len(index) and shard_of[j] == shard_of[i] and index[j] == index[j - 1] + 1:
+                j += 1
+            shard = int(shard_of[i])
+            local = int(index[i] - self.starts[shard])
+            wanted = (j - i) * self.image_bytes
+            got = os.preadv(self._fd(shard), [memoryview(flat[i:j]).cast("B")],
+                            self.offsets[shard] + local * self.image_bytes)  # fmt: skip
+            if got != wanted:
+                raise DataError(
+                    f"{self.paths[shard]}: truncated ({got} of {wanted} bytes); delete it and rerun"
+                )
+            i = j
+        return out
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def prefetched(reads: Iterator[np.ndarray | Any], depth: int) -> Iterator[Any]:
+    """Run the callables of ``reads`` ``depth`` ahead on threads (``os.pread`` and the copies
+    release the GIL, so reading overlaps the training step); yield their results in order."""
+    depth = max(1, depth)
+    with ThreadPoolExecutor(max_workers=depth) as pool:
+        pending = []
+        for read in reads:
+            pending.append(pool.submit(read))
+            if len(pending) > depth:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
 
 
 def stratified_sample(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor | None:

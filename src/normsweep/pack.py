@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
+from .batches import Split
 from .catalog import model_info
 from .models import model_spec
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord
 from .train import (
     CellSpec,
-    TensorData,
     TrainConfig,
     cell_result,
     device_name,
@@ -125,11 +125,11 @@ class Plateau:
         self.cooldown_counter = [int(v) for v in state["cooldown_counter"]]
 
 
-def check_packable(model: str, pack: int) -> None:
-    if pack > 1 and not model_info(model).packable:
+def check_stackable(model: str) -> None:
+    if model_info(model).pack != "stacked":
         raise PackError(
-            f"config key 'cluster.pack': {model} cannot be packed (BatchNorm statistics are shared "
-            f"across a batch, and one cell already fills a GPU); use pack: 1 for it"
+            f"{model} cannot be stacked (its BatchNorm statistics would be shared across the members); "
+            f"normsweep.multinet.train_separate trains its packs"
         )
 
 
@@ -287,18 +287,16 @@ class PackState:
 
 
 def _check_members(specs: Sequence[CellSpec]) -> None:
-    def start(spec: CellSpec) -> tuple:  # what must be equal for members to share a start
-        return spec.model, spec.seed, spec.num_classes, spec.weights, spec.init_weight, spec.init_bias
+    from .multinet import same_start
 
-    if any(start(spec) != start(specs[0]) for spec in specs):
-        raise PackError("a pack holds cells of one model and one seed with the same start")
-    check_packable(specs[0].model, len(specs))
+    same_start(specs)
+    check_stackable(specs[0].model)
 
 
 def train_pack(
     specs: Sequence[CellSpec],
-    train: TensorData,
-    test: TensorData,
+    train: Split,
+    test: Split,
     config: TrainConfig,
     checkpoint: Path | None = None,
     pack_id: str = "",
@@ -323,7 +321,7 @@ def train_pack(
     k = len(specs)
     names = [name for name, _ in base.named_parameters()]
     check_fits(k, sum(p.numel() for p in base.parameters()), config.batch_size, device)
-    channels = train.images.shape[1]
+    channels = train.channels
     mean = torch.stack([_per_channel(s.mean, 0.0, channels) for s in specs]).to(device)
     std = torch.stack([_per_channel(s.std, 1.0, channels) for s in specs]).to(device)
     shuffle = torch.Generator().manual_seed(first.seed)
@@ -335,12 +333,11 @@ def train_pack(
     else:
         log.info("pack %s resumed from %s after epoch %d", pack_id, checkpoint, state.epoch)
     member_log_probs, batched_loss = _stacked(base)
-    train_x, train_y = train.images.to(device), train.labels.to(device)
-    test_x, test_y = test.images.to(device), test.labels.to(device)
+    train_d, test_d = train.to(device), test.to(device)
 
     def evaluate_active() -> tuple[list[float], list[float]]:
         rows = state.rows(device)
-        return _evaluate(member_log_probs, state.params, mean[rows], std[rows], test_x, test_y,
+        return _evaluate(member_log_probs, state.params, mean[rows], std[rows], test_d,
                          config.test_batch_size, eval_chunk, base)  # fmt: skip
 
     def record(i: int, entry: EpochRecord) -> None:
@@ -356,8 +353,8 @@ def train_pack(
         tic = time.perf_counter()
         lr_of = {i: state.plateau.lr[i] for i in state.active}  # the rates this epoch trains with
         base.train()
-        order = torch.randperm(len(train), generator=shuffle).to(device)
-        train_loss = _train_epoch(state, names, batched_loss, mean, std, (train_x, train_y, order),
+        order = torch.randperm(len(train), generator=shuffle)
+        train_loss = _train_epoch(state, names, batched_loss, mean, std, (train_d, order),
                                   config.batch_size, lr_of, on_step)  # fmt: skip
         diverged = [i for i in state.active if not math.isfinite(train_loss[i])]
         for i in diverged:
@@ -417,23 +414,22 @@ def _train_epoch(
     batched_loss: Callable,
     mean: torch.Tensor,
     std: torch.Tensor,
-    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    data: tuple[Split, torch.Tensor],
     batch_size: int,
     lr_of: dict[int, float],
     on_step: Callable[[list[int], torch.Tensor], None] | None,
 ) -> dict[int, float]:
     """One pass of every active member over the epoch's (shuffled) batches; each member's mean
-    batch loss (NaN or infinite: it diverged), with one device sync. ``data``: images, labels and
-    the epoch's order of them."""
-    images, labels, order = data
-    device = images.device
+    batch loss (NaN or infinite: it diverged), with one device sync. ``data``: the split and
+    the epoch's order of it."""
+    split, order = data
+    device = mean.device
     rows = state.rows(device)
     lr = torch.tensor([lr_of[i] for i in state.active], dtype=torch.float32, device=device)
     loss_sum = torch.zeros(len(state.active), device=device)
     n_batches = 0
-    for start in range(0, len(labels), batch_size):
-        index = order[start : start + batch_size]
-        losses = batched_loss(state.params, mean[rows], std[rows], images[index], labels[index])
+    for images, labels in split.batches(order, batch_size):
+        losses = batched_loss(state.params, mean[rows], std[rows], images, labels)
         grads = torch.autograd.grad(losses.sum(), [state.params[n] for n in names])
         state.update(names, grads, lr)
         loss_sum += losses.detach()
@@ -472,21 +468,22 @@ def _adadelta(
 
 
 @torch.inference_mode()
-def _evaluate(log_probs, params, mean, std, x, y, batch_size, chunk, base) -> tuple[list[float], list[float]]:
-    """Test accuracy and mean test loss of every member (``chunk`` members at a time, so that
-    a large test batch times many members stays within memory)."""
+def _evaluate(
+    log_probs, params, mean, std, data: Split, batch_size, chunk, base
+) -> tuple[list[float], list[float]]:
+    """Test accuracy and mean test loss of every member: each batch read once, the members
+    ``chunk`` at a time (so that a large test batch times many members stays within memory)."""
     base.eval()
     k = mean.shape[0]
-    correct = torch.zeros(k, dtype=torch.int64, device=x.device)
-    loss_sum = torch.zeros(k, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(k, dtype=torch.int64, device=mean.device)
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=mean.device)
     forward = vmap(log_probs, in_dims=(0, 0, 0, None))
-    for lo in range(0, k, chunk):
-        part = {n: p[lo : lo + chunk].detach() for n, p in params.items()}
-        for start in range(0, len(y), batch_size):
-            images, labels = x[start : start + batch_size], y[start : start + batch_size]
+    for images, labels in data.batches(None, batch_size):
+        for lo in range(0, k, chunk):
+            part = {n: p[lo : lo + chunk].detach() for n, p in params.items()}
             out = forward(part, mean[lo : lo + chunk], std[lo : lo + chunk], images)  # chunk x B x classes
             nll = -out.gather(2, labels.expand(out.shape[0], -1).unsqueeze(2)).squeeze(2)
             loss_sum[lo : lo + chunk] += nll.double().sum(dim=1)
             correct[lo : lo + chunk] += (out.argmax(dim=2) == labels).sum(dim=1)
-    n = max(len(y), 1)
+    n = max(len(data), 1)
     return (correct.double() / n).tolist(), (loss_sum / n).tolist()

@@ -9,17 +9,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import data, images
+from . import data
+from .batches import Split, open_splits
 from .catalog import model_info
 from .models import model_spec
 from .results import CellResult, EpochRecord, write_result
-from .train import CellSpec, TensorData, TrainConfig, epoch_message, resolve_normalization, train_cell
+from .train import CellSpec, TrainConfig, epoch_message, resolve_normalization, train_cell
 
 log = logging.getLogger("normsweep.runner")
-
-
-#: The seed of an ImageFolder's train_subset / test_subset sample: one sample for every cell.
-SUBSET_SEED = 0
 
 
 def train_config(model: str, training: Mapping[str, Any]) -> TrainConfig:
@@ -33,35 +30,14 @@ def train_config(model: str, training: Mapping[str, Any]) -> TrainConfig:
 
 
 def load_splits(
-    model: str, model_config: Mapping[str, Any], cache_folder: str | Path | None = None
-) -> tuple[TensorData, TensorData, int]:
-    """Training and test data as tensors, and the number of classes; ImageFolder sets come from their tensor cache
-    (in ``cache_folder``, made by the data check) so that no cell decodes a JPEG."""
+    model: str, model_config: Mapping[str, Any], data_folder: str | Path | None = None
+) -> tuple[Split, Split, int]:
+    """A cell's training and test data and the number of classes, from what the data check
+    recorded in ``data_folder`` (prepared ImageFolder shards are streamed, not loaded)."""
     training = model_config.get("training", {})
-    root = model_config["data"]
-    dataset = model_info(model).dataset
-    if dataset == "mnist":
-        train = data.load_mnist(root, train=True, limit=training.get("train_subset"))
-        test = data.load_mnist(root, train=False, limit=training.get("test_subset"))
-        num_classes = 10
-    else:
-        image = model_config.get("image", {"resize": 256, "crop": 224})
-        if cache_folder is not None:  # the workflow: check_data has decoded and cached the folder
-            train = images.read_cache(cache_folder, "train", image["resize"], image["crop"])
-            test = images.read_cache(cache_folder, "val", image["resize"], image["crop"])
-        else:
-            train = images.load_cached(root, "train", image["resize"], image["crop"], root)
-            test = images.load_cached(root, "val", image["resize"], image["crop"], root)
-        for split, n in ((train, training.get("train_subset")), (test, training.get("test_subset"))):
-            index = images.stratified_sample(split.labels, n, SUBSET_SEED)  # not the first N: one class
-            if index is not None:
-                split.images, split.labels = split.images[index], split.labels[index]
-        num_classes = len(train.classes)
-    return (
-        TensorData.from_uint8(train.images, train.labels),
-        TensorData.from_uint8(test.images, test.labels),
-        num_classes,
-    )
+    subsets = (training.get("train_subset"), training.get("test_subset"))
+    prefetch = max(2, int(training.get("threads") or 1))
+    return open_splits(model_config["data"], data_folder, subsets, prefetch)
 
 
 def cell_spec(
@@ -161,6 +137,7 @@ def run_pack(
     """Train the cells ``members`` ((mean label, std label) of one seed) as one pack; each
     writes its own result (``outputs``) and its own per-epoch log lines (``logs``), as a cell
     trained alone does. The pack's checkpoint goes once every result is written."""
+    from .multinet import evaluate_pack, train_separate
     from .pack import train_pack
 
     stats = data.DatasetStats.from_json(stats_path)
@@ -180,9 +157,13 @@ def run_pack(
 
     log.info("pack %s: %d cells of %s, seed %s, %d train / %d test images", pack_id, len(specs), model, seed,
              len(train), len(test))  # fmt: skip
-    results = train_pack(
-        specs, train, test, config, Path(checkpoint) if checkpoint else None, pack_id, on_epoch=log_epoch
-    )
+    saved = Path(checkpoint) if checkpoint else None
+    if config.epochs == 0:  # evaluation only: one network, each test batch normalized K ways
+        results = evaluate_pack(specs, test, config, pack_id, len(train))
+    elif model_info(model).pack == "stacked":
+        results = train_pack(specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
+    else:  # K networks, each batch read once
+        results = train_separate(specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
     for result, output in zip(results, outputs, strict=True):
         write_result(output, result)
     if checkpoint is not None:

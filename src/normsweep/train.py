@@ -1,7 +1,10 @@
-"""Training of one cell: plain loops over data held as tensors on the device.
+"""Training of one cell: the plain loops of the PyTorch MNIST example over batches of a
+:class:`normsweep.batches.Split` (held on the device, or streamed from prepared shards).
 
-The normalization ``(x - mean) / std`` is one tensor operation over the whole data set,
-done once per cell on the device: no per-sample PIL transform, no DataLoader.
+The normalization ``(x - mean) / std`` is one tensor operation per batch on the device: no
+per-sample PIL transform, no DataLoader. A checkpoint is saved after every epoch and, with
+``checkpoint_minutes``, inside an epoch too (with the position in the epoch's batch order), so
+that an epoch longer than a job's time limit still finishes over several attempts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from . import cells as cellnames
 from . import tensorfile
+from .batches import Split
 from .config import EXECUTION_KEYS
 from .models import model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
@@ -39,26 +43,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": CUDA when there is one, else the CPU
     threads: int | None = None  # CPU threads for torch; None leaves torch's default
     deterministic: bool = False
-
-
-@dataclass
-class TensorData:
-    """A split as tensors: images as float in [0, 1] (N x C x H x W) and int64 labels."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    @classmethod
-    def from_uint8(cls, images: torch.Tensor, labels: torch.Tensor) -> TensorData:
-        if images.dim() == 3:  # N x H x W (MNIST): add the channel axis
-            images = images.unsqueeze(1)
-        return cls(images.to(torch.float32).div_(255.0), labels)
-
-    def to(self, device: torch.device) -> TensorData:
-        return TensorData(self.images.to(device), self.labels.to(device))
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+    checkpoint_minutes: float | None = None  # also save inside an epoch this often (None: at its end only)
 
 
 def normalize(
@@ -100,43 +85,93 @@ def set_determinism(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+@dataclass
+class Position:
+    """Where a run is inside an epoch: batches done, their summed loss, and the shuffle
+    generator's state at the epoch's start (which gives the epoch's batch order again)."""
+
+    batch: int
+    loss_sum: float | torch.Tensor  # a tensor on the device while training (no sync per batch)
+    shuffle_state: torch.Tensor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, "loss_sum": self.loss_sum, "shuffle_state": self.shuffle_state}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> Position | None:
+        if not raw:
+            return None
+        loss = raw["loss_sum"]  # one value (a cell) or one per member (a pack)
+        loss_sum = float(loss) if isinstance(loss, int | float) else torch.tensor(loss, dtype=torch.float64)
+        return cls(int(raw["batch"]), loss_sum, raw["shuffle_state"].cpu())
+
+
+class Every:
+    """Due every ``minutes`` (0: after every batch; None: never) since the last time it was due."""
+
+    def __init__(self, minutes: float | None):
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        if self.seconds is None or time.monotonic() - self.last < self.seconds:
+            return False
+        self.last = time.monotonic()
+        return True
+
+
 def train_epoch(
     model: torch.nn.Module,
-    data: TensorData,
+    data: Split,
     optimizer: torch.optim.Optimizer,
     batch_size: int,
     generator: torch.Generator,
     on_step: Callable[[torch.Tensor], None] | None = None,
+    norm: tuple[Sequence[float] | None, Sequence[float] | None] = (None, None),
+    position: Position | None = None,
+    save: Callable[[Position], None] | None = None,
 ) -> float:
-    """One pass over shuffled training data; returns the mean batch loss (NaN if diverged)."""
+    """One pass over shuffled training data, normalized by ``norm`` (mean, std); returns the
+    mean batch loss (NaN if diverged). From ``position`` when resuming inside the epoch;
+    ``save(position)`` is offered the position after every batch (it decides whether to save)."""
     model.train()
-    order = torch.randperm(len(data), generator=generator).to(data.images.device)
-    loss_sum = torch.zeros((), device=data.images.device)
-    n_batches = 0
-    for start in range(0, len(data), batch_size):
-        index = order[start : start + batch_size]
+    device = next(model.parameters()).device
+    if position is None:
+        position = Position(0, 0.0, generator.get_state())
+    else:
+        generator.set_state(position.shuffle_state)
+    order = torch.randperm(len(data), generator=generator)
+    loss_sum = torch.tensor(position.loss_sum, device=device)
+    n_batches = position.batch
+    for images, labels in data.batches(order, batch_size, start=position.batch):
         optimizer.zero_grad()
-        output = model(data.images[index])
-        loss = F.nll_loss(output, data.labels[index])
+        output = model(normalize(images, *norm))
+        loss = F.nll_loss(output, labels)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach()
         n_batches += 1
+        if save is not None:
+            save(Position(n_batches, loss_sum, position.shuffle_state))
         if on_step is not None:  # e.g. a test comparing with a pack, step by step
             on_step(loss.detach())
     return float(loss_sum) / max(n_batches, 1)  # one device sync per epoch
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, data: TensorData, batch_size: int) -> tuple[float, float]:
-    """Test accuracy and mean test loss."""
+def evaluate(
+    model: torch.nn.Module,
+    data: Split,
+    batch_size: int,
+    norm: tuple[Sequence[float] | None, Sequence[float] | None] = (None, None),
+) -> tuple[float, float]:
+    """Test accuracy and mean test loss, the test data normalized by ``norm`` (mean, std)."""
     model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=data.images.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=data.images.device)
-    for start in range(0, len(data), batch_size):
-        images = data.images[start : start + batch_size]
-        labels = data.labels[start : start + batch_size]
-        output = model(images)
+    device = next(model.parameters()).device
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for images, labels in data.batches(None, batch_size):
+        output = model(normalize(images, *norm))
         loss_sum += F.nll_loss(output, labels, reduction="sum").double()
         correct += (output.argmax(dim=1) == labels).sum()
     n = max(len(data), 1)
@@ -269,8 +304,8 @@ def epoch_message(record: EpochRecord, epochs: int) -> str:
 
 def train_cell(
     spec: CellSpec,
-    train: TensorData,
-    test: TensorData,
+    train: Split,
+    test: Split,
     config: TrainConfig,
     on_step: Callable[[torch.Tensor], None] | None = None,
 ) -> CellResult:
@@ -286,8 +321,8 @@ def train_cell(
     model_info = model_spec(spec.model)
     set_determinism(spec.seed, config.deterministic)
 
-    train_d = TensorData(normalize(train.images, spec.mean, spec.std), train.labels).to(device)
-    test_d = TensorData(normalize(test.images, spec.mean, spec.std), test.labels).to(device)
+    train_d, test_d = train.to(device), test.to(device)
+    norm = (spec.mean, spec.std)
 
     model = initial_model(spec, device)
     optimizer = model_info.make_optimizer(model.parameters(), config.lr)
@@ -296,24 +331,35 @@ def train_cell(
     shuffle = torch.Generator().manual_seed(spec.seed)
 
     history: list[EpochRecord] = []
-    first_epoch = 1
+    first_epoch, position = 1, None
     made_by = fingerprint(spec, config)
     state = usable_checkpoint(spec.checkpoint, made_by, device, "checkpoint")
     if state is not None:
         first_epoch, history = _restore(state, model, optimizer, scheduler, shuffle)
-        log.info("resumed from %s after epoch %d", spec.checkpoint, first_epoch - 1)
+        position = Position.from_dict(state.get("position"))
+        inside = f", {position.batch} batches into epoch {first_epoch}" if position else ""
+        log.info("resumed from %s after epoch %d%s", spec.checkpoint, first_epoch - 1, inside)
+    every = Every(config.checkpoint_minutes)
 
     status = STATUS_OK
     for epoch in range(first_epoch, config.epochs + 1):
         tic = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_epoch(model, train_d, optimizer, config.batch_size, shuffle, on_step)
+
+        def save_inside(at: Position, epoch: int = epoch) -> None:
+            if spec.checkpoint is not None and every.due():
+                _save_checkpoint(spec.checkpoint, epoch - 1, history, model, optimizer, scheduler, shuffle,
+                                 made_by, at)  # fmt: skip
+
+        train_loss = train_epoch(model, train_d, optimizer, config.batch_size, shuffle, on_step, norm, position,
+                                 save_inside)  # fmt: skip
+        position = None
         if not math.isfinite(train_loss):
             status = STATUS_DIVERGED
             history.append(EpochRecord(epoch, math.nan, math.nan, train_loss, lr, time.perf_counter() - tic))
             log.warning("%s", epoch_message(history[-1], config.epochs))
             break
-        accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
+        accuracy, test_loss = evaluate(model, test_d, config.test_batch_size, norm)
         if model_info.plateau:
             scheduler.step(accuracy)
         seconds = time.perf_counter() - tic
@@ -323,7 +369,7 @@ def train_cell(
             _save_checkpoint(spec.checkpoint, epoch, history, model, optimizer, scheduler, shuffle, made_by)
 
     if config.epochs == 0:  # evaluation only
-        accuracy, test_loss = evaluate(model, test_d, config.test_batch_size)
+        accuracy, test_loss = evaluate(model, test_d, config.test_batch_size, norm)
         history.append(
             EpochRecord(0, accuracy, test_loss, math.nan, config.lr, time.perf_counter() - started)
         )
@@ -402,12 +448,25 @@ def save_atomic(path: Path, state: dict) -> None:
 
 
 def _save_checkpoint(
-    path: Path, epoch: int, history: list[EpochRecord], model, optimizer, scheduler, shuffle, made_by: dict
+    path: Path,
+    epoch: int,
+    history: list[EpochRecord],
+    model,
+    optimizer,
+    scheduler,
+    shuffle,
+    made_by: dict,
+    position: Position | None = None,
 ) -> None:
-    """Everything needed to resume after ``epoch``, and what made it; written atomically."""
+    """Everything needed to resume after ``epoch`` (and ``position`` batches into the next),
+    and what made it; written atomically."""
+    inside = None
+    if position is not None:
+        inside = {**position.to_dict(), "loss_sum": float(position.loss_sum)}
     state = {
         "fingerprint": made_by,
         "epoch": epoch,
+        "position": inside,
         "history": [vars(r) for r in history],
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),

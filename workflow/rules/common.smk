@@ -8,6 +8,8 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 from normsweep import cells as ns_cells  # noqa: E402
 from normsweep.catalog import model_info  # noqa: E402
 from normsweep.cells import rounds as refine_rounds  # noqa: E402
+from normsweep import config as ns_config  # noqa: E402
+from normsweep import images as ns_images  # noqa: E402
 from normsweep.config import (  # noqa: E402
     ConfigError,
     cell_params,
@@ -95,6 +97,8 @@ wildcard_constraints:
     std=ns_cells.WILDCARD_PATTERNS["std"],
     seed=ns_cells.WILDCARD_PATTERNS["seed"],
     datakey=ns_cells.WILDCARD_PATTERNS["datakey"],
+    split="train|val",
+    shard=r"[0-9]{5}",
     pack=ns_cells.WILDCARD_PATTERNS["pack"],
     round=r"[0-9]+",
 
@@ -131,6 +135,73 @@ def data_params(wildcards):
         "download": block["download"],
         "image": block["image"] if model_info(wildcards.model).dataset != "mnist" else None,
     }
+
+
+def image_params(wildcards):
+    """How a shard is made: the image size (the shard's images come from the listing)."""
+    image = model_config(wildcards)["image"]
+    return {"resize": image["resize"], "crop": image["crop"]}
+
+
+def folder_stamp(wildcards):
+    """The ImageFolder's split and class folders' times (cheap: no file is listed); MNIST: none."""
+    if model_info(wildcards.model).dataset == "mnist":
+        return None
+    return ns_images.folder_stamp(model_config(wildcards)["data"])
+
+
+_LISTINGS = {}
+
+
+def read_listing(wildcards):
+    """The model's ImageFolder listing (once the list_images checkpoint ran), read once per change."""
+    path = checkpoints.list_images.get(model=wildcards.model, datakey=wildcards.datakey).output[0]
+    stamp = os.stat(path).st_mtime_ns
+    if _LISTINGS.get(path, (None,))[0] != stamp:
+        with open(path) as handle:
+            _LISTINGS[path] = (stamp, json.load(handle))
+    return _LISTINGS[path][1]
+
+
+def listing_path(wildcards):
+    return f"{RESULTS}/{wildcards.model}/data/{wildcards.datakey}/listing.json"
+
+
+def shard_manifests(wildcards, splits=ns_images.SPLITS):
+    listing = read_listing(wildcards)
+    folder = f"{RESULTS}/{wildcards.model}/data/{wildcards.datakey}"
+    return [
+        f"{folder}/{ns_images.shard_stem(split, i)}.json"
+        for split in splits
+        for i in range(len(listing[split]["shards"]))
+    ]
+
+
+def data_inputs(wildcards):
+    """The data record's inputs: an ImageFolder's listing and every shard's manifest; MNIST none."""
+    if model_info(wildcards.model).dataset == "mnist":
+        return []
+    return [ancient(listing_path(wildcards)), *shard_manifests(wildcards)]
+
+
+def train_shard_manifests(wildcards):
+    """The training split's shard manifests (their histograms give the exact statistics)."""
+    if model_info(wildcards.model).dataset == "mnist":
+        return []
+    return shard_manifests(wildcards, ("train",))
+
+
+def shard_signature(wildcards):
+    return read_listing(wildcards)[wildcards.split]["shards"][int(wildcards.shard)]["signature"]
+
+
+# A prepare job holds one image at a time (plus torch and PIL): its memory does not grow with
+# the shard; its time does (about 0.1 s per full-size JPEG, measured 0.01-0.04 s here).
+PREPARE_MEM_MB = 2000
+
+
+def prepare_runtime(wildcards):
+    return 10 + (model_config(wildcards)["image"]["shard_size"] + 599) // 600
 
 
 def cell_roles(wildcards):
@@ -181,6 +252,10 @@ def final_targets():
 TRAINING_PARAMS = per_model({m: cell_params(config["models"][m]) for m in MODELS})
 TRAIN_THREADS = per_model({m: config["models"][m]["training"]["threads"] for m in MODELS})
 TRAIN_DEVICE = per_model({m: config["models"][m]["training"]["device"] for m in MODELS})
+# inside-epoch checkpoints (0: at epoch ends only), a resource like the device: changing it retrains nothing
+TRAIN_CHECKPOINT_SECONDS = per_model(
+    {m: ns_config.checkpoint_seconds(config["models"][m]["training"]) for m in MODELS}
+)
 
 
 # Packs (cluster.pack > 1): the cells still to do, K at a time per model and seed, each pack

@@ -1,9 +1,53 @@
-# The data: checked (md5) on the login node, fetched there when missing and allowed, then
-# measured once. Outputs stay under results/<study>/<model>/data/<key>/ (the key: a hash of
-# the folder and image size): the rules never delete or rewrite the data.
+# The data. MNIST: checked (md5) on the login node, fetched there when missing and allowed.
+# An ImageFolder: listed once on the login node (a checkpoint: the listing decides the shards),
+# then each shard of `image.shard_size` images prepared by its own job, on CPUs only; the record
+# (files.json) and the exact statistics are summed from the shards' manifests. Outputs stay
+# under results/<study>/<model>/data/<key>/ (the key: a hash of the folder and image size): the
+# rules never delete or rewrite the data.
+
+
+checkpoint list_images:
+    output:
+        f"{RESULTS}/{{model}}/data/{{datakey}}/listing.json",
+    log:
+        f"{LOGS}/{{model}}/data/{{datakey}}/listing.log",
+    localrule: True
+    conda:
+        "../../envs/train.yaml"
+    params:
+        data=data_params,
+        # a file added, removed or renamed in the folder lists it again (see images.folder_stamp)
+        folder=folder_stamp,
+    script:
+        "../../scripts/rules/list_images.py"
+
+
+rule prepare_shard:
+    input:
+        ancient(f"{RESULTS}/{{model}}/data/{{datakey}}/listing.json"),
+    output:
+        pixels=f"{RESULTS}/{{model}}/data/{{datakey}}/shards/{{split}}-{{shard}}.npy",
+        manifest=f"{RESULTS}/{{model}}/data/{{datakey}}/shards/{{split}}-{{shard}}.json",
+    log:
+        f"{LOGS}/{{model}}/data/{{datakey}}/shards/{{split}}-{{shard}}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        # CPU only (no gpu resource: the SLURM profile asks for none), memory of one image
+        mem_mb=PREPARE_MEM_MB,
+        runtime=prepare_runtime,
+    params:
+        image=image_params,
+        # its images' names, sizes and times: a changed image prepares its shard again
+        signature=shard_signature,
+    script:
+        "../../scripts/rules/prepare_shard.py"
 
 
 rule check_data:
+    input:
+        data_inputs,
     output:
         f"{RESULTS}/{{model}}/data/{{datakey}}/files.json",
     log:
@@ -19,7 +63,8 @@ rule check_data:
 
 rule dataset_stats:
     input:
-        f"{RESULTS}/{{model}}/data/{{datakey}}/files.json",
+        record=f"{RESULTS}/{{model}}/data/{{datakey}}/files.json",
+        shards=train_shard_manifests,
     output:
         f"{RESULTS}/{{model}}/data/{{datakey}}/stats.json",
     log:

@@ -24,6 +24,7 @@ rule train_init_cell:
         **CLUSTER,
         runtime=RUNTIME,
         torch_device=TRAIN_DEVICE,
+        checkpoint_seconds=TRAIN_CHECKPOINT_SECONDS,
     params:
         cell=TRAINING_PARAMS,
         init_study=init_study,

@@ -17,6 +17,7 @@ rule train_pack:
         **CLUSTER,
         runtime=PACK_RUNTIME,
         torch_device=TRAIN_DEVICE,
+        checkpoint_seconds=TRAIN_CHECKPOINT_SECONDS,
     params:
         cell=TRAINING_PARAMS,
         members=pack_members,

@@ -65,6 +65,7 @@ rule train_round_pack:
         **CLUSTER,
         runtime=ROUND_PACK_RUNTIME,
         torch_device=TRAIN_DEVICE,
+        checkpoint_seconds=TRAIN_CHECKPOINT_SECONDS,
     params:
         cell=TRAINING_PARAMS,
         study=STUDY,

@@ -17,6 +17,7 @@ rule train_cell:
         # mem_mb, gpu, gpu_model, cpus_per_gpu, slurm_partition, slurm_account
         runtime=RUNTIME,
         torch_device=TRAIN_DEVICE,
+        checkpoint_seconds=TRAIN_CHECKPOINT_SECONDS,
     params:
         cell=TRAINING_PARAMS,
     script:

@@ -1,0 +1,15 @@
+"""Rule list_images (login node): list an ImageFolder once, both splits, in ImageFolder's order,
+with each file's size and time, cut into shards of ``image.shard_size`` images."""
+
+import _setup
+from normsweep import images
+from normsweep.results import write_json_atomic
+
+log = _setup.start_logging(snakemake.log)
+settings = snakemake.params.data
+listing = images.list_folder(settings["root"], settings["image"]["shard_size"])
+for split in images.SPLITS:
+    part = listing[split]
+    log.info("%s/%s: %d images of %d classes, %d shards", settings["root"], split, len(part["files"]),
+             len(part["classes"]), len(part["shards"]))  # fmt: skip
+write_json_atomic(snakemake.output[0], listing)
