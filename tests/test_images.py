@@ -75,7 +75,8 @@ def test_a_changed_image_changes_only_its_shard_and_bad_files_are_named(tmp_path
         s["signature"] for s in before["train"]["shards"]
     ]
     signatures = [
-        (a["signature"] == b["signature"]) for a, b in zip(before["val"]["shards"], after["val"]["shards"])
+        (a["signature"] == b["signature"])
+        for a, b in zip(before["val"]["shards"], after["val"]["shards"], strict=True)
     ]
     assert signatures == [True, False]
     victim.write_bytes(b"not a jpeg at all")
