@@ -3,6 +3,7 @@ install (as in a conda env made by --use-conda) and sends logging to the job's l
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 from pathlib import Path
@@ -23,7 +24,16 @@ def start_logging(log_files) -> logging.Logger:
         handlers=handlers,
         force=True,
     )
+    atexit.register(log_peak_memory)
     return logging.getLogger("normsweep")
+
+
+def log_peak_memory() -> None:
+    """The job's peak resident memory, last in its log: what its mem_mb must cover."""
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    logging.getLogger("normsweep").info("peak resident memory %.0f MB", peak_mb)
 
 
 def model_config(smk) -> dict:

@@ -51,7 +51,10 @@ def data_key(block: Mapping[str, Any], images: bool) -> str:
     import hashlib
     import json
 
-    basis = {"data": str(block["data"]), "image": block.get("image") if images else None}
+    image = block.get("image") if images else None
+    if image is not None:  # the pixels: not how many images a shard holds
+        image = {k: v for k, v in image.items() if k != "shard_size"}
+    basis = {"data": str(block["data"]), "image": image}
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:10]
 
 

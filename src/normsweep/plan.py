@@ -132,6 +132,63 @@ def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None 
     return plans
 
 
+@dataclass
+class DataPlan:
+    """An ImageFolder model's preparation: images per split, prepare jobs (CPU only) and the
+    disk their shards take; ``listed``: from the listing of a run, else counted now."""
+
+    model: str
+    images: dict[str, int]
+    shard_size: int
+    crop: int
+    jobs: int
+    done: int
+    listed: bool
+
+    @property
+    def shard_bytes(self) -> int:
+        return sum(self.images.values()) * 3 * self.crop * self.crop
+
+    def line(self) -> str:
+        counts = " + ".join(f"{n:,} {split}" for split, n in self.images.items())
+        source = "listed" if self.listed else "counted now; the first run lists them"
+        return (
+            f"  {self.model} data: {counts} images ({source}) -> {self.jobs} prepare jobs on CPUs "
+            f"({self.shard_size:,} images each, {self.done} done), {self.shard_bytes / 1e9:.1f} GB of "
+            f"uint8 shards at {self.crop} px"
+        )
+
+
+def data_plan(model: str, block: Mapping[str, Any], study: str, workdir: str | Path = ".") -> DataPlan | None:
+    """What preparing a model's ImageFolder costs; None for MNIST (read as it is)."""
+    import json
+    import os
+
+    from .catalog import model_info
+    from .images import SPLITS, shard_stem
+
+    if model_info(model).dataset == "mnist":
+        return None
+    image = block["image"]
+    size = image.get("shard_size", 10_000)
+    folder = Path(workdir) / cellnames.results_dir(study) / model / "data" / cellnames.data_key(block, True)
+    listing_file = folder / "listing.json"
+    if listing_file.exists():
+        listing = json.loads(listing_file.read_text())
+        images = {split: len(listing[split]["files"]) for split in SPLITS}
+    else:
+        images = {}
+        for split in SPLITS:
+            root = Path(block["data"]) / split
+            classes = [e.path for e in os.scandir(root) if e.is_dir()] if root.is_dir() else []
+            images[split] = sum(sum(1 for e in os.scandir(c) if e.is_file()) for c in classes)
+    shards = {split: -(-n // size) for split, n in images.items()}
+    done = sum(
+        (folder / f"{shard_stem(split, i)}.json").exists() for split, n in shards.items() for i in range(n)
+    )
+    return DataPlan(model, images, size, image["crop"], sum(shards.values()), done, listing_file.exists())
+
+
 def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
     unit = "GPU-hours" if gpus_per_cell else "CPU-job-hours"
     pack = max((p.pack for p in plans), default=1)
