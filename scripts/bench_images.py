@@ -72,13 +72,17 @@ def peak_mb(folder: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("root", type=Path, help="an ImageFolder (root/train/<class>/, root/val/<class>/)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--resize", type=int, default=256)
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--images", type=int, default=1000, help="images per measurement (and the smaller memory run)")
+    parser.add_argument(
+        "--images", type=int, default=1000, help="images per measurement (and the smaller memory run)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     listing = images.list_folder(args.root, shard_size=10**9)
@@ -91,7 +95,9 @@ def main() -> None:
     n = len(keep)
     with tempfile.TemporaryDirectory() as tmp:
         tic = time.perf_counter()
-        manifest = images.prepare_shard(args.root, listing, args.split, 0, args.resize, args.crop, Path(tmp) / "x.npy")
+        manifest = images.prepare_shard(
+            args.root, listing, args.split, 0, args.resize, args.crop, Path(tmp) / "x.npy"
+        )
         prepare_s = time.perf_counter() - tic
         manifest["pixels"] = "x.npy"
         split = batches.Streamed(images.ShardedSplit(tmp, [manifest], part["classes"]), prefetch=1)
@@ -106,7 +112,9 @@ def main() -> None:
         raw_s = time.perf_counter() - tic
     from torchvision import datasets, transforms
 
-    pipeline = transforms.Compose([transforms.Resize(args.resize), transforms.CenterCrop(args.crop), transforms.ToTensor()])
+    pipeline = transforms.Compose(
+        [transforms.Resize(args.resize), transforms.CenterCrop(args.crop), transforms.ToTensor()]
+    )
     folder = datasets.ImageFolder(str(args.root / args.split), pipeline)
     subset = torch.utils.data.Subset(folder, [int(i) for i in order])
     loader = torch.utils.data.DataLoader(subset, batch_size=args.batch, shuffle=True, num_workers=0)
@@ -124,9 +132,15 @@ def main() -> None:
     print(f"{n} images of {args.root / args.split}, Resize {args.resize}, CenterCrop {args.crop}, batch {args.batch}, "
           f"one core each, torch {torch.__version__}\n")  # fmt: skip
     print("| step | images/s per core | vs the notebook's DataLoader |\n|---|---|---|")
-    print(f"| prepare (decode, resize, crop, write; once) | {n / prepare_s:,.0f} | {notebook_s / prepare_s:.2f}x |")
-    print(f"| read a prepared shuffled batch, as float (every epoch) | {n / read_s:,.0f} | {notebook_s / read_s:.1f}x |")
-    print(f"| ... its uint8 pixels only (a GPU converts on the device) | {n / raw_s:,.0f} | {notebook_s / raw_s:.1f}x |")
+    print(
+        f"| prepare (decode, resize, crop, write; once) | {n / prepare_s:,.0f} | {notebook_s / prepare_s:.2f}x |"
+    )
+    print(
+        f"| read a prepared shuffled batch, as float (every epoch) | {n / read_s:,.0f} | {notebook_s / read_s:.1f}x |"
+    )
+    print(
+        f"| ... its uint8 pixels only (a GPU converts on the device) | {n / raw_s:,.0f} | {notebook_s / raw_s:.1f}x |"
+    )
     print(f"| notebook: DataLoader(ImageFolder, PIL transforms) (every epoch) | {n / notebook_s:,.0f} | 1x |")
     print(f"\nshard disk: {per_image / 1e3:.0f} KB per image ({per_image * 1.28e6 / 1e9:.0f} GB for ImageNet's "
           f"1.28 M training images)")  # fmt: skip

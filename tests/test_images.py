@@ -240,3 +240,7 @@ def test_a_cell_on_an_image_subset_sees_every_class_and_reads_only_its_sample(pr
     assert sorted(read) == test.index.tolist() and labels.tolist() == [0, 0, 1, 1, 2, 2]
     again = load_splits("resnet18", config, prepared)[1]
     assert torch.equal(again.index, test.index)  # every cell: the same sample
+    from normsweep.runner import cell_spec  # recorded in each result (CellResult.data)
+
+    recorded = cell_spec("resnet18", "0.5", "0.25", 1998, config, None, classes).data_key
+    assert recorded.endswith("train None, test 6 (class-stratified samples, seed 0)"), recorded

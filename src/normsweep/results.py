@@ -67,6 +67,7 @@ class CellResult:
     pack: str = ""  # the pack it trained in (normsweep.pack); "" when it trained alone
     pack_size: int = 1
     num_classes: int = 0  # classes of the data set (chance is 1 / num_classes); 0: not recorded
+    data: str = ""  # what it trained and tested on: the data key, the subsets and how they were sampled
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -74,13 +74,20 @@ def cell_spec(
 
 
 def data_identity(model: str, model_config: Mapping[str, Any]) -> str:
-    """What a cell's data is, for its checkpoint's fingerprint: the data folder and image size
-    (the data key of the workflow's folders) and the subsets it trains and tests on."""
+    """What a cell's data is, for its checkpoint's fingerprint and its result: the data folder
+    and image size (the data key of the workflow's folders) and the subsets it trains and
+    tests on (an ImageFolder's: a class-stratified sample with a fixed seed, the same for
+    every cell; MNIST's: its first images, which are in random order)."""
+    from .batches import SUBSET_SEED
     from .cells import data_key
 
     training = model_config.get("training", {})
+    images = model_info(model).dataset != "mnist"
     subsets = f"train {training.get('train_subset')}, test {training.get('test_subset')}"
-    return f"{data_key(model_config, model_info(model).dataset != 'mnist')}, {subsets}"
+    sampled = any(training.get(k) for k in ("train_subset", "test_subset"))
+    if images and sampled:
+        subsets += f" (class-stratified samples, seed {SUBSET_SEED})"
+    return f"{data_key(model_config, images)}, {subsets}"
 
 
 def run_cell(

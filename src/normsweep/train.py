@@ -420,6 +420,7 @@ def cell_result(
         pack=pack,
         pack_size=pack_size,
         num_classes=spec.num_classes,
+        data=spec.data_key,
     )
 
 
