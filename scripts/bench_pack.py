@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from normsweep import data, pack, train  # noqa: E402
+from normsweep import batches, data, pack, train  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "mnist"
 
@@ -58,13 +58,13 @@ def spec(mean, std) -> train.CellSpec:
     return train.CellSpec("lenet", "mnist", str(mean[0]), str(std[0]), mean, std, 1998)
 
 
-def one_step_pack(k: int, batches: train.TensorData, device: torch.device, steps: int):
+def one_step_pack(k: int, mnist: batches.TensorData, device: torch.device, steps: int):
     """Wall seconds per training step (between step 1 and step 1 + steps, so neither set-up nor
     evaluation counts) and operators dispatched by one step, for a pack of ``k`` cells."""
     config = train.TrainConfig(epochs=1, batch_size=64, test_batch_size=64, device=str(device))
     specs = [spec(m, s) for m, s in normalizations(k)]
-    part = train.TensorData(batches.images[: 64 * (steps + 1)], batches.labels[: 64 * (steps + 1)])
-    tiny_test = train.TensorData(batches.images[:64], batches.labels[:64])
+    part = batches.TensorData(mnist.images[: 64 * (steps + 1)], mnist.labels[: 64 * (steps + 1)])
+    tiny_test = batches.TensorData(mnist.images[:64], mnist.labels[:64])
     stamps: list[float] = []
 
     def stamp(members, losses):
@@ -75,17 +75,17 @@ def one_step_pack(k: int, batches: train.TensorData, device: torch.device, steps
     wall = (stamps[-1] - stamps[0]) / steps
     counts: list[int] = []
     with CountOps() as ops:
-        pack.train_pack(specs, train.TensorData(part.images[:192], part.labels[:192]),
+        pack.train_pack(specs, batches.TensorData(part.images[:192], part.labels[:192]),
                         tiny_test, config, on_step=lambda members, losses: counts.append(ops.count))  # fmt: skip
     return wall, counts[2] - counts[1]
 
 
-def one_cell_alone(batches: train.TensorData, device: torch.device, steps: int):
+def one_cell_alone(mnist: batches.TensorData, device: torch.device, steps: int):
     """The one-cell path (normsweep.train: nn.Module + torch.optim.Adadelta), per step: wall,
     operators, FLOPs."""
     config = train.TrainConfig(epochs=1, batch_size=64, test_batch_size=64, device=str(device))
-    part = train.TensorData(batches.images[: 64 * (steps + 1)], batches.labels[: 64 * (steps + 1)])
-    tiny_test = train.TensorData(batches.images[:64], batches.labels[:64])
+    part = batches.TensorData(mnist.images[: 64 * (steps + 1)], mnist.labels[: 64 * (steps + 1)])
+    tiny_test = batches.TensorData(mnist.images[:64], mnist.labels[:64])
     stamps: list[float] = []
 
     def stamp(loss):
@@ -94,7 +94,7 @@ def one_cell_alone(batches: train.TensorData, device: torch.device, steps: int):
 
     train.train_cell(spec([0.1307], [0.3081]), part, tiny_test, config, on_step=stamp)
     wall = (stamps[-1] - stamps[0]) / steps
-    three = train.TensorData(part.images[:192], part.labels[:192])
+    three = batches.TensorData(part.images[:192], part.labels[:192])
     counts: list[int] = []
     with CountOps() as ops:
         train.train_cell(
@@ -142,13 +142,13 @@ def main() -> int:
         (scratch / "MNIST" / "raw").symlink_to((root / "raw").resolve())
         root = scratch
     mnist = data.load_mnist(root, train=True, limit=64 * (args.steps + 1))
-    batches = train.TensorData.from_uint8(mnist.images, mnist.labels)
+    split = batches.TensorData.from_uint8(mnist.images, mnist.labels)
     steps_per_epoch = math.ceil(60_000 / 64)
     print(
         f"device {train.device_name(device)}, torch {torch.__version__}, {args.steps} timed steps of batch 64"
     )
     print(f"model: launch {args.launch_us} µs per operator, {args.gpu_tflops} TFLOP/s achieved (assumptions)")
-    alone = one_cell_alone(batches, device, args.steps)
+    alone = one_cell_alone(split, device, args.steps)
     header = f"{'K':>4} {'ms/cell-step':>12} {'ratio':>6} {'ops/cell-step':>13} {'ratio':>6} {'MFLOP/cell-step':>15} {'model GPU s/cell-epoch':>22}"
     print(header)
     rows = []
@@ -161,7 +161,7 @@ def main() -> int:
     flops = alone[2]  # per cell-step, whatever K
     base = None
     for k in args.packs:
-        wall, ops = one_step_pack(k, batches, device, args.steps)
+        wall, ops = one_step_pack(k, split, device, args.steps)
         row = {
             "K": k,
             "wall_s_per_cell_step": wall / k,

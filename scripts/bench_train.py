@@ -30,8 +30,9 @@ from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from normsweep import data  # noqa: E402
+from normsweep.batches import TensorData  # noqa: E402
 from normsweep.models import LeNet  # noqa: E402
-from normsweep.train import TensorData, normalize, pick_device, train_epoch  # noqa: E402
+from normsweep.train import normalize, pick_device, train_epoch  # noqa: E402
 
 MEAN, STD = 0.1307, 0.3081
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"

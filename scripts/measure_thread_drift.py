@@ -14,14 +14,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from normsweep import data, train  # noqa: E402
+from normsweep import batches, data, train  # noqa: E402
 
 
-def step_losses(threads: int, steps: int, tr: train.TensorData, te: train.TensorData) -> list[float]:
+def step_losses(threads: int, steps: int, tr: batches.TensorData, te: batches.TensorData) -> list[float]:
     losses: list[float] = []
     config = train.TrainConfig(epochs=1, threads=threads, deterministic=True)
     spec = train.CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998)
-    part = train.TensorData(tr.images[: steps * config.batch_size], tr.labels[: steps * config.batch_size])
+    part = batches.TensorData(tr.images[: steps * config.batch_size], tr.labels[: steps * config.batch_size])
     train.train_cell(spec, part, te, config, on_step=lambda loss: losses.append(float(loss)))
     return losses
 
@@ -36,8 +36,8 @@ def main() -> int:
     tr = data.load_mnist(ROOT / "data" / "mnist-small", train=True)
     te = data.load_mnist(ROOT / "data" / "mnist-small", train=False, limit=100)
     tr, te = (
-        train.TensorData.from_uint8(tr.images, tr.labels),
-        train.TensorData.from_uint8(te.images, te.labels),
+        batches.TensorData.from_uint8(tr.images, tr.labels),
+        batches.TensorData.from_uint8(te.images, te.labels),
     )
     a, b = (step_losses(t, args.steps, tr, te) for t in args.threads)
     print(f"step  loss ({args.threads[0]} threads)  loss ({args.threads[1]} threads)  relative difference")

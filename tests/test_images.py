@@ -179,7 +179,7 @@ def test_resnet18_replaces_its_last_layer_and_checks_weights(tmp_path):
 
 def small_split():
     pixels, labels = notebook_pixels("train")
-    return train.TensorData(pixels[:8], torch.tensor(labels[:8]))
+    return batches.TensorData(pixels[:8], torch.tensor(labels[:8]))
 
 
 def test_one_training_step_changes_the_weights_and_evaluation_does_not():

@@ -21,7 +21,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from conftest import SMALL_MNIST, kill_in_epoch_2
-from normsweep import data, pack, train
+from normsweep import batches, data, pack, train
 from normsweep.config import validate_config
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
 
@@ -30,7 +30,7 @@ from normsweep.results import STATUS_DIVERGED, STATUS_OK
 def mnist():
     tr = data.load_mnist(SMALL_MNIST, train=True, limit=6000)
     te = data.load_mnist(SMALL_MNIST, train=False, limit=500)
-    return train.TensorData.from_uint8(tr.images, tr.labels), train.TensorData.from_uint8(
+    return batches.TensorData.from_uint8(tr.images, tr.labels), batches.TensorData.from_uint8(
         te.images, te.labels
     )
 
@@ -65,7 +65,7 @@ def max_relative(a, b):
 
 def test_pack_members_follow_their_one_cell_runs_step_by_step(mnist):
     tr, te = mnist
-    part = train.TensorData(tr.images[:640], tr.labels[:640])
+    part = batches.TensorData(tr.images[:640], tr.labels[:640])
     config = train.TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.01)
     results, steps = pack_steps(WELL_CONDITIONED, part, te, config)
     assert len(steps[0]) == 2 * 10  # 640 images in batches of 64, twice
@@ -80,7 +80,7 @@ def test_pack_members_follow_their_one_cell_runs_step_by_step(mnist):
 
 def test_at_the_protocol_rate_the_first_step_agrees_and_short_runs_end_alike(mnist):
     tr, te = mnist
-    part = train.TensorData(tr.images[:1920], tr.labels[:1920])
+    part = batches.TensorData(tr.images[:1920], tr.labels[:1920])
     config = train.TrainConfig(epochs=1, threads=1, deterministic=True)  # Adadelta 1.0
     results, steps = pack_steps(WELL_CONDITIONED, part, te, config)
     for i, (mean, std) in enumerate(WELL_CONDITIONED):
@@ -94,13 +94,13 @@ def test_a_diverging_member_is_recorded_and_the_others_go_on(mnist):
     tr, te = mnist
     config = train.TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.01)
     norms = [WELL_CONDITIONED[0], ([3.0], [1e-39]), WELL_CONDITIONED[1]]  # (x - 3) / 1e-39 overflows
-    results, steps = pack_steps(norms, train.TensorData(tr.images[:640], tr.labels[:640]), te, config)
+    results, steps = pack_steps(norms, batches.TensorData(tr.images[:640], tr.labels[:640]), te, config)
     assert results[1].status == STATUS_DIVERGED and math.isnan(results[1].final_accuracy)
     assert [e.epoch for e in results[1].epochs] == [1]  # stopped in its first epoch
     assert len(steps[1]) == 10 and len(steps[0]) == 20  # it left the pack after its epoch 1
     for i in (0, 2):
         alone, alone_steps = one_cell_steps(
-            *norms[i], train.TensorData(tr.images[:640], tr.labels[:640]), te, config
+            *norms[i], batches.TensorData(tr.images[:640], tr.labels[:640]), te, config
         )
         assert results[i].status == STATUS_OK
         assert max_relative(alone_steps, steps[i]) < 1e-5
@@ -131,7 +131,7 @@ def test_plateau_rule_equals_torchs_scheduler_member_by_member():
 
 def test_members_whose_accuracy_stalls_get_their_own_rate_cut(mnist):
     tr, te = mnist
-    small = train.TensorData(tr.images[:128], tr.labels[:128])
+    small = batches.TensorData(tr.images[:128], tr.labels[:128])
     config = train.TrainConfig(epochs=13, threads=1)
     # std 1e6: every input is ~0, the network sees nothing and its accuracy cannot move
     results = pack.train_pack([spec([0.1307], [0.3081]), spec([0.0], [1e6])], small, te, config)
@@ -143,7 +143,7 @@ def test_members_whose_accuracy_stalls_get_their_own_rate_cut(mnist):
 
 def test_a_killed_pack_resumes_after_its_last_finished_epoch(mnist, tmp_path, monkeypatch):
     tr, te = mnist
-    small = train.TensorData(tr.images[:640], tr.labels[:640])
+    small = batches.TensorData(tr.images[:640], tr.labels[:640])
     config = train.TrainConfig(epochs=3, threads=1, deterministic=True)
     norms = [WELL_CONDITIONED[0], ([2.0], [0.2])]
     whole = pack.train_pack([spec(m, s) for m, s in norms], small, te, config)
@@ -169,7 +169,7 @@ def test_a_killed_pack_resumes_after_its_last_finished_epoch(mnist, tmp_path, mo
 
 def test_a_checkpoint_of_other_cells_is_refused(mnist, tmp_path):
     tr, te = mnist
-    small = train.TensorData(tr.images[:128], tr.labels[:128])
+    small = batches.TensorData(tr.images[:128], tr.labels[:128])
     config = train.TrainConfig(epochs=2, threads=1)
     checkpoint = tmp_path / "pack.pt"
     other = pack.PackState.start(torch.nn.Linear(2, 1), 1, 1.0)
@@ -182,7 +182,7 @@ def test_a_pack_checkpoint_made_by_other_settings_starts_afresh(mnist, tmp_path,
     """Issue 21: a pack killed mid-run, then lr changed: it resumed the old optimizer state and
     recorded the new lr. Now the checkpoint's fingerprint differs and the pack starts afresh."""
     tr, te = mnist
-    small = train.TensorData(tr.images[:256], tr.labels[:256])
+    small = batches.TensorData(tr.images[:256], tr.labels[:256])
     norms = [WELL_CONDITIONED[0], WELL_CONDITIONED[1]]
     checkpoint = tmp_path / "pack.pt"
     config = train.TrainConfig(epochs=2, threads=1, deterministic=True)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import BIN, ROOT, SMALL_MNIST
-from normsweep import data, train
+from normsweep import batches, data, train
 from normsweep.results import read_result
 
 SLURM_DIR = Path(os.environ.get("NORMSWEEP_SLURM_DIR", "/tmp/normsweep-slurm"))
@@ -400,8 +400,8 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
     whole = train.train_cell(
         train.CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
-        train.TensorData.from_uint8(tr.images, tr.labels),
-        train.TensorData.from_uint8(te.images, te.labels),
+        batches.TensorData.from_uint8(tr.images, tr.labels),
+        batches.TensorData.from_uint8(te.images, te.labels),
         train.TrainConfig(epochs=epochs, threads=1, deterministic=True),
     )
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]

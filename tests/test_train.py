@@ -5,7 +5,7 @@ import torch
 from torchvision import transforms
 
 from conftest import SMALL_MNIST, kill_in_epoch_2
-from normsweep import data, tensorfile, train
+from normsweep import batches, data, tensorfile, train
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
 
 
@@ -13,7 +13,7 @@ from normsweep.results import STATUS_DIVERGED, STATUS_OK
 def tiny():
     tr = data.load_mnist(SMALL_MNIST, train=True, limit=256)
     te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
-    return train.TensorData.from_uint8(tr.images, tr.labels), train.TensorData.from_uint8(
+    return batches.TensorData.from_uint8(tr.images, tr.labels), batches.TensorData.from_uint8(
         te.images, te.labels
     )
 
@@ -24,7 +24,7 @@ def spec(mean, std, seed=1998, checkpoint=None):
 
 def test_normalize_equals_torchvision_per_sample_transform():
     split = data.load_mnist(SMALL_MNIST, train=True, limit=8)
-    batch = train.TensorData.from_uint8(split.images, split.labels).images
+    batch = batches.TensorData.from_uint8(split.images, split.labels).images
     ours = train.normalize(batch, [0.1307], [0.3081])
     pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
     theirs = torch.stack([pipeline(img.numpy()) for img in split.images])

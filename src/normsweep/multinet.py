@@ -63,7 +63,9 @@ def same_start(specs: Sequence[CellSpec]) -> None:
         raise PackError("a pack holds cells of one model and one seed with the same start")
 
 
-def _prepare(specs: Sequence[CellSpec], config: TrainConfig) -> tuple[torch.device, torch.nn.Module]:
+def pack_start(specs: Sequence[CellSpec], config: TrainConfig) -> tuple[torch.device, torch.nn.Module]:
+    """The device and the members' common starting network, built as a one-cell run builds its
+    own (threads, device, seed and determinism first), after checking they share a start."""
     same_start(specs)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -122,7 +124,7 @@ def evaluate_pack(
     """Evaluate the members (``epochs: 0``) with one network, reading each test batch once
     (``n_train``: the training split's size, recorded as a one-cell evaluation records it)."""
     started = time.perf_counter()
-    device, net = _prepare(specs, config)
+    device, net = pack_start(specs, config)
     accuracy, loss = _evaluate_members([net], specs, test.to(device), config.test_batch_size, eval_images)
     wall = time.perf_counter() - started
     return [
@@ -203,7 +205,7 @@ def train_separate(
     """Train the members as K networks on batches read once; one result each, in order.
     ``on_step(batch_number, losses)`` after every batch (a test kills a run there)."""
     started = time.perf_counter()
-    device, base = _prepare(specs, config)
+    device, base = pack_start(specs, config)
     info = model_spec(specs[0].model)
     members = _members(specs, base, config)
     shuffle = torch.Generator().manual_seed(specs[0].seed)

@@ -48,12 +48,9 @@ from .train import (
     cell_result,
     device_name,
     fingerprint,
-    initial_model,
-    pick_device,
     restore_rng,
     rng_state,
     save_atomic,
-    set_determinism,
     usable_checkpoint,
 )
 
@@ -286,13 +283,6 @@ class PackState:
         )
 
 
-def _check_members(specs: Sequence[CellSpec]) -> None:
-    from .multinet import same_start
-
-    same_start(specs)
-    check_stackable(specs[0].model)
-
-
 def train_pack(
     specs: Sequence[CellSpec],
     train: Split,
@@ -309,15 +299,13 @@ def train_pack(
     finished (or diverged) epoch; ``on_step(members, losses)`` after every training step."""
     if not specs:
         return []
-    _check_members(specs)
+    from .multinet import pack_start
+
+    check_stackable(specs[0].model)
     first = specs[0]
     started = time.perf_counter()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    device, base = pack_start(specs, config)
     info = model_spec(first.model)
-    set_determinism(first.seed, config.deterministic)
-    base = initial_model(first, device)
     k = len(specs)
     names = [name for name, _ in base.named_parameters()]
     check_fits(k, sum(p.numel() for p in base.parameters()), config.batch_size, device)
