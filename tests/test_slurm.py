@@ -149,7 +149,7 @@ def study_run(tmp_path_factory):
     cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
     cfg["models"]["resnet18"] = {
         "data": str(ROOT / "data/imagenette-tiny"),
-        "image": {"resize": 40, "crop": 32, "shard_size": 16},  # 3 prepare jobs through sbatch
+        "image": {"resize": 40, "crop": 32, "shard_size": 30},  # 2 prepare jobs through sbatch
         "grid": {"mean": [0.5], "std": [0.5]},
         "references": {"imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
         "baseline": "imagenet",
@@ -216,7 +216,7 @@ def test_images_are_prepared_by_cpu_jobs_through_sbatch(study_run):
     GPU asked or given (the cells of the same run have theirs)."""
     _, _, jobs = study_run
     prepare = [j for j in jobs if j["Comment"].startswith("rule_prepare_shard_")]
-    assert len(prepare) == 3, jobs  # train 30 images in 2 shards of 16, val 12 in 1
+    assert len(prepare) == 2, jobs  # train 30 images in 1 shard of 30, val 12 in 1
     for job in prepare:
         assert job["State"] == "COMPLETED", job
         assert "gpu" not in job["AllocTRES"] + job["ReqTRES"], job
