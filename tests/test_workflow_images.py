@@ -14,9 +14,9 @@ from conftest import BIN, ROOT, data_dir, job_counts, snakemake, test_config
 
 
 def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
-    """Prepared in shards by jobs, trained one cell per job; a changed image prepares its
-    shard again and nothing else; a new image size trains the cells again, as one pack of
-    three separate networks that reads each batch once."""
+    """Prepared in shards by jobs, trained as one pack of three separate networks that reads
+    each batch once; a changed image prepares its shard again and nothing else; a new image
+    size (and epochs: 0) evaluates the cells again, as one evaluation pack."""
     cfg = test_config("resnet.yaml")
     shutil.copytree(cfg["models"]["resnet18"]["data"], tmp_path / "photos")
     cfg["models"]["resnet18"]["data"] = str(tmp_path / "photos")
@@ -25,11 +25,13 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert len(re.findall(r"rule prepare_shard:", run.stdout + run.stderr)) == 3  # train 2 shards, val 1
+    assert len(re.findall(r"rule train_pack:", run.stdout + run.stderr)) == 1, run.stderr[-3000:]
     folder = data_dir(tmp_path, cfg, "resnet18")
     stats = json.loads((folder / "stats.json").read_text())
     assert len(stats["mean"]) == 3 and stats["n_images"] == 30  # exact per-channel statistics
     cells = pd.read_parquet(tmp_path / "results/rn/resnet18/tables/cells.parquet")
     assert len(cells) == 3 and (cells["n_train"] == 30).all() and (cells["n_test"] == 12).all()
+    assert (cells["pack_size"] == 3).all() and cells["final_train_loss"].nunique() == 3  # three networks
     imagenet = json.loads(
         (
             tmp_path / "results/rn/resnet18/cells/mean~0.485_0.456_0.406/std~0.229_0.224_0.225/seed~1998.json"
@@ -60,36 +62,27 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
         == json.loads((folder / "listing.json").read_text())["train"]["shards"][1]["signature"]
     )
     # a new image size: the data rules see it in their params and prepare it, and the cells
-    # train again on it (issue 10: before, every cell failed with "no tensor cache")
+    # run again on it (issue 10: before, every cell failed with "no tensor cache"); with
+    # epochs: 0 their pack is an evaluation pack: one network, each test batch read once
     cfg["models"]["resnet18"]["image"] = {"resize": 48, "crop": 40, "shard_size": 16}
+    cfg["models"]["resnet18"]["training"]["epochs"] = 0
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     files = json.loads((data_dir(tmp_path, cfg, "resnet18") / "files.json").read_text())
     assert files["image"] == {"resize": 48, "crop": 40, "shard_size": 16}
     resized = pd.read_parquet(tmp_path / target)
-    assert len(resized) == 3 and (resized["status"] == "ok").all()
+    assert len(resized) == 3 and (resized["status"] == "ok").all() and (resized["pack_size"] == 3).all()
+    assert (resized["epochs_run"] == 0).all()
     again = snakemake("-n", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
-    # back to the first size: its data files are still there, and every cell trains again
+    # back to the first size: its data files are still there, and the pack runs again
     cfg["models"]["resnet18"]["image"] = {"resize": 40, "crop": 32, "shard_size": 16}
-    cfg["cluster"] = {"pack": 1}
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     back = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), target, cwd=tmp_path)
-    assert job_counts(back.stdout)["train_cell"] == 3 and "check_data" not in job_counts(back.stdout), (
+    assert job_counts(back.stdout)["train_pack"] == 1 and "check_data" not in job_counts(back.stdout), (
         back.stdout
     )
-    # the same cells in a new study with cluster.pack 3: one job of three separate networks
-    # (ResNet18 is never stacked: BatchNorm), each batch read once (issue 17)
-    cfg["study"], cfg["cluster"] = "rnpack", {"pack": 3}
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    packed = snakemake("--cores", "2", "--directory", str(tmp_path), "results/rnpack/resnet18/tables/cells.parquet",
-                       cwd=tmp_path)  # fmt: skip
-    assert packed.returncode == 0, packed.stderr[-3000:]
-    assert len(re.findall(r"rule train_pack:", packed.stdout + packed.stderr)) == 1, packed.stderr[-3000:]
-    cells = pd.read_parquet(tmp_path / "results/rnpack/resnet18/tables/cells.parquet")
-    assert len(cells) == 3 and (cells["status"] == "ok").all() and (cells["pack_size"] == 3).all()
-    assert cells["final_train_loss"].nunique() == 3  # three networks, each with its own normalization
 
 
 def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_status(tmp_path):
