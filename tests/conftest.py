@@ -125,6 +125,8 @@ LONGEST_FIRST = [
     "test_workflow_images.py",
     "test_pack.py",
     "test_workflow_extras.py",
+    "test_multinet.py",
+    "test_images.py",
 ]
 
 
