@@ -223,7 +223,7 @@ def train_separate(
     train_d, test_d = train.to(device), test.to(device)
 
     def save(epoch_done: int, at: Position | None) -> None:
-        inside = None if at is None else {**at.to_dict(), "loss_sum": at.loss_sum.tolist()}  # type: ignore[union-attr]
+        inside = None if at is None else at.to_dict()
         save_atomic(checkpoint, {"fingerprint": made_by, "members": [m.state_dict() for m in members],  # type: ignore[arg-type]
                                  "epoch": epoch_done, "position": inside, "shuffle_rng": shuffle.get_state()})  # fmt: skip
 
@@ -236,8 +236,7 @@ def train_separate(
         if position is None:
             position = Position(0, torch.zeros(len(specs), dtype=torch.float64), shuffle.get_state())
         else:
-            shuffle.set_state(position.shuffle_state)
-            position.loss_sum = torch.as_tensor(position.loss_sum, dtype=torch.float64)
+            shuffle.set_state(position.shuffle_state)  # Position.from_dict gave the sums as a tensor
         order = torch.randperm(len(train_d), generator=shuffle)
         sums = position.loss_sum.to(device)  # type: ignore[union-attr]
         n_batches = position.batch

@@ -95,7 +95,9 @@ class Position:
     shuffle_state: torch.Tensor
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch": self.batch, "loss_sum": self.loss_sum, "shuffle_state": self.shuffle_state}
+        """Plain values for a checkpoint: the loss sum as a number (a cell) or a list (a pack)."""
+        loss_sum = torch.as_tensor(self.loss_sum).tolist()
+        return {"batch": self.batch, "loss_sum": loss_sum, "shuffle_state": self.shuffle_state}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Position | None:
@@ -461,13 +463,10 @@ def _save_checkpoint(
 ) -> None:
     """Everything needed to resume after ``epoch`` (and ``position`` batches into the next),
     and what made it; written atomically."""
-    inside = None
-    if position is not None:
-        inside = {**position.to_dict(), "loss_sum": float(position.loss_sum)}
     state = {
         "fingerprint": made_by,
         "epoch": epoch,
-        "position": inside,
+        "position": position.to_dict() if position is not None else None,
         "history": [vars(r) for r in history],
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
