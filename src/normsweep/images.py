@@ -15,6 +15,7 @@ the job's resident memory until the file is closed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -112,12 +113,17 @@ def folder_stamp(root: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=4)
+def _resize_crop(resize: int, crop: int) -> Any:
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop)])
+
+
 def decode_image(path: str | Path, resize: int, crop: int) -> np.ndarray:
     """One image as the notebook's pipeline sees it, before ToTensor's division by 255:
     ImageFolder's loader (RGB), Resize(resize), CenterCrop(crop); 3 x crop x crop uint8."""
-    from torchvision import transforms
-
-    prepare = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop)])
+    prepare = _resize_crop(resize, crop)  # built once per size, not once per image
     try:
         with Image.open(path) as image:
             pixels = np.asarray(prepare(image.convert("RGB")), dtype=np.uint8)
@@ -156,8 +162,8 @@ def prepare_shard(
             pixels = decode_image(Path(root) / split / name, resize, crop)
             for c in range(3):
                 histogram[c] += np.bincount(pixels[c].ravel(), minlength=256)
-            handle.write(pixels.tobytes())
-            digest.update(pixels.tobytes())
+            handle.write(pixels)  # contiguous: written and hashed from its buffer, no copy
+            digest.update(pixels)
     os.replace(tmp, out)
     return {
         "split": split,
@@ -244,7 +250,6 @@ class ShardedSplit:
         sizes = [s[0] for s in self.shapes]
         self.starts = np.cumsum([0, *sizes])
         self.labels = torch.tensor([label for m in manifests for label in m["labels"]], dtype=torch.int64)
-        self.files = [f for m in manifests for f in m["files"]]
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
 
