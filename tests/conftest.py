@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -56,9 +57,11 @@ def small_mnist_copy(tmp_path: Path) -> Path:
     return target
 
 
-def snakemake(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    *args: str, cwd: Path, timeout: int = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the real snakemake of this environment on the project's workflow, with the
-    local profile as a user would."""
+    local profile as a user would (``env``: variables added to this process's environment)."""
     return subprocess.run(
         [
             str(BIN / "snakemake"),
@@ -72,6 +75,7 @@ def snakemake(*args: str, cwd: Path, timeout: int = 900) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **env} if env else None,
     )
 
 

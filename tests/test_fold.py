@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from normsweep.fold import check_fold, first_conv, fold_into_model, fold_normalization
-from normsweep.models import LeNet, ResNet18
+from normsweep.models import Classifier, LeNet
 from normsweep.train import normalize
 
 
@@ -62,7 +62,7 @@ def test_reflect_padding_folds_as_it_is():
 
 def test_the_first_conv_is_found_in_module_order_and_resnet18_folds():
     torch.manual_seed(0)
-    net = ResNet18(num_classes=5).eval()
+    net = Classifier("resnet18", 5).eval()
     name, conv = first_conv(net)
     assert name == "net.conv1" and conv.kernel_size == (7, 7)
     x = torch.rand(2, 3, 32, 32)

@@ -16,7 +16,7 @@ import torch
 from conftest import ROOT
 from normsweep import batches, data, images, train
 from normsweep.data import DataError
-from normsweep.models import ResNet18
+from normsweep.models import Classifier
 from normsweep.runner import load_splits
 
 TINY = ROOT / "data" / "imagenette-tiny"
@@ -162,19 +162,19 @@ def test_a_streamed_epoch_takes_the_same_memory_for_ten_times_the_images(tmp_pat
 
 
 def test_resnet18_replaces_its_last_layer_and_checks_weights(tmp_path):
-    net = ResNet18(num_classes=3)
+    net = Classifier("resnet18", 3)
     assert net(torch.rand(2, 3, 64, 64)).shape == (2, 3)
     weights = tmp_path / "resnet18.pth"
     torch.manual_seed(0)
-    torch.save(ResNet18(num_classes=1000).net.state_dict(), weights)
+    torch.save(Classifier("resnet18", 1000).net.state_dict(), weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    loaded = ResNet18(num_classes=3, weights=str(weights), weights_sha256=digest[:16])
+    loaded = Classifier("resnet18", 3, weights=str(weights), weights_sha256=digest[:16])
     reference = torch.load(weights, weights_only=True)
     assert torch.equal(loaded.net.conv1.weight, reference["conv1.weight"])
     with pytest.raises(ValueError, match="sha256"):
-        ResNet18(num_classes=3, weights=str(weights), weights_sha256="0" * 16)
-    with pytest.raises(FileNotFoundError, match="no such weights file"):
-        ResNet18(weights=str(tmp_path / "missing.pth"))
+        Classifier("resnet18", 3, weights=str(weights), weights_sha256="0" * 16)
+    with pytest.raises(ValueError, match="no such weights file"):
+        Classifier("resnet18", 1000, weights=str(tmp_path / "missing.pth"))
 
 
 def small_split():
@@ -185,7 +185,7 @@ def small_split():
 def test_one_training_step_changes_the_weights_and_evaluation_does_not():
     data = small_split()
     torch.manual_seed(0)
-    net = ResNet18(num_classes=3)
+    net = Classifier("resnet18", 3)
     before = [p.detach().clone() for p in net.parameters()]
     train.evaluate(net, data, 8)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))

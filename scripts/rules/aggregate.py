@@ -15,6 +15,7 @@ try:
         baseline={model: snakemake.params.baseline},
         out=snakemake.output,
         convergence={model: snakemake.params.convergence},
+        published={model: snakemake.params.published},
     )
 except ResultError as error:  # unreadable cell files: name them all and the fix, no traceback
     log.error("%s", error)

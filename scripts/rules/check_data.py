@@ -6,13 +6,12 @@ import json
 
 import _setup
 from normsweep import data, images
-from normsweep.catalog import model_info
 from normsweep.results import write_json_atomic
 
 log = _setup.start_logging(snakemake.log)
 settings = snakemake.params.data
 root = settings["root"]
-if model_info(snakemake.wildcards.model).dataset == "mnist":
+if settings["image"] is None:  # MNIST (a 1-channel network)
     sums = data.ensure_mnist(root, download=settings["download"])
     log.info("%s: %d files, md5 checked", root, len(sums))
     record = {"root": str(root), "md5": sums}
@@ -21,7 +20,7 @@ else:
     with open(listing_file) as handle:
         listing = json.load(handle)
     signatures = {(s["split"], s["index"]): s["signature"] for s in map(images.read_manifest, manifest_files)}
-    for split in images.SPLITS:
+    for split in images.listed_splits(listing):
         for index, shard in enumerate(listing[split]["shards"]):
             if signatures[(split, index)] != shard["signature"]:
                 raise data.DataError(f"{split} shard {index}: prepared from other images; rerun snakemake")

@@ -3,16 +3,16 @@ channel, of the images as the network sees them; an ImageFolder's from its shard
 
 import _setup
 from normsweep import data, images
-from normsweep.catalog import model_info
 from normsweep.results import write_json_atomic
 
 log = _setup.start_logging(snakemake.log)
 root = snakemake.params.data["root"]
-if model_info(snakemake.wildcards.model).dataset == "mnist":
+if snakemake.params.data["image"] is None:  # MNIST (a 1-channel network)
     stats = data.exact_stats(data.load_mnist(root, train=True).images)
+    split = "train"
 else:
-    stats = data.DatasetStats(
-        *images.histogram_stats([images.read_manifest(p) for p in snakemake.input.shards])
-    )
-log.info("%s: %d training images, mean %s, std %s", root, stats.n_images, stats.mean, stats.std)
-write_json_atomic(snakemake.output[0], {**stats.to_dict(), "root": str(root)})
+    manifests = [images.read_manifest(p) for p in snakemake.input.shards]
+    stats = data.DatasetStats(*images.histogram_stats(manifests))
+    split = manifests[0]["split"]  # val: an evaluation-only study, whose cells use no statistics
+log.info("%s: %d %s images, mean %s, std %s", root, stats.n_images, split, stats.mean, stats.std)
+write_json_atomic(snakemake.output[0], {**stats.to_dict(), "root": str(root), "split": split})

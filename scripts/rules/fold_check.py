@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 import _setup
+from normsweep.catalog import arch_of, kwargs_of
 from normsweep.data import DatasetStats
 from normsweep.fold import check_fold, first_conv
-from normsweep.models import model_spec
+from normsweep.models import build_model
 from normsweep.results import write_json_atomic
 from normsweep.runner import load_splits
 from normsweep.train import resolve_normalization
@@ -18,10 +19,11 @@ from normsweep.train import resolve_normalization
 log = _setup.start_logging(snakemake.log)
 model_name = snakemake.wildcards.model
 stats = DatasetStats.from_json(snakemake.input.stats)
-_, test, _ = load_splits(model_name, snakemake.params.cell, Path(snakemake.input.stats).parent)
+_, test, num_classes = load_splits(model_name, snakemake.params.cell, Path(snakemake.input.stats).parent)
 x, _ = next(test.batches(None, 500))  # the first 500 test images, in [0, 1]
 torch.manual_seed(0)
-net = model_spec(model_name).build().eval()
+cell = snakemake.params.cell
+net = build_model(arch_of(model_name, cell), num_classes, arch_kwargs=kwargs_of(cell)).eval()  # random weights
 first, _ = first_conv(net)
 rows = []
 with torch.inference_mode():

@@ -1,4 +1,4 @@
-"""Rule list_images (login node): list an ImageFolder once, both splits, in ImageFolder's order,
+"""Rule list_images (login node): list an ImageFolder once, both splits (val/ alone when nothing trains), in ImageFolder's order,
 with each file's size and time, cut into shards of ``image.shard_size`` images."""
 
 import _setup
@@ -7,8 +7,10 @@ from normsweep.results import write_json_atomic
 
 log = _setup.start_logging(snakemake.log)
 settings = snakemake.params.data
-listing = images.list_folder(settings["root"], settings["image"]["shard_size"])
-for split in images.SPLITS:
+listing = images.list_folder(
+    settings["root"], settings["image"]["shard_size"], settings.get("splits", images.SPLITS)
+)
+for split in images.listed_splits(listing):
     part = listing[split]
     log.info("%s/%s: %d images of %d classes, %d shards", settings["root"], split, len(part["files"]),
              len(part["classes"]), len(part["shards"]))  # fmt: skip

@@ -16,8 +16,9 @@ if listing[split]["shards"][index]["signature"] != snakemake.params.signature:
     raise DataError(f"{snakemake.input[0]}: changed since this job was planned; rerun snakemake")
 image = snakemake.params.image
 manifest = images.prepare_shard(
-    listing["root"], listing, split, index, image["resize"], image["crop"], snakemake.output.pixels
-)
+    listing["root"], listing, split, index, image["resize"], image["crop"], snakemake.output.pixels,
+    image.get("interpolation") or "bilinear",
+)  # fmt: skip
 write_json_atomic(snakemake.output.manifest, manifest)
 log.info("%s shard %d: %d images at %d px, sha256 %s", split, index, manifest["shape"][0], image["crop"],
          manifest["sha256"][:16])  # fmt: skip

@@ -144,12 +144,15 @@ def open_splits(
     which are in random order)."""
     record_path = Path(folder) / "files.json" if folder is not None else None
     record = json.loads(record_path.read_text()) if record_path and record_path.exists() else {}
-    if "shards" in record.get("train", {}):
-        out = []
+    if "shards" in record.get("val", {}):
+        out: dict[str, Split] = {}
         for split, n in zip(SPLITS, subsets, strict=True):
-            shards = ShardedSplit.open(folder, split)  # type: ignore[arg-type]
-            out.append(Streamed(shards, stratified_sample(shards.labels, n, SUBSET_SEED), prefetch=prefetch))
-        return out[0], out[1], len(out[0].classes)
+            if "shards" in record.get(split, {}):  # an evaluation-only study prepares val/ only
+                shards = ShardedSplit.open(folder, split)  # type: ignore[arg-type]
+                out[split] = Streamed(shards, stratified_sample(shards.labels, n, SUBSET_SEED), prefetch=prefetch)
+        test = out["val"]
+        empty = TensorData(torch.zeros(0, test.channels, 1, 1), torch.zeros(0, dtype=torch.int64))
+        return out.get("train", empty), test, len(record["val"]["classes"])
     from .data import load_mnist
 
     train = load_mnist(root, train=True, limit=subsets[0])

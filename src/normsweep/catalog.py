@@ -1,28 +1,303 @@
-"""The models of the study by name, with what the rest of the package needs to know about
-them without importing torch (the workflow reads this while planning)."""
+"""The architecture a model entry names, and what the rest of the package needs to know about
+it: its data, input channels and how its packs train (derived from the network itself), its
+weights (never downloaded) and their own preprocessing.
+
+A model entry's key is the study's name for the model (folders, heatmap rows); its ``arch``
+(default: the key) is one of
+
+- ``lenet``: the PyTorch MNIST example's network (:class:`normsweep.models.LeNet`);
+- a torchvision classification model (``torchvision.models.list_models(module=torchvision.models)``);
+- ``package.module:Class``: the user's own ``nn.Module``, built with ``arch_kwargs``;
+- ``timm:<name>`` (with timm installed), e.g. ``timm:vit_small_patch16_224.augreg_in21k_ft_in1k``.
+
+Planning a LeNet study imports no torch; any other architecture is built once on torch's
+``meta`` device (no memory, no weights) to find its first convolution and its BatchNorm layers.
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib
+import json
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LENET = "lenet"
+TIMM = "timm:"
+#: The data each input channel count reads: MNIST's gray digits or an ImageFolder's RGB photos.
+DATASETS = {1: "mnist", 3: "imagefolder"}
+#: How to get timm (an optional dependency: the core needs torchvision only).
+TIMM_HINT = "install it with `bash scripts/setup_env.sh --timm` (or `pip install timm==1.0.31`)"
+
+
+class ArchError(ValueError):
+    """An architecture, its arguments or its weights that cannot work; the message says why."""
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    dataset: str  # the loader its data needs
+    dataset: str  # the loader its data needs: "mnist" or "imagefolder"
     channels: int  # image channels: how many values a per-channel mean or std has
     pack: str  # how a pack of its cells trains: "stacked" (normsweep.pack) or "separate" (normsweep.multinet)
+    first_conv: str = "conv1"  # the first nn.Conv2d in module order (the fold check, the init study)
 
 
-CATALOG: dict[str, ModelInfo] = {
-    "lenet": ModelInfo(dataset="mnist", channels=1, pack="stacked"),
-    # BatchNorm's batch statistics are per network, and one cell already fills a GPU: a pack
-    # reads the data once for K separate networks (and evaluates K normalizations with one)
-    "resnet18": ModelInfo(dataset="imagefolder", channels=3, pack="separate"),
-}
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a pretrained model was evaluated with: Resize(resize), CenterCrop(crop) with this
+    interpolation, then (x - mean) / std; and its published ImageNet-1K top-1 when known."""
+
+    resize: int
+    crop: int
+    interpolation: str
+    mean: list[float]
+    std: list[float]
+    source: str  # where the values come from: "torchvision ResNet50_Weights.IMAGENET1K_V2", ...
+    published_top1: float | None = None  # a fraction (0.76130), None when not published
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
 
 
-def model_info(name: str) -> ModelInfo:
+def arch_of(name: str, block: Mapping[str, Any] | None) -> str:
+    """The architecture of model entry ``name``: its ``arch``, else the name itself."""
+    return str((block or {}).get("arch") or name)
+
+
+def kwargs_of(block: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict((block or {}).get("arch_kwargs") or {})
+
+
+def source(arch: str) -> str:
+    """Where an architecture comes from: lenet, timm, import (module:Class) or torchvision."""
+    if arch == LENET:
+        return "lenet"
+    if arch.startswith(TIMM):
+        return "timm"
+    if ":" in arch:
+        return "import"
+    return "torchvision"
+
+
+def torchvision_names() -> list[str]:
+    from torchvision import models
+
+    return list(models.list_models(module=models))
+
+
+def _close(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    return f"closest: {', '.join(close)}" if close else f"known: {', '.join(sorted(known)[:12])}, ..."
+
+
+def check_arch(arch: str) -> None:
+    """Raise :class:`ArchError` naming close known names when ``arch`` is unknown."""
+    kind = source(arch)
+    if kind == "lenet":
+        return
+    if kind == "timm":
+        timm = import_timm()
+        name = arch[len(TIMM) :]
+        if not timm.is_model(name):
+            raise ArchError(f"unknown timm model {name!r}; {_close(name, timm.list_models())}")
+        return
+    if kind == "import":
+        import_class(arch)
+        return
+    known = torchvision_names()
+    if arch not in known:
+        raise ArchError(
+            f"unknown architecture {arch!r}: not lenet, not a torchvision classification model, "
+            f"not package.module:Class, not timm:<name>; {_close(arch, [LENET, *known])}"
+        )
+
+
+def import_timm() -> Any:
     try:
-        return CATALOG[name]
+        import timm
+    except ImportError:
+        raise ArchError(f"timm models need the timm package: {TIMM_HINT}") from None
+    return timm
+
+
+def import_class(arch: str) -> type:
+    """The class an import path ``package.module:Class`` names (the module importable from
+    the working directory or the Python path)."""
+    import sys
+
+    module_name, _, class_name = arch.partition(":")
+    if "" not in sys.path:  # the study's folder, as `python -c` would see it
+        sys.path.insert(0, "")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ArchError(
+            f"cannot import {module_name!r} for {arch!r} ({error}); put the module on PYTHONPATH "
+            f"or in the folder snakemake runs in"
+        ) from None
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        names = [n for n, v in vars(module).items() if isinstance(v, type)]
+        raise ArchError(f"{module_name} has no class {class_name!r}; {_close(class_name, names)}")
+    return cls
+
+
+def model_info(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> ModelInfo:
+    """What an architecture needs, derived from the network (built once, on the meta device)."""
+    if arch == LENET:
+        return ModelInfo(dataset="mnist", channels=1, pack="stacked")
+    return _derived_info(arch, json.dumps(dict(arch_kwargs or {}), sort_keys=True))
+
+
+@functools.cache
+def _derived_info(arch: str, kwargs_json: str) -> ModelInfo:
+    import torch
+
+    from .fold import first_conv
+
+    check_arch(arch)
+    try:
+        with torch.device("meta"):
+            net = build_network(arch, json.loads(kwargs_json))
+    except ArchError:
+        raise
+    except Exception as error:  # the user's class or arch_kwargs
+        raise ArchError(f"cannot build {arch} with arch_kwargs {kwargs_json}: {error}") from None
+    try:
+        name, conv = first_conv(net)
+    except ValueError as error:
+        raise ArchError(str(error)) from None
+    if conv.in_channels not in DATASETS:
+        raise ArchError(
+            f"{arch} takes {conv.in_channels} input channels (its first convolution {name}); "
+            f"the data sets here have 1 (MNIST) or 3 (ImageFolder, RGB)"
+        )
+    # A pack of any network but LeNet trains K separate networks, each batch read once: right
+    # for BatchNorm (batch statistics per network) and for any module; the stacked (vmap) pack
+    # and its memory model are LeNet's.
+    return ModelInfo(dataset=DATASETS[conv.in_channels], channels=conv.in_channels, pack="separate", first_conv=name)
+
+
+def build_network(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> Any:
+    """The bare network of ``arch`` (no weights, its own number of classes)."""
+    kwargs = dict(arch_kwargs or {})
+    kind = source(arch)
+    if kind == "lenet":
+        from .models import LeNet
+
+        return LeNet(**kwargs)
+    if kind == "timm":
+        return import_timm().create_model(arch[len(TIMM) :], pretrained=False, **kwargs)
+    if kind == "import":
+        return import_class(arch)(**kwargs)
+    from torchvision import models
+
+    return models.get_model(arch, weights=None, **kwargs)
+
+
+WEIGHTS_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")  # IMAGENET1K_V1, DEFAULT: torchvision's enum names
+
+
+def is_weights_name(arch: str, weights: str | None) -> bool:
+    """Whether ``weights`` names a torchvision weights entry (not a file)."""
+    return bool(weights) and source(arch) == "torchvision" and bool(WEIGHTS_NAME.match(str(weights)))
+
+
+def torchvision_weights(arch: str, name: str) -> Any:
+    from torchvision import models
+
+    try:
+        enum = models.get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise ArchError(f"torchvision has no weights for {arch}") from None
+    try:
+        return enum[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(CATALOG))}") from None
+        names = [w.name for w in enum] + ["DEFAULT"]
+        raise ArchError(f"{arch} has no weights {name!r}; {_close(name, names)}") from None
+
+
+def hub_checkpoints() -> Path:
+    """Where torch keeps downloaded weights: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch)."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weights_location(arch: str, weights: str, sha256: str | None = None) -> tuple[Path, str | None, str]:
+    """The file a weights entry is read from, the sha256 (or prefix) it must have, and where
+    it comes from: a torchvision name -> torch's cache file of that entry (its name carries
+    the first hex digits of its sha256, as torch.hub checks them); else a local file."""
+    if is_weights_name(arch, weights):
+        entry = torchvision_weights(arch, weights)
+        file = Path(entry.url.rsplit("/", 1)[-1])
+        found = re.search(r"-([a-f0-9]{6,})\.", file.name)
+        return hub_checkpoints() / file, sha256 or (found.group(1) if found else None), entry.url
+    return Path(weights).expanduser(), sha256, ""
+
+
+def check_weights(arch: str, weights: str, sha256: str | None = None, hash_file: bool = True) -> Path:
+    """The weights file, after checking it exists and (``hash_file``) its sha256; the error
+    says which file to put where."""
+    import hashlib
+
+    file, expected, url = weights_location(arch, weights, sha256)
+    if not file.is_file():
+        if url:
+            raise ArchError(
+                f"weights {arch} {weights} are not in torch's cache: put {url} (downloaded "
+                f"elsewhere) at {file} (the folder is $TORCH_HOME/hub/checkpoints); nothing is downloaded here"
+            )
+        raise ArchError(f"{file}: no such weights file; give a local state dict, a torchvision name, or null")
+    if hash_file and expected:
+        digest = hashlib.sha256()
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        if not digest.hexdigest().startswith(expected.lower()):
+            raise ArchError(
+                f"{file}: sha256 {digest.hexdigest()}, expected {expected}"
+                + (" (the file name's hash: a corrupt or other file)" if url and not sha256 else " (weights_sha256)")
+            )
+    return file
+
+
+def preprocessing(arch: str, weights: str | None, arch_kwargs: Mapping[str, Any] | None = None) -> Preprocessing | None:
+    """The preprocessing a model was published with: torchvision's named weights
+    (``weights.transforms()``, ``meta["_metrics"]``) or a timm model's ``pretrained_cfg``;
+    None for lenet, the user's classes, and torchvision models without named weights."""
+    kind = source(arch)
+    if kind == "torchvision" and is_weights_name(arch, weights):
+        entry = torchvision_weights(arch, str(weights))
+        t = entry.transforms()
+        top1 = entry.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
+        return Preprocessing(
+            resize=int(t.resize_size[0]),
+            crop=int(t.crop_size[0]),
+            interpolation=t.interpolation.value,
+            mean=[float(v) for v in t.mean],
+            std=[float(v) for v in t.std],
+            source=f"torchvision {type(entry).__name__}.{entry.name}",
+            published_top1=None if top1 is None or not math.isfinite(top1) else round(top1 / 100, 6),
+        )
+    if kind == "timm":
+        timm = import_timm()
+        name = arch[len(TIMM) :]
+        cfg = timm.models.get_pretrained_cfg(name)
+        if cfg is None:
+            return None
+        crop = int(cfg.input_size[-1])
+        return Preprocessing(
+            resize=int(math.floor(crop / cfg.crop_pct)),  # as timm's transforms_factory scales
+            crop=crop,
+            interpolation=str(cfg.interpolation),
+            mean=[float(v) for v in cfg.mean],
+            std=[float(v) for v in cfg.std],
+            source=f"timm pretrained_cfg of {name}",
+        )
+    return None

@@ -234,9 +234,14 @@ def cell_roles(model: str, model_config: Mapping[str, Any]) -> dict[str, dict[st
     roles: dict[str, dict[str, Any]] = {}
     for c in grid_cells(model, model_config["grid"], [0]) if model_config.get("grid") else []:
         roles[f"{c.mean}|{c.std}"] = {"grid": True, "reference": ""}
+    baseline = model_config.get("baseline")
     for name, named in reference_cells(model, model_config.get("references", {}), [0]).items():
         role = roles.setdefault(f"{named[0].mean}|{named[0].std}", {"grid": False, "reference": ""})
-        role["reference"] = name
+        role.setdefault("names", []).append(name)
+        # one cell under several names (a pretrained model's `own` is ImageNet's values): the
+        # baseline's name if it is one of them, else the last
+        if role["reference"] != baseline:
+            role["reference"] = name
     return roles
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .catalog import model_info
+from .catalog import ArchError, ModelInfo, arch_of, check_arch, kwargs_of, model_info, preprocessing
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -34,6 +34,7 @@ def validate_config(config: dict[str, Any], schema: str | Path = SCHEMA) -> dict
     if isinstance(config.get("models"), dict):
         for name in [n for n, block in config["models"].items() if block is None]:
             del config["models"][name]
+    apply_arch_defaults(config)
     try:
         validate(config, str(schema), set_default=True)
     except Exception as error:  # a WorkflowError whose text repeats the whole schema
@@ -120,10 +121,63 @@ def _schema(schema: str | Path) -> dict[str, Any]:
     return yaml.safe_load(Path(schema).read_text())
 
 
+def arch_key(name: str, block: Mapping[str, Any]) -> str:
+    """The config key that names a model's architecture: its ``arch``, else the model's key."""
+    return f"models.{name}.arch" if block.get("arch") else f"models.{name}"
+
+
+def apply_arch_defaults(config: dict[str, Any]) -> None:
+    """What a model's architecture and weights bring, before the schema fills its own defaults:
+    pretrained weights' own preprocessing (torchvision's ``weights.transforms()``, timm's
+    ``pretrained_cfg``) as the image size and interpolation unless the config gives them, and
+    its mean/std as the reference cell ``own``, the baseline unless the config names another."""
+    for name, block in (config.get("models") or {}).items():
+        if not isinstance(block, dict) or not isinstance(block.get("arch", ""), (str, type(None))):
+            continue  # the schema names what is wrong
+        arch = arch_of(name, block)
+        weights = block.get("weights") if isinstance(block.get("weights"), str) else None
+        kwargs = block.get("arch_kwargs") if isinstance(block.get("arch_kwargs"), dict) else None
+        try:
+            check_arch(arch)
+            own = preprocessing(arch, weights, kwargs)
+        except ArchError as error:
+            key = f"models.{name}.weights" if "weights" in str(error) and weights else arch_key(name, block)
+            raise ConfigError(f"config key '{key}': {error}") from None
+        if own is None:
+            continue
+        image = block.setdefault("image", {})
+        if isinstance(image, dict):
+            image.setdefault("resize", own.resize)
+            image.setdefault("crop", own.crop)
+            if own.interpolation != "bilinear":
+                image.setdefault("interpolation", own.interpolation)
+        references = block.setdefault("references", {})
+        if isinstance(references, dict) and "own" not in references:
+            values = {"mean": _compact(own.mean), "std": _compact(own.std)}  # timm's 0.5/0.5 is `half`'s cell
+            block["references"] = {"own": values, **references}
+        block.setdefault("baseline", "own")
+
+
+def _compact(values: list[float]) -> float | list[float]:
+    """One value for all channels when they are equal (the same cell as a scalar reference)."""
+    return values[0] if len(set(values)) == 1 else values
+
+
+def info_of(name: str, block: Mapping[str, Any]) -> ModelInfo:
+    """What model entry ``name`` needs (derived from its network), or the config error."""
+    try:
+        return model_info(arch_of(name, block), kwargs_of(block))
+    except ArchError as error:
+        raise ConfigError(f"config key '{arch_key(name, block)}': {error}") from None
+
+
 def check_model(name: str, model: Mapping[str, Any]) -> None:
     """Checks beyond the schema, for one model's block."""
     where = f"models.{name}"
-    channels = model_info(name).channels
+    info = info_of(name, model)
+    channels = info.channels
+    if model.get("weights") and arch_of(name, model) == "lenet":
+        raise ConfigError(f"config key '{where}.weights': LeNet has no pretrained weights; set it to null")
     if not model.get("grid") and not model.get("references"):
         raise ConfigError(f"config key '{where}': give a grid, references, or both: there is no cell to run")
     for axis in ("mean", "std") if model.get("grid") else ():
@@ -165,10 +219,8 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
             SearchSpace(*opt["mean"], *opt["std"])
         except ValueError as error:
             raise ConfigError(f"config key '{where}.optuna': {error}") from None
-        if opt.get("per_channel") and model_info(name).channels != 3:
-            raise ConfigError(
-                f"config key '{where}.optuna.per_channel': {name} has {model_info(name).channels} channel(s)"
-            )
+        if opt.get("per_channel") and channels != 3:
+            raise ConfigError(f"config key '{where}.optuna.per_channel': {name} has {channels} channel(s)")
         if opt.get("box") and not model.get("grid"):
             raise ConfigError(
                 f"config key '{where}.optuna.box': a box around the best grid cell needs a grid"
@@ -192,7 +244,7 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
         if training.get(key) is not None and training[key] < 1:
             raise ConfigError(f"config key '{where}.training.{key}': must be >= 1 or null")
     data = Path(model["data"])
-    if model_info(name).dataset != "mnist":
+    if info.dataset != "mnist":
         if model.get("download"):
             raise ConfigError(
                 f"config key '{where}.download': only MNIST can be fetched; give an ImageFolder"
@@ -253,8 +305,20 @@ def cell_params(model_config: Mapping[str, Any]) -> dict[str, Any]:
     data and the training knobs, without the execution settings (EXECUTION_KEYS) and without
     the grid or references (adding grid points reruns no finished cell)."""
     params = {k: model_config.get(k) for k in ("data", "training", "image", "weights", "weights_sha256")}
+    for key in ("arch", "arch_kwargs"):  # only when given: studies from before they existed keep their params
+        if model_config.get(key):
+            params[key] = model_config[key]
     params["training"] = {k: v for k, v in (params["training"] or {}).items() if k not in EXECUTION_KEYS}
     return params
+
+
+def image_splits(model_config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ImageFolder splits a model's cells read: val/ alone when nothing trains (epochs: 0)
+    and no cell uses the training set's statistics (a `dataset` reference); else both."""
+    uses_stats = any(ref == "dataset" for ref in (model_config.get("references") or {}).values())
+    if model_config["training"]["epochs"] == 0 and not uses_stats:
+        return ("val",)
+    return ("train", "val")
 
 
 def checkpoint_seconds(training: Mapping[str, Any]) -> int:

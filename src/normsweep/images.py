@@ -35,6 +35,10 @@ SPLITS = ("train", "val")
 #: How a shard's pixels were made and stored (recorded in each manifest).
 STORAGE = "npy uint8 N x 3 x crop x crop"
 INTERPOLATION = "PIL bilinear (torchvision Resize default, antialiased)"
+
+
+def interpolation_text(mode: str = "bilinear") -> str:
+    return INTERPOLATION if mode == "bilinear" else f"PIL {mode} (antialiased)"
 #: Images per shard: a 20,000-image split is two shards, ImageNet's train split 129 jobs.
 DEFAULT_SHARD_SIZE = 10_000
 
@@ -83,26 +87,29 @@ def list_split(root: str | Path, split: str, shard_size: int = DEFAULT_SHARD_SIZ
     return {"classes": classes, "files": files, "labels": labels, "stamps": stamps, "shards": shards}
 
 
-def list_folder(root: str | Path, shard_size: int = DEFAULT_SHARD_SIZE) -> dict[str, Any]:
-    """The listing of both splits (what the shards are made from), checked to hold the same classes."""
+def list_folder(
+    root: str | Path, shard_size: int = DEFAULT_SHARD_SIZE, splits: Sequence[str] = SPLITS
+) -> dict[str, Any]:
+    """The listing of the splits (what the shards are made from; both, checked to hold the same
+    classes, or val/ alone for an evaluation-only study)."""
     out: dict[str, Any] = {"root": str(root), "shard_size": shard_size}
-    for split in SPLITS:
+    for split in splits:
         out[split] = list_split(root, split, shard_size)
-    if out["train"]["classes"] != out["val"]["classes"]:
+    if len(splits) == 2 and out["train"]["classes"] != out["val"]["classes"]:
         raise DataError(
             f"{root}: train/ has classes {out['train']['classes']} but val/ has {out['val']['classes']}"
         )
     return out
 
 
-def folder_stamp(root: str | Path) -> str:
+def folder_stamp(root: str | Path, splits: Sequence[str] = SPLITS) -> str:
     """A cheap fingerprint of an ImageFolder for planning: the modification times of its split
     and class folders (a file added, removed or replaced by a rename changes one). It decides
     when the folder is listed again; the listing's per-file times then decide which shards are
     prepared again. "missing" when the folder is not there (the listing then says what is wrong)."""
     digest = hashlib.sha256()
     try:
-        for split in SPLITS:
+        for split in splits:
             folder = Path(root) / split
             digest.update(f"{split}|{folder.stat().st_mtime_ns}\n".encode())
             for entry in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -114,16 +121,18 @@ def folder_stamp(root: str | Path) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _resize_crop(resize: int, crop: int) -> Any:
+def _resize_crop(resize: int, crop: int, interpolation: str = "bilinear") -> Any:
     from torchvision import transforms
 
-    return transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop)])
+    mode = transforms.InterpolationMode(interpolation)
+    return transforms.Compose([transforms.Resize(resize, interpolation=mode), transforms.CenterCrop(crop)])
 
 
-def decode_image(path: str | Path, resize: int, crop: int) -> np.ndarray:
+def decode_image(path: str | Path, resize: int, crop: int, interpolation: str = "bilinear") -> np.ndarray:
     """One image as the notebook's pipeline sees it, before ToTensor's division by 255:
-    ImageFolder's loader (RGB), Resize(resize), CenterCrop(crop); 3 x crop x crop uint8."""
-    prepare = _resize_crop(resize, crop)  # built once per size, not once per image
+    ImageFolder's loader (RGB), Resize(resize) (bilinear unless a pretrained model's own
+    preprocessing says otherwise), CenterCrop(crop); 3 x crop x crop uint8."""
+    prepare = _resize_crop(resize, crop, interpolation)  # built once per size, not once per image
     try:
         with Image.open(path) as image:
             pixels = np.asarray(prepare(image.convert("RGB")), dtype=np.uint8)
@@ -141,7 +150,14 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
 
 
 def prepare_shard(
-    root: str | Path, listing: dict[str, Any], split: str, index: int, resize: int, crop: int, out: str | Path
+    root: str | Path,
+    listing: dict[str, Any],
+    split: str,
+    index: int,
+    resize: int,
+    crop: int,
+    out: str | Path,
+    interpolation: str = "bilinear",
 ) -> dict[str, Any]:
     """Decode shard ``index`` of ``split`` (from the listing) into ``out`` (.npy, written to a
     temporary file then renamed); return its manifest. Memory: one image at a time."""
@@ -159,7 +175,7 @@ def prepare_shard(
         handle.write(header)
         digest.update(header)
         for name in files:
-            pixels = decode_image(Path(root) / split / name, resize, crop)
+            pixels = decode_image(Path(root) / split / name, resize, crop, interpolation)
             for c in range(3):
                 histogram[c] += np.bincount(pixels[c].ravel(), minlength=256)
             handle.write(pixels)  # contiguous: written and hashed from its buffer, no copy
@@ -173,11 +189,17 @@ def prepare_shard(
         "header_bytes": len(header),
         "sha256": digest.hexdigest(),
         "signature": shard["signature"],
-        "transform": {"resize": resize, "crop": crop, "interpolation": INTERPOLATION, "storage": STORAGE},
+        "transform": {"resize": resize, "crop": crop, "interpolation": interpolation_text(interpolation),
+                      "storage": STORAGE},  # fmt: skip
         "files": files,
         "labels": part["labels"][lo:hi],
         "histogram": histogram.tolist(),
     }
+
+
+def listed_splits(listing: dict[str, Any]) -> list[str]:
+    """The splits a listing holds: both, or val/ alone (an evaluation-only study)."""
+    return [split for split in SPLITS if split in listing]
 
 
 def shard_stem(split: str, index: int) -> str:
@@ -189,7 +211,7 @@ def data_record(root: str | Path, image: dict[str, Any], listing: dict[str, Any]
     """What the data check records (``files.json``): per split its image count, classes and
     shard manifests, in order; readers open the shards from it."""
     record: dict[str, Any] = {"root": str(root), "image": dict(image)}
-    for split in SPLITS:
+    for split in listed_splits(listing):
         part = listing[split]
         record[split] = {
             "images": len(part["files"]),
@@ -200,7 +222,12 @@ def data_record(root: str | Path, image: dict[str, Any], listing: dict[str, Any]
 
 
 def prepare_folder(
-    root: str | Path, folder: str | Path, resize: int, crop: int, shard_size: int = DEFAULT_SHARD_SIZE
+    root: str | Path,
+    folder: str | Path,
+    resize: int,
+    crop: int,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    interpolation: str = "bilinear",
 ) -> dict[str, Any]:
     """List, prepare every shard and record, in one process: what the workflow's data jobs do
     (one job per shard), for a script or a test. Returns the record."""
@@ -211,7 +238,9 @@ def prepare_folder(
     for split in SPLITS:
         for index in range(len(listing[split]["shards"])):
             stem = folder / shard_stem(split, index)
-            manifest = prepare_shard(root, listing, split, index, resize, crop, stem.with_suffix(".npy"))
+            manifest = prepare_shard(
+                root, listing, split, index, resize, crop, stem.with_suffix(".npy"), interpolation
+            )
             write_json_atomic(stem.with_suffix(".json"), manifest)
     record = data_record(root, {"resize": resize, "crop": crop, "shard_size": shard_size}, listing)
     write_json_atomic(folder / "files.json", record)

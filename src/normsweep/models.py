@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import optim
 
-from .catalog import model_info
+from .catalog import LENET, TIMM, build_network, check_weights, import_timm, source
 
 
 class LeNet(nn.Module):
@@ -37,45 +38,56 @@ class LeNet(nn.Module):
         return F.log_softmax(x, dim=1)
 
 
-class ResNet18(nn.Module):
-    """torchvision's ResNet18, returning log-probabilities like LeNet (so NLL loss is the
-    cross-entropy of the notebook). Weights from a local file when given (the torchvision
-    ImageNet file, checked by sha256 when a hash is given), else trained from scratch; the
+class Classifier(nn.Module):
+    """Any classification network (torchvision, timm, the user's own), returning
+    log-probabilities like LeNet (so NLL loss is the cross-entropy of the notebook). Its
+    weights come from a local file (checked by sha256) or torch's cache, never downloaded; the
     last layer is replaced when the data set has another number of classes."""
 
     def __init__(
-        self, num_classes: int = 1000, weights: str | None = None, weights_sha256: str | None = None
+        self,
+        arch: str,
+        num_classes: int,
+        weights: str | None = None,
+        weights_sha256: str | None = None,
+        arch_kwargs: Mapping[str, Any] | None = None,
     ):
         super().__init__()
-        from torchvision.models import resnet18
-
-        self.net = resnet18(weights=None, num_classes=1000)
-        if weights:
-            state = torch.load(check_weights(weights, weights_sha256), map_location="cpu", weights_only=True)
-            self.net.load_state_dict(state)
-        if num_classes != self.net.fc.out_features:
-            self.net.fc = nn.Linear(self.net.fc.in_features, num_classes)
+        kwargs = dict(arch_kwargs or {})
+        if source(arch) == "timm" and weights:  # timm loads its own file (pretrained_cfg_overlay)
+            file = check_weights(arch, weights, weights_sha256)
+            self.net = import_timm().create_model(
+                arch[len(TIMM) :], pretrained=True, pretrained_cfg_overlay={"file": str(file)}, **kwargs
+            )
+        else:
+            self.net = build_network(arch, kwargs)
+            if weights:
+                file = check_weights(arch, weights, weights_sha256)
+                self.net.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+        replace_head(self.net, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.net(x), dim=1)
 
 
-def check_weights(path: str, sha256: str | None) -> str:
-    """The weights file, after checking it exists and, when a hash is given, its sha256."""
-    import hashlib
-    from pathlib import Path
-
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"{file}: no such weights file (config key 'weights'); give the path "
-            f"of a local torchvision ResNet18 state dict, or null to train from scratch"
-        )
-    if sha256:
-        digest = hashlib.sha256(file.read_bytes()).hexdigest()
-        if not digest.startswith(sha256.lower()):
-            raise ValueError(f"{file}: sha256 {digest}, expected {sha256} (config key 'weights_sha256')")
-    return str(file)
+def replace_head(net: nn.Module, num_classes: int) -> None:
+    """Give ``net`` ``num_classes`` outputs: its last ``nn.Linear`` (or, failing that, its last
+    ``nn.Conv2d``, e.g. SqueezeNet's) made anew when its output count differs."""
+    layers = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    layers = layers or [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    if not layers:
+        raise ValueError(f"{type(net).__name__} has no nn.Linear or nn.Conv2d to give {num_classes} outputs")
+    name, layer = layers[-1]
+    if isinstance(layer, nn.Linear):
+        if layer.out_features == num_classes:
+            return
+        new: nn.Module = nn.Linear(layer.in_features, num_classes, bias=layer.bias is not None)
+    else:
+        if layer.out_channels == num_classes:
+            return
+        new = nn.Conv2d(layer.in_channels, num_classes, layer.kernel_size, layer.stride, layer.padding)
+    parent, _, attr = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, attr, new.to(layer.weight.device))
 
 
 def scale_first_layer(model: nn.Module, weight: float = 1.0, bias: float = 1.0) -> nn.Module:
@@ -94,9 +106,8 @@ def scale_first_layer(model: nn.Module, weight: float = 1.0, bias: float = 1.0) 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How one model of the study is built and trained (its data: :mod:`normsweep.catalog`)."""
+    """How a model of the study trains (its architecture and data: :mod:`normsweep.catalog`)."""
 
-    build: Callable[..., nn.Module]  # build(num_classes=..., weights=..., weights_sha256=...)
     make_optimizer: Callable[[Iterable[nn.Parameter], float], optim.Optimizer]
     default_lr: float
     plateau: bool  # ReduceLROnPlateau on test accuracy (the MNIST example's protocol)
@@ -110,18 +121,28 @@ def sgd_momentum(params: Iterable[nn.Parameter], lr: float) -> optim.Optimizer:
     return optim.SGD(params, lr=lr, momentum=0.9)
 
 
-def _lenet(num_classes: int = 10, **_: object) -> nn.Module:
-    if num_classes != 10:
-        raise ValueError(f"LeNet has 10 outputs (MNIST); this data set has {num_classes} classes")
-    return LeNet()
+#: LeNet trains as the MNIST example does; every other network as the notebook's ResNet18 (SGD
+#: lr 0.01, momentum 0.9, no schedule).
+LENET_SPEC = ModelSpec(make_optimizer=adadelta, default_lr=1.0, plateau=True)
+IMAGE_SPEC = ModelSpec(make_optimizer=sgd_momentum, default_lr=0.01, plateau=False)
 
 
-MODELS: dict[str, ModelSpec] = {
-    "lenet": ModelSpec(build=_lenet, make_optimizer=adadelta, default_lr=1.0, plateau=True),
-    "resnet18": ModelSpec(build=ResNet18, make_optimizer=sgd_momentum, default_lr=0.01, plateau=False),
-}
+def model_spec(arch: str) -> ModelSpec:
+    return LENET_SPEC if arch == LENET else IMAGE_SPEC
 
 
-def model_spec(name: str) -> ModelSpec:
-    model_info(name)  # the error for an unknown name
-    return MODELS[name]
+def build_model(
+    arch: str,
+    num_classes: int,
+    weights: str | None = None,
+    weights_sha256: str | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """The network a cell starts from, from torch's generator as it stands."""
+    if arch == LENET:
+        if num_classes != 10:
+            raise ValueError(f"LeNet has 10 outputs (MNIST); this data set has {num_classes} classes")
+        if weights:
+            raise ValueError("LeNet has no pretrained weights: set weights to null")
+        return LeNet(**dict(arch_kwargs or {}))
+    return Classifier(arch, num_classes, weights, weights_sha256, arch_kwargs)

@@ -55,7 +55,8 @@ def same_start(specs: Sequence[CellSpec]) -> None:
     """Members of a pack share one start: model, seed, classes, weights, initialization."""
 
     def start(spec: CellSpec) -> tuple:
-        return spec.model, spec.seed, spec.num_classes, spec.weights, spec.init_weight, spec.init_bias
+        return (spec.model, spec.architecture, repr(spec.arch_kwargs), spec.seed, spec.num_classes, spec.weights,
+                spec.init_weight, spec.init_bias)  # fmt: skip
 
     if any(start(spec) != start(specs[0]) for spec in specs):
         from .pack import PackError
@@ -91,10 +92,16 @@ def member_logits(
 
 @torch.inference_mode()
 def _evaluate_members(
-    nets: Sequence[torch.nn.Module], specs: Sequence[CellSpec], data: Split, batch_size: int, eval_images: int
+    nets: Sequence[torch.nn.Module],
+    specs: Sequence[CellSpec],
+    data: Split,
+    batch_size: int,
+    eval_images: int,
+    predicted: list[list[torch.Tensor]] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Accuracy and mean loss of each member on ``data``, every batch read once. One network
-    (an evaluation pack): the members' copies batched together; else one network each."""
+    (an evaluation pack): the members' copies batched together; else one network each. Each
+    member's predicted classes are appended to ``predicted[member]`` when it is given."""
     for net in nets:
         net.eval()
     k = len(specs)
@@ -108,7 +115,10 @@ def _evaluate_members(
             outputs = [net(normalize(images, s.mean, s.std)) for net, s in zip(nets, specs, strict=True)]
         for i, output in enumerate(outputs):
             loss_sum[i] += F.nll_loss(output, labels, reduction="sum").double()
-            correct[i] += (output.argmax(dim=1) == labels).sum()
+            guess = output.argmax(dim=1)
+            correct[i] += (guess == labels).sum()
+            if predicted is not None:
+                predicted[i].append(guess.to(torch.int16))
     n = max(len(data), 1)
     return (correct.double() / n).tolist(), (loss_sum / n).tolist()
 
@@ -125,9 +135,12 @@ def evaluate_pack(
     (``n_train``: the training split's size, recorded as a one-cell evaluation records it)."""
     started = time.perf_counter()
     device, net = pack_start(specs, config)
-    accuracy, loss = _evaluate_members([net], specs, test.to(device), config.test_batch_size, eval_images)
+    predicted: list[list[torch.Tensor]] = [[] for _ in specs]
+    accuracy, loss = _evaluate_members(
+        [net], specs, test.to(device), config.test_batch_size, eval_images, predicted
+    )
     wall = time.perf_counter() - started
-    return [
+    results = [
         cell_result(
             spec,
             STATUS_OK,
@@ -142,6 +155,9 @@ def evaluate_pack(
         )  # fmt: skip
         for i, spec in enumerate(specs)
     ]
+    for result, guesses in zip(results, predicted, strict=True):
+        result.predictions = torch.cat(guesses).cpu().numpy() if guesses else None
+    return results
 
 
 @dataclass
@@ -170,7 +186,7 @@ class Member:
 
 
 def _members(specs: Sequence[CellSpec], base: torch.nn.Module, config: TrainConfig) -> list[Member]:
-    info = model_spec(specs[0].model)
+    info = model_spec(specs[0].architecture)
     rng = torch.get_rng_state()  # after building the network: where each one-cell run is now
     out = []
     for _ in specs:
@@ -206,7 +222,7 @@ def train_separate(
     ``on_step(batch_number, losses)`` after every batch (a test kills a run there)."""
     started = time.perf_counter()
     device, base = pack_start(specs, config)
-    info = model_spec(specs[0].model)
+    info = model_spec(specs[0].architecture)
     members = _members(specs, base, config)
     shuffle = torch.Generator().manual_seed(specs[0].seed)
     made_by = [fingerprint(spec, config) for spec in specs]

@@ -10,6 +10,7 @@ cells called different are false discoveries, however many cells the grid has.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,11 @@ from scipy import stats
 
 ALPHA = 0.05
 METHOD = "Welch's t-test per cell against the baseline, Benjamini-Hochberg FDR 5% across the cells of a model"
+#: Evaluation cells (epochs: 0) classify the same images: a paired test of the images themselves.
+MCNEMAR = (
+    "McNemar's exact test per cell against the baseline on the same test images (discordant images, "
+    "pooled over seeds), Benjamini-Hochberg FDR 5% across the cells of a model"
+)
 
 
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -40,6 +46,33 @@ def welch(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def mcnemar(base: np.ndarray, other: np.ndarray) -> tuple[int, int, float]:
+    """McNemar's exact test of two classifiers on the same images (``base``, ``other``: which
+    images each got right): the images only the baseline got right, those only the other got
+    right, and the two-sided p-value (binomial, p = 1/2, on the discordant images)."""
+    base, other = np.asarray(base, bool), np.asarray(other, bool)
+    if base.shape != other.shape:
+        raise ValueError(f"McNemar needs the same images: {base.shape} vs {other.shape} predictions")
+    only_base, only_other = int((base & ~other).sum()), int((~base & other).sum())
+    if only_base + only_other == 0:
+        return 0, 0, 1.0
+    return only_base, only_other, float(stats.binomtest(only_other, only_base + only_other, 0.5).pvalue)
+
+
+def pooled_mcnemar(base: Mapping[int, np.ndarray], other: Mapping[int, np.ndarray]) -> float:
+    """McNemar over the seeds both cells have (each seed's networks compared on the same images):
+    under the null each discordant image goes either way with probability 1/2, so the
+    discordant images of all seeds pool into one exact binomial test. NaN without a shared seed."""
+    seeds = sorted(set(base) & set(other))
+    if not seeds:
+        return math.nan
+    b = c = 0
+    for seed in seeds:
+        only_base, only_other, _ = mcnemar(base[seed], other[seed])
+        b, c = b + only_base, c + only_other
+    return 1.0 if b + c == 0 else float(stats.binomtest(c, b + c, 0.5).pvalue)
+
+
 #: compare_cells' names for the final accuracy's columns (those of compare_metric).
 ACCURACY_COLUMNS = {
     "final_accuracy_mean": "accuracy_mean",
@@ -51,10 +84,17 @@ ACCURACY_COLUMNS = {
 }
 
 
-def compare_cells(rows: pd.DataFrame, baseline: str | None, metrics: tuple[str, ...] = ()) -> pd.DataFrame:
+def compare_cells(
+    rows: pd.DataFrame,
+    baseline: str | None,
+    metrics: tuple[str, ...] = (),
+    correct: Mapping[tuple[str, str, int], np.ndarray] | None = None,
+) -> pd.DataFrame:
     """One model's cells table (one row per cell and seed) -> one row per cell with the
     seed statistics of the final accuracy (and its 95% interval) and, when ``baseline`` names a
-    reference cell, the comparison with it; then the same for each of ``metrics``."""
+    reference cell, the comparison with it; then the same for each of ``metrics``. With
+    ``correct`` ((mean label, std label, seed) -> which test images the cell got right, kept by
+    evaluation cells) the final accuracy is compared by McNemar's test instead of Welch's."""
     keys = ["mean_label", "std_label"]
     cells = pd.DataFrame(
         [
@@ -74,7 +114,7 @@ def compare_cells(rows: pd.DataFrame, baseline: str | None, metrics: tuple[str, 
             for (mean_label, std_label), group in rows.groupby(keys, sort=False)
         ]
     )
-    accuracy = compare_metric(rows, baseline, "final_accuracy").rename(columns=ACCURACY_COLUMNS)
+    accuracy = compare_metric(rows, baseline, "final_accuracy", correct).rename(columns=ACCURACY_COLUMNS)
     table = cells.merge(accuracy, on=keys, how="left")[
         [*keys, "reference", "n_seeds", "accuracy_mean", "accuracy_sd", "ci95_low", "ci95_high",
          "diff_vs_baseline", "p_value", "p_adjusted", "differs"]
@@ -85,7 +125,12 @@ def compare_cells(rows: pd.DataFrame, baseline: str | None, metrics: tuple[str, 
     return table
 
 
-def compare_metric(rows: pd.DataFrame, baseline: str | None, metric: str) -> pd.DataFrame:
+def compare_metric(
+    rows: pd.DataFrame,
+    baseline: str | None,
+    metric: str,
+    correct: Mapping[tuple[str, str, int], np.ndarray] | None = None,
+) -> pd.DataFrame:
     """As :func:`compare_cells` for another per-seed column (e.g. epochs to a threshold): its
     mean and sd over seeds, difference from the baseline, Welch p-value and BH adjustment across
     the model's cells, in columns named ``<metric>_mean``, ``_sd``, ``_diff``, ``_p``,
@@ -111,7 +156,11 @@ def compare_metric(rows: pd.DataFrame, baseline: str | None, metric: str) -> pd.
             row[f"{metric}_never"] = int((group[metric].isna() & trained).sum())
         if base_values is not None and group is not base and len(finite):
             row[f"{metric}_diff"] = row[f"{metric}_mean"] - float(np.nanmean(base_values))
-            row[f"{metric}_p"] = welch(values, base_values)
+            row[f"{metric}_p"] = (
+                pooled_mcnemar(_seeds(correct, base), _seeds(correct, group))
+                if correct
+                else welch(values, base_values)
+            )
         out.append(row)
     table = pd.DataFrame(out)
     tested = table[f"{metric}_p"].notna()
@@ -122,3 +171,13 @@ def compare_metric(rows: pd.DataFrame, baseline: str | None, metric: str) -> pd.
         )
     table[f"{metric}_differs"] = table[f"{metric}_p_adjusted"] < ALPHA
     return table
+
+
+def _seeds(correct: Mapping[tuple[str, str, int], np.ndarray], group: pd.DataFrame) -> dict[int, np.ndarray]:
+    """A cell's kept predictions per seed (seeds that kept none are left out)."""
+    out = {}
+    for _, row in group.iterrows():
+        key = (row["mean_label"], row["std_label"], int(row["seed"]))
+        if key in correct:
+            out[int(row["seed"])] = correct[key]
+    return out

@@ -30,9 +30,10 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -122,10 +123,10 @@ class Plateau:
         self.cooldown_counter = [int(v) for v in state["cooldown_counter"]]
 
 
-def check_stackable(model: str) -> None:
-    if model_info(model).pack != "stacked":
+def check_stackable(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> None:
+    if model_info(arch, arch_kwargs).pack != "stacked":
         raise PackError(
-            f"{model} cannot be stacked (its BatchNorm statistics would be shared across the members); "
+            f"{arch} cannot be stacked (its BatchNorm statistics would be shared across the members); "
             f"normsweep.multinet.train_separate trains its packs"
         )
 
@@ -301,11 +302,11 @@ def train_pack(
         return []
     from .multinet import pack_start
 
-    check_stackable(specs[0].model)
+    check_stackable(specs[0].architecture, specs[0].arch_kwargs)
     first = specs[0]
     started = time.perf_counter()
     device, base = pack_start(specs, config)
-    info = model_spec(first.model)
+    info = model_spec(first.architecture)
     k = len(specs)
     names = [name for name, _ in base.named_parameters()]
     check_fits(k, sum(p.numel() for p in base.parameters()), config.batch_size, device)

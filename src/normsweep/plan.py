@@ -164,21 +164,23 @@ def data_plan(model: str, block: Mapping[str, Any], study: str, workdir: str | P
     import json
     import os
 
-    from .catalog import model_info
-    from .images import SPLITS, shard_stem
+    from .config import image_splits, info_of
+    from .images import shard_stem
 
-    if model_info(model).dataset == "mnist":
+    if info_of(model, block).dataset == "mnist":
         return None
     image = block["image"]
     size = image.get("shard_size", 10_000)
     folder = Path(workdir) / cellnames.results_dir(study) / model / "data" / cellnames.data_key(block, True)
     listing_file = folder / "listing.json"
-    if listing_file.exists():
-        listing = json.loads(listing_file.read_text())
-        images = {split: len(listing[split]["files"]) for split in SPLITS}
+    splits = image_splits(block)  # val/ alone when nothing trains
+    listing = json.loads(listing_file.read_text()) if listing_file.exists() else {}
+    if all(split in listing for split in splits):
+        images = {split: len(listing[split]["files"]) for split in splits}
     else:
+        listing = {}
         images = {}
-        for split in SPLITS:
+        for split in splits:
             root = Path(block["data"]) / split
             classes = [e.path for e in os.scandir(root) if e.is_dir()] if root.is_dir() else []
             images[split] = sum(sum(1 for e in os.scandir(c) if e.is_file()) for c in classes)
@@ -186,7 +188,7 @@ def data_plan(model: str, block: Mapping[str, Any], study: str, workdir: str | P
     done = sum(
         (folder / f"{shard_stem(split, i)}.json").exists() for split, n in shards.items() for i in range(n)
     )
-    return DataPlan(model, images, size, image["crop"], sum(shards.values()), done, listing_file.exists())
+    return DataPlan(model, images, size, image["crop"], sum(shards.values()), done, bool(listing))
 
 
 def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:

@@ -29,6 +29,7 @@ REFERENCE_STYLE = {  # marker, colour
     "none": ("x", "black"),
     "imagenet": ("P", "tab:cyan"),
     "half": ("v", "tab:olive"),
+    "own": ("*", "gold"),  # a pretrained model's own normalization (normsweep.catalog)
 }
 DEFAULT_STYLE = ("^", "tab:pink")
 
@@ -215,7 +216,7 @@ def _outline_differing(
                 edgecolor="red",
                 linestyle="--",
                 linewidth=2.0,
-                label=f"differs from the baseline beyond seed noise ({len(keys)} cells)",
+                label=f"differs from the baseline (FDR 5%: Welch over seeds, McNemar if evaluation only; {len(keys)} cells)",
             )
         )
     return handles
@@ -227,8 +228,8 @@ def _reference_markers(ax: plt.Axes, cell: pd.DataFrame, metric: str) -> list:
     _, scale, fmt, _ = METRICS[metric]
     handles: list = []
     for _, ref in cell[cell["reference"] != ""].iterrows():
-        name = str(ref["reference"])
-        marker, colour = REFERENCE_STYLE.get(name, DEFAULT_STYLE)
+        name = str(ref.get("reference_names") or ref["reference"])  # "own, imagenet": one cell, two names
+        marker, colour = REFERENCE_STYLE.get(str(ref["reference"]), DEFAULT_STYLE)
         x, y = ref["mean"], ref["std"]
         where = _where(ref)
         channels = json.loads(ref["channel_means"]) if isinstance(ref["channel_means"], str) else None

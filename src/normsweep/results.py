@@ -68,10 +68,18 @@ class CellResult:
     pack_size: int = 1
     num_classes: int = 0  # classes of the data set (chance is 1 / num_classes); 0: not recorded
     data: str = ""  # what it trained and tested on: the data key, the subsets and how they were sampled
+    arch: str = ""  # the architecture (normsweep.catalog): "" for results made before models had one
+    weights: str = ""  # the weights it started from: a torchvision name or a file; "": random
+    preprocessing: dict[str, Any] | None = None  # resize, crop, interpolation; the weights' own values
     schema_version: int = SCHEMA_VERSION
+    # an evaluation cell's predicted class per test image, in the split's order (kept beside the
+    # result by write_predictions, not in it)
+    predictions: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["predictions"]
+        return out
 
 
 class ResultError(ValueError):
@@ -124,12 +132,16 @@ def _nan_to_none(value: Any) -> Any:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write to a temporary file in the target's folder, fsync it, then rename it over the
     target: a reader (or a killed job) sees the old file or the new one, never half."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -145,6 +157,38 @@ def write_json_atomic(path: str | os.PathLike[str], payload: dict[str, Any]) -> 
 
 def write_result(path: str | os.PathLike[str], result: CellResult) -> None:
     write_json_atomic(path, result.to_dict())
+
+
+def predictions_path(result_path: str | os.PathLike[str]) -> Path:
+    """Where an evaluation cell keeps its per-image predictions: beside its result."""
+    path = Path(result_path)
+    return path.with_name(path.stem + ".predictions.npz")
+
+
+def write_predictions(result_path: str | os.PathLike[str], predicted: Any, labels: Any) -> None:
+    """An evaluation cell's predicted classes and the true labels, compressed (int16; a few
+    hundred KB for ImageNet's 50,000 validation images), atomically, before its result."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, predicted=np.asarray(predicted, dtype=np.int16), label=np.asarray(labels, dtype=np.int16)
+    )
+    write_bytes_atomic(predictions_path(result_path), buffer.getvalue())
+
+
+def read_correct(result_path: str | os.PathLike[str]) -> Any:
+    """Which test images an evaluation cell classified correctly (bool array), or None when
+    it kept no predictions."""
+    import numpy as np
+
+    path = predictions_path(result_path)
+    if not path.exists():
+        return None
+    with np.load(path) as saved:
+        return saved["predicted"] == saved["label"]
 
 
 _FLOAT_FIELDS = ("final_accuracy", "best_accuracy")

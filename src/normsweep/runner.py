@@ -11,21 +11,21 @@ from typing import Any
 
 from . import data
 from .batches import Split, open_splits
-from .catalog import model_info
+from .catalog import arch_of, kwargs_of, model_info, preprocessing
 from .models import model_spec
-from .results import CellResult, EpochRecord, write_result
+from .results import CellResult, EpochRecord, write_predictions, write_result
 from .train import CellSpec, TrainConfig, epoch_message, resolve_normalization, train_cell
 
 log = logging.getLogger("normsweep.runner")
 
 
-def train_config(model: str, training: Mapping[str, Any]) -> TrainConfig:
+def train_config(arch: str, training: Mapping[str, Any]) -> TrainConfig:
     """The training knobs of a model's config block (subset sizes are data, not training);
-    no learning rate means the model's own."""
+    no learning rate means the architecture's own (normsweep.models.model_spec)."""
     known = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{k: v for k, v in training.items() if k in known and v is not None})
     if training.get("lr") is None:
-        config.lr = model_spec(model).default_lr
+        config.lr = model_spec(arch).default_lr
     return config
 
 
@@ -55,9 +55,10 @@ def cell_spec(
     mean, std = resolve_normalization(
         mean_label, std_label, stats.mean if stats else None, stats.std if stats else None
     )
+    arch, kwargs = arch_of(model, model_config), kwargs_of(model_config)
     return CellSpec(
         model=model,
-        dataset=model_info(model).dataset,
+        dataset=model_info(arch, kwargs).dataset,
         mean_label=mean_label,
         std_label=std_label,
         mean=mean,
@@ -70,7 +71,25 @@ def cell_spec(
         init_weight=float(init[0]),
         init_bias=float(init[1]),
         data_key=data_identity(model, model_config),
+        arch=arch,
+        arch_kwargs=kwargs,
+        preprocessing=image_record(arch, model_config),
     )
+
+
+def image_record(arch: str, model_config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a cell's images were made with (resize, crop, interpolation) and, for pretrained
+    weights that have them, their own preprocessing (normsweep.catalog.Preprocessing)."""
+    image = model_config.get("image")
+    if model_info(arch, kwargs_of(model_config)).dataset == "mnist" or not image:
+        return None
+    own = preprocessing(arch, model_config.get("weights"), kwargs_of(model_config))
+    return {
+        "resize": image["resize"],
+        "crop": image["crop"],
+        "interpolation": image.get("interpolation") or "bilinear",
+        "own": own.to_dict() if own else None,
+    }
 
 
 def data_identity(model: str, model_config: Mapping[str, Any]) -> str:
@@ -82,7 +101,7 @@ def data_identity(model: str, model_config: Mapping[str, Any]) -> str:
     from .cells import data_key
 
     training = model_config.get("training", {})
-    images = model_info(model).dataset != "mnist"
+    images = model_info(arch_of(model, model_config), kwargs_of(model_config)).dataset != "mnist"
     subsets = f"train {training.get('train_subset')}, test {training.get('test_subset')}"
     sampled = any(training.get(k) for k in ("train_subset", "test_subset"))
     if images and sampled:
@@ -117,7 +136,9 @@ def run_cell(
         len(train),
         len(test),
     )
-    result = train_cell(spec, train, test, train_config(model, model_config.get("training", {})))
+    result = train_cell(spec, train, test, train_config(spec.architecture, model_config.get("training", {})))
+    if result.predictions is not None:  # an evaluation cell: its per-image predictions first
+        write_predictions(output, result.predictions, test.labels.cpu().numpy())
     write_result(output, result)
     if spec.checkpoint is not None:
         spec.checkpoint.unlink(missing_ok=True)
@@ -150,7 +171,7 @@ def run_pack(
     stats = data.DatasetStats.from_json(stats_path)
     train, test, num_classes = load_splits(model, model_config, Path(stats_path).parent)
     specs = [cell_spec(model, m, s, seed, model_config, stats, num_classes) for m, s in members]
-    config = train_config(model, model_config.get("training", {}))
+    config = train_config(specs[0].architecture, model_config.get("training", {}))
     for path in logs:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
@@ -167,11 +188,13 @@ def run_pack(
     saved = Path(checkpoint) if checkpoint else None
     if config.epochs == 0:  # evaluation only: one network, each test batch normalized K ways
         results = evaluate_pack(specs, test, config, pack_id, len(train))
-    elif model_info(model).pack == "stacked":
+    elif model_info(specs[0].architecture, specs[0].arch_kwargs).pack == "stacked":
         results = train_pack(specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
     else:  # K networks, each batch read once
         results = train_separate(specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
     for result, output in zip(results, outputs, strict=True):
+        if result.predictions is not None:
+            write_predictions(output, result.predictions, test.labels.cpu().numpy())
         write_result(output, result)
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .noise import METHOD, compare_cells, compare_metric
-from .results import STATUS_DIVERGED, CellResult, ResultError, read_result, result_files
+from .noise import MCNEMAR, METHOD, compare_cells, compare_metric
+from .results import STATUS_DIVERGED, CellResult, ResultError, read_correct, read_result, result_files
 
 CELL_KEYS = ["model", "mean_label", "std_label"]
 
@@ -138,6 +138,8 @@ def cells_table(
                 "channel_means": json.dumps(r.mean),
                 "channel_stds": json.dumps(r.std),
                 "reference": reference,
+                # every name of the cell (a pretrained model's `own` may be ImageNet's values too)
+                "reference_names": ", ".join(role.get("names", [reference] if reference else [])),
                 "is_grid": bool(role.get("grid", False)),
                 "seed": r.seed,
                 "status": r.status,
@@ -150,6 +152,9 @@ def cells_table(
                 "final_train_loss": r.epochs[-1].train_loss if r.epochs else math.nan,
                 "n_train": r.n_train,
                 "n_test": r.n_test,
+                "num_classes": r.num_classes,
+                "arch": r.arch or r.model,
+                "weights": r.weights,
                 "batch_size": r.batch_size,
                 "lr": r.lr,
                 "wall_seconds": r.wall_seconds,
@@ -214,6 +219,8 @@ def epochs_table(results: Iterable[CellResult]) -> pd.DataFrame:
 
 def per_cell(table: pd.DataFrame) -> pd.DataFrame:
     """Seeds folded: mean, std and count of the final accuracy for every cell."""
+    if "reference_names" not in table.columns:  # tables made before cells had several names
+        table = table.assign(reference_names=table["reference"])
     grouped = table.groupby(CELL_KEYS, sort=False, dropna=False)
     out = grouped.agg(
         mean=("mean", "first"),
@@ -221,6 +228,7 @@ def per_cell(table: pd.DataFrame) -> pd.DataFrame:
         channel_means=("channel_means", "first"),
         channel_stds=("channel_stds", "first"),
         reference=("reference", "first"),
+        reference_names=("reference_names", "first"),
         is_grid=("is_grid", "first"),
         accuracy=("final_accuracy", "mean"),
         accuracy_sd=("final_accuracy", "std"),
@@ -243,8 +251,13 @@ def summarize(
     table: pd.DataFrame,
     baseline: Mapping[str, str] | None = None,
     convergence: Mapping[str, Mapping[str, Any]] | None = None,
+    correct: Mapping[str, Mapping[tuple[str, str, int], np.ndarray]] | None = None,
+    published: Mapping[str, Mapping[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """Per model: best and worst grid cells, references, spread across seeds and cells."""
+    """Per model: best and worst grid cells, references, spread across seeds and cells;
+    ``correct`` (model -> the evaluation cells' per-image results) compares them by McNemar;
+    ``published`` (model -> its weights' Preprocessing dict) puts the published top-1 beside
+    the cell measured at the weights' own normalization."""
     summary: dict[str, Any] = {}
     for model, rows in table.groupby("model"):
         cell = per_cell(rows)
@@ -279,12 +292,23 @@ def summarize(
             entry["grid_accuracy_sd_across_cells"] = _float(grid["accuracy"].std(ddof=0))
             entry["grid_accuracy_mean"] = _float(grid["accuracy"].mean())
         refs = cell[cell["reference"] != ""]
-        entry["references"] = {str(r["reference"]): _cell_entry(r) for _, r in refs.iterrows()}
+        entry["references"] = {
+            name: _cell_entry(r)
+            for _, r in refs.iterrows()
+            for name in str(r.get("reference_names") or r["reference"]).split(", ")
+        }
         entry["baseline"] = (baseline or {}).get(str(model))
         seed_sd = cell["accuracy_sd"].dropna()
         entry["seed_sd_mean"] = _float(seed_sd.mean()) if len(seed_sd) else None
         entry["seed_sd_max"] = _float(seed_sd.max()) if len(seed_sd) else None
-        entry["noise"] = noise_summary(compare_cells(rows, entry["baseline"]), entry["baseline"])
+        kept = (correct or {}).get(str(model))
+        entry["noise"] = noise_summary(
+            compare_cells(rows, entry["baseline"], correct=kept), entry["baseline"], MCNEMAR if kept else METHOD
+        )
+        entry["published"] = published_entry(
+            (published or {}).get(str(model)), entry["references"], int(rows["n_test"].max()),
+            int(rows["num_classes"].max()) if "num_classes" in rows else 0,
+        )  # fmt: skip
         versions = sorted(rows["versions"].unique())
         entry["versions"] = [json.loads(v) for v in versions]
         entry["mixed_versions"] = len(versions) > 1
@@ -389,12 +413,31 @@ def speed_summary(
     return {"threshold": threshold, "groups": groups, "faster": faster, "slower": slower, "answer": sentence}
 
 
-def noise_summary(stats: pd.DataFrame, baseline: str | None) -> dict[str, Any]:
+def published_entry(
+    own: Mapping[str, Any] | None, references: Mapping[str, Any], n_test: int = 0, num_classes: int = 0
+) -> dict[str, Any] | None:
+    """The weights' published top-1 beside the cell measured at their own normalization (on
+    ``n_test`` images of ``num_classes`` classes: comparable on ImageNet's 50,000 val images)."""
+    if not own or own.get("published_top1") is None:
+        return None
+    measured = references.get("own", {}).get("accuracy")
+    return {
+        "source": own["source"],
+        "top1": own["published_top1"],
+        "measured_own": measured,
+        "difference": None if measured is None else measured - own["published_top1"],
+        "n_test": n_test,
+        "num_classes": num_classes,
+        "comparable": n_test == 50_000 and num_classes == 1000,
+    }
+
+
+def noise_summary(stats: pd.DataFrame, baseline: str | None, method: str = METHOD) -> dict[str, Any]:
     """Which cells differ from the baseline beyond seed noise (see :mod:`normsweep.noise`)."""
     tested = stats[stats["p_value"].notna()]
     differ = tested[tested["differs"]].sort_values("diff_vs_baseline", ascending=False)
     return {
-        "method": METHOD,
+        "method": method,
         "baseline": baseline,
         "n_compared": int(len(tested)),
         "n_differ": int(len(differ)),
@@ -429,11 +472,74 @@ def _cell_entry(row: pd.Series) -> dict[str, Any]:
     }
 
 
+def model_sentence(model: str, s: Mapping[str, Any]) -> str:
+    """One sentence on a model: its accuracy at each reference and at the best grid cell, and
+    which of them differ from the baseline (the summary's test)."""
+    named = [(name, c) for name, c in s.get("references", {}).items()]
+    if s.get("best"):
+        named.append(("the best grid cell", s["best"]))
+
+    def accuracy(c: Mapping[str, Any]) -> str:
+        return "diverged" if c["accuracy"] is None else f"{c['accuracy']:.4f}"
+
+    def where(name: str, c: Mapping[str, Any]) -> str:
+        if name == "own":
+            return "its own normalization (own)"
+        if name == "the best grid cell":
+            return f"the best grid cell ({c['mean']}, {c['std']})"
+        return f"{name} ({c['mean']}, {c['std']})" if c["mean"] not in ("none", name) else name
+
+    text = f"{model}: " + "; ".join(f"{accuracy(c)} at {where(n, c)}" for n, c in named) + "."
+    noise = s.get("noise") or {}
+    if noise.get("n_compared"):
+        differ = {(d["mean"], d["std"]) for d in noise["differ"]}
+        names = [n for n, c in named if (c["mean"], c["std"]) in differ and n != noise["baseline"]]
+        test = "McNemar" if noise["method"].startswith("McNemar") else "Welch"
+        text += (
+            f" Different from {noise['baseline']} ({test}, FDR 5%, {noise['n_differ']} of "
+            f"{noise['n_compared']} cells): {', '.join(names) or 'none of these'}."
+        )
+    return text
+
+
+def published_line(s: Mapping[str, Any]) -> str | None:
+    p = s.get("published")
+    if not p:
+        return None
+    measured = "not measured (no `own` cell)"
+    if p["measured_own"] is not None:
+        measured = f"{p['measured_own']:.4f} ({p['difference'] * 100:+.2f} points)"
+    where = f"{p.get('n_test', 0):,} images of {p.get('num_classes', 0)} classes"
+    caveat = (
+        "ImageNet's val set: the published protocol"
+        if p.get("comparable")
+        else "not ImageNet's 50,000 val images of 1000 classes: not comparable"
+    )
+    return (
+        f"Published ImageNet-1K top-1 of {p['source']}: {p['top1']:.4f}; measured here at its own "
+        f"normalization: {measured}, on {where} ({caveat})."
+    )
+
+
+def study_summary_markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
+    """The study in one sentence per model (from each model's summary.json)."""
+    lines = ["# normsweep study summary", ""]
+    for model, s in summaries.items():
+        lines.append(f"- {model_sentence(model, s)}")
+        if line := published_line(s):
+            lines.append(f"  {line}")
+    return "\n".join(lines) + "\n"
+
+
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     """The summary for people."""
     lines = ["# normsweep summary", ""]
     for model, s in summary.items():
         lines += [f"## {model}", ""]
+        if s.get("references") or s.get("best"):
+            lines += [model_sentence(model, s), ""]
+        if line := published_line(s):
+            lines += [line, ""]
         lines.append(
             f"{s['n_results']} results in {s['n_cells']} cells ({s['n_grid_cells']} on the grid), "
             f"seeds {s['seeds']}, epochs {s['epochs']}, training images {s['n_train']}, "
@@ -504,7 +610,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         if noise and noise["n_compared"]:
             lines.append(
                 f"Against the baseline '{noise['baseline']}' ({noise['method']}): "
-                f"{noise['n_differ']} of {noise['n_compared']} cells differ beyond seed noise."
+                f"{noise['n_differ']} of {noise['n_compared']} cells differ "
+                + ("beyond chance." if noise["method"].startswith("McNemar") else "beyond seed noise.")
             )
             lines += [
                 f"- ({d['mean']}, {d['std']}): {d['diff'] * 100:+.2f} points, adjusted p = {d['p_adjusted']:.3g}"
@@ -528,12 +635,14 @@ def write_tables(
     baseline: Mapping[str, str],
     out: Mapping[str, str | Path],
     convergence: Mapping[str, Mapping[str, Any]] | None = None,
+    published: Mapping[str, Mapping[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """Read the cell results and write cells/epochs tables (CSV + Parquet) and the summary."""
-    results, unreadable = [], []
+    results, unreadable, paths = [], [], []
     for path in result_files(result_paths):
         try:
             results.append(read_result(path))
+            paths.append(path)
         except ResultError as error:
             unreadable.append((str(path), str(error)))
     if unreadable:
@@ -545,10 +654,13 @@ def write_tables(
         )
     cells = cells_table(results, roles, convergence)
     epochs = epochs_table(results)
-    summary = summarize(cells, baseline, convergence)
+    correct = kept_predictions(results, paths)
+    summary = summarize(cells, baseline, convergence, correct, published)
     stats = pd.concat(
         [
-            compare_cells(rows, (baseline or {}).get(str(model)), SPEED_METRICS).assign(model=model)
+            compare_cells(
+                rows, (baseline or {}).get(str(model)), SPEED_METRICS, correct.get(str(model))
+            ).assign(model=model)
             for model, rows in cells.groupby("model")
         ],
         ignore_index=True,
@@ -560,6 +672,23 @@ def write_tables(
     Path(out["summary_json"]).write_text(json.dumps(summary, indent=2) + "\n")
     Path(out["summary_md"]).write_text(summary_markdown(summary))
     return summary
+
+
+def kept_predictions(
+    results: Sequence[CellResult], paths: Sequence[str | Path]
+) -> dict[str, dict[tuple[str, str, int], np.ndarray]]:
+    """model -> (mean label, std label, seed) -> which test images the cell got right, for the
+    models whose every cell is an evaluation cell that kept its predictions (beside its result:
+    normsweep.results.predictions_path); a model with trained cells is compared over seeds."""
+    kept: dict[str, dict[tuple[str, str, int], np.ndarray]] = {}
+    trained = {r.model for r in results if r.epochs_requested > 0}
+    for result, path in zip(results, paths, strict=True):
+        if result.model in trained:
+            continue
+        correct = read_correct(path)
+        if correct is not None:
+            kept.setdefault(result.model, {})[(result.mean_label, result.std_label, result.seed)] = correct
+    return kept
 
 
 def grid_matrix(cell: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from . import cells as cellnames
 from . import tensorfile
 from .batches import Split
 from .config import EXECUTION_KEYS
-from .models import model_spec, scale_first_layer
+from .models import build_model, model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
 
 log = logging.getLogger("normsweep.train")
@@ -166,8 +166,10 @@ def evaluate(
     data: Split,
     batch_size: int,
     norm: tuple[Sequence[float] | None, Sequence[float] | None] = (None, None),
+    predicted: list[torch.Tensor] | None = None,
 ) -> tuple[float, float]:
-    """Test accuracy and mean test loss, the test data normalized by ``norm`` (mean, std)."""
+    """Test accuracy and mean test loss, the test data normalized by ``norm`` (mean, std);
+    each batch's predicted classes appended to ``predicted`` when it is a list."""
     model.eval()
     device = next(model.parameters()).device
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -175,7 +177,10 @@ def evaluate(
     for images, labels in data.batches(None, batch_size):
         output = model(normalize(images, *norm))
         loss_sum += F.nll_loss(output, labels, reduction="sum").double()
-        correct += (output.argmax(dim=1) == labels).sum()
+        guess = output.argmax(dim=1)
+        correct += (guess == labels).sum()
+        if predicted is not None:
+            predicted.append(guess.to(torch.int16))
     n = max(len(data), 1)
     return int(correct) / n, float(loss_sum) / n
 
@@ -193,11 +198,18 @@ class CellSpec:
     seed: int
     checkpoint: Path | None = None
     num_classes: int = 10
-    weights: str | None = None  # a local pretrained weights file (ResNet18)
+    weights: str | None = None  # a local weights file or a torchvision weights name (normsweep.catalog)
     weights_sha256: str | None = None
+    arch: str = ""  # the architecture (normsweep.catalog); "": the model's name
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
     init_weight: float = 1.0  # factors on conv1's initial weights and biases (the init study)
     init_bias: float = 1.0
     data_key: str = ""  # what the data is: folder, image size, subsets (runner.cell_spec)
+    preprocessing: dict[str, Any] | None = None  # the weights' own (catalog.Preprocessing), to record
+
+    @property
+    def architecture(self) -> str:
+        return self.arch or self.model
 
 
 def resolve_normalization(
@@ -222,9 +234,7 @@ def resolve_normalization(
 def initial_model(spec: CellSpec, device: torch.device) -> torch.nn.Module:
     """The cell's network at its start, built from torch's generator as ``set_determinism``
     left it: a one-cell run and every member of a pack start from these same weights."""
-    model = model_spec(spec.model).build(
-        num_classes=spec.num_classes, weights=spec.weights, weights_sha256=spec.weights_sha256
-    )
+    model = build_model(spec.architecture, spec.num_classes, spec.weights, spec.weights_sha256, spec.arch_kwargs)
     return scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
 
 
@@ -237,6 +247,7 @@ def fingerprint(spec: CellSpec, config: TrainConfig) -> dict[str, Any]:
     knobs = {k: v for k, v in vars(config).items() if k not in EXECUTION_KEYS}  # how it runs: not what it is
     return {
         "model": spec.model,
+        "arch": [spec.architecture, spec.arch_kwargs],
         "mean": spec.mean,
         "std": spec.std,
         "seed": spec.seed,
@@ -320,7 +331,7 @@ def train_cell(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
-    model_info = model_spec(spec.model)
+    model_info = model_spec(spec.architecture)
     set_determinism(spec.seed, config.deterministic)
 
     train_d, test_d = train.to(device), test.to(device)
@@ -370,15 +381,19 @@ def train_cell(
         if spec.checkpoint is not None and epoch < config.epochs:
             _save_checkpoint(spec.checkpoint, epoch, history, model, optimizer, scheduler, shuffle, made_by)
 
-    if config.epochs == 0:  # evaluation only
-        accuracy, test_loss = evaluate(model, test_d, config.test_batch_size, norm)
+    predicted: list[torch.Tensor] = []
+    if config.epochs == 0:  # evaluation only: the per-image predictions are kept (McNemar)
+        accuracy, test_loss = evaluate(model, test_d, config.test_batch_size, norm, predicted)
         history.append(
             EpochRecord(0, accuracy, test_loss, math.nan, config.lr, time.perf_counter() - started)
         )
 
-    return cell_result(
+    result = cell_result(
         spec, status, history, config, len(train), len(test), time.perf_counter() - started, device
     )
+    if predicted:
+        result.predictions = torch.cat(predicted).cpu().numpy()
+    return result
 
 
 def cell_result(
@@ -397,6 +412,9 @@ def cell_result(
     accuracies = [r.test_accuracy for r in history]
     return CellResult(
         model=spec.model,
+        arch=spec.architecture,
+        weights=spec.weights or "",
+        preprocessing=spec.preprocessing,
         dataset=spec.dataset,
         mean_label=spec.mean_label,
         std_label=spec.std_label,

@@ -55,8 +55,25 @@ rule aggregate:
         roles=cell_roles,
         baseline=baseline,
         convergence=convergence_levels,
+        published=published,
     script:
         "../../scripts/rules/aggregate.py"
+
+
+rule study_summary:
+    input:
+        expand(f"{RESULTS}/{{model}}/tables/summary.json", model=MODELS),
+    output:
+        report(f"{RESULTS}/summary.md", caption="../report/study_summary.rst", category="Tables"),
+    log:
+        f"{LOGS}/study_summary.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        models=MODELS,
+    script:
+        "../../scripts/rules/study_summary.py"
 
 
 rule plots:

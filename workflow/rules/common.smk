@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+from normsweep import catalog as ns_catalog  # noqa: E402
 from normsweep import cells as ns_cells  # noqa: E402
-from normsweep.catalog import model_info  # noqa: E402
 from normsweep.cells import rounds as refine_rounds  # noqa: E402
 from normsweep import config as ns_config  # noqa: E402
 from normsweep import images as ns_images  # noqa: E402
@@ -66,11 +66,14 @@ STUDY = config["study"]
 RESULTS = ns_cells.results_dir(STUDY)
 LOGS = ns_cells.logs_dir(STUDY)
 MODELS = sorted(config["models"])
+# what each model's architecture needs, derived from its network (normsweep.catalog)
+INFO = {m: ns_config.info_of(m, config["models"][m]) for m in MODELS}
+IMAGE_MODELS = [m for m in MODELS if INFO[m].dataset != "mnist"]
 # Per-channel cells were named with commas, which fail on SLURM (see normsweep.cells): stop
 # on such names rather than train their cells again under the new ones. Only models with
 # several channels can have them: a LeNet study's every start (and every job's) lists nothing.
 if OLD_CHANNEL_NAMES := ns_cells.old_channel_names(
-    STUDY, models=[m for m in MODELS if model_info(m).channels > 1]
+    STUDY, models=[m for m in MODELS if INFO[m].channels > 1]
 ):
     raise WorkflowError(
         f"study {STUDY} holds {len(OLD_CHANNEL_NAMES)} per-channel cell folders named the old way, "
@@ -111,7 +114,7 @@ def model_config(wildcards):
 # the key a hash of the data folder and image size: a new folder or size gives new files,
 # which every cell sees (see ns_cells.data_key).
 DATA_DIR = {
-    m: f"{RESULTS}/{m}/data/{ns_cells.data_key(config['models'][m], model_info(m).dataset != 'mnist')}"
+    m: f"{RESULTS}/{m}/data/{ns_cells.data_key(config['models'][m], m in IMAGE_MODELS)}"
     for m in MODELS
 }
 
@@ -130,24 +133,29 @@ CELL_DATA_STATS = per_model({m: ancient(f"{DATA_DIR[m]}/stats.json") for m in MO
 def data_params(wildcards):
     """What the data rules make from: the folder, whether MNIST may be fetched, the image size."""
     block = model_config(wildcards)
-    return {
+    params = {
         "root": block["data"],
         "download": block["download"],
-        "image": block["image"] if model_info(wildcards.model).dataset != "mnist" else None,
+        "image": block["image"] if wildcards.model in IMAGE_MODELS else None,
     }
+    if wildcards.model in IMAGE_MODELS and len(ns_config.image_splits(block)) == 1:
+        params["splits"] = ["val"]  # evaluation only: train/ is neither prepared nor needed
+    return params
 
 
 def image_params(wildcards):
-    """How a shard is made: the image size (the shard's images come from the listing)."""
+    """How a shard is made: the image size and, when not bilinear, the interpolation (the
+    shard's images come from the listing)."""
     image = model_config(wildcards)["image"]
-    return {"resize": image["resize"], "crop": image["crop"]}
+    return {k: image[k] for k in ("resize", "crop", "interpolation") if k in image}
 
 
 def folder_stamp(wildcards):
     """The ImageFolder's split and class folders' times (cheap: no file is listed); MNIST: none."""
-    if model_info(wildcards.model).dataset == "mnist":
+    if wildcards.model not in IMAGE_MODELS:
         return None
-    return ns_images.folder_stamp(model_config(wildcards)["data"])
+    block = model_config(wildcards)
+    return ns_images.folder_stamp(block["data"], ns_config.image_splits(block))
 
 
 _LISTINGS = {}
@@ -173,22 +181,24 @@ def shard_manifests(wildcards, splits=ns_images.SPLITS):
     return [
         f"{folder}/{ns_images.shard_stem(split, i)}.json"
         for split in splits
+        if split in listing
         for i in range(len(listing[split]["shards"]))
     ]
 
 
 def data_inputs(wildcards):
     """The data record's inputs: an ImageFolder's listing and every shard's manifest; MNIST none."""
-    if model_info(wildcards.model).dataset == "mnist":
+    if wildcards.model not in IMAGE_MODELS:
         return []
     return [ancient(listing_path(wildcards)), *shard_manifests(wildcards)]
 
 
 def train_shard_manifests(wildcards):
-    """The training split's shard manifests (their histograms give the exact statistics)."""
-    if model_info(wildcards.model).dataset == "mnist":
+    """The training split's shard manifests (their histograms give the exact statistics); an
+    evaluation-only study's val/ (its statistics then, recorded as such: no cell uses them)."""
+    if wildcards.model not in IMAGE_MODELS:
         return []
-    return shard_manifests(wildcards, ("train",))
+    return shard_manifests(wildcards, ("train",)) or shard_manifests(wildcards, ("val",))
 
 
 def shard_signature(wildcards):
@@ -216,6 +226,14 @@ def baseline(wildcards):
     return model_config(wildcards).get("baseline")
 
 
+def published(wildcards):
+    """The model's pretrained weights' own preprocessing and published top-1 (or None)."""
+    block = model_config(wildcards)
+    arch = ns_catalog.arch_of(wildcards.model, block)
+    own = ns_catalog.preprocessing(arch, block.get("weights"), block.get("arch_kwargs"))
+    return own.to_dict() if own else None
+
+
 def fold_cells(wildcards):
     """The (mean, std) of the model's cells, once each (the first seed's)."""
     first_seed = CELLS[wildcards.model][0].seed
@@ -239,6 +257,7 @@ def final_targets():
     config asks for."""
     return [
         *expand(f"{RESULTS}/{{model}}/tables/summary.md", model=MODELS),
+        f"{RESULTS}/summary.md",
         *FIGURES,
         f"{RESULTS}/config.yaml",
         *NOTEBOOK_COMPARISON,
@@ -388,5 +407,23 @@ def check_cluster_request():
         )
 
 
+def check_weights_files():
+    """Before the first job: every model's pretrained weights are where they are read from
+    (torch's cache for a torchvision name, else the file) and have their sha256; otherwise stop
+    naming the file to put where. A dry run plans without them."""
+    problems = []
+    for m in MODELS:
+        block = config["models"][m]
+        if block.get("weights"):
+            try:
+                arch = ns_catalog.arch_of(m, block)
+                ns_catalog.check_weights(arch, block["weights"], block.get("weights_sha256"))
+            except ns_catalog.ArchError as error:
+                problems.append(f"config key 'models.{m}.weights': {error}")
+    if problems:
+        raise WorkflowError("\n".join(problems))
+
+
 onstart:
+    check_weights_files()
     check_cluster_request()

@@ -1,0 +1,155 @@
+"""Any model on the grid (issue 18): architectures by name, the user's own class, timm; what a
+network needs derived from it; weights from torch's cache, never downloaded; the weights' own
+preprocessing as the `own` reference; McNemar's test for evaluation cells."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torchvision import models as tv_models
+
+from conftest import ROOT
+from normsweep import catalog, noise
+from normsweep.config import ConfigError, validate_config
+from normsweep.fold import check_fold, first_conv
+from normsweep.models import build_model
+
+TINY = str(ROOT / "data" / "imagenette-tiny")
+HAVE_TIMM = importlib.util.find_spec("timm") is not None
+needs_timm = pytest.mark.skipif(
+    not HAVE_TIMM and os.environ.get("NORMSWEEP_REQUIRE_TIMM") != "1",
+    reason="timm is optional: bash scripts/setup_env.sh --timm",
+)
+
+SMALL_CNN = '''
+import torch.nn as nn
+
+
+class SmallCNN(nn.Module):
+    """A user's network: no layer named conv1, one input channel (so it reads MNIST)."""
+
+    def __init__(self, width=8, num_classes=10):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "mylab_nets.py").write_text(SMALL_CNN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "mylab_nets"
+    sys.modules.pop("mylab_nets", None)
+
+
+def image_config(**block) -> dict:
+    return {"models": {"m": {"data": TINY, "references": {"none": "none"}, **block}}}
+
+
+def test_what_a_network_needs_is_derived_from_it(user_module):
+    info = catalog.model_info("mobilenet_v3_small")
+    assert (info.dataset, info.channels, info.pack, info.first_conv) == ("imagefolder", 3, "separate", "features.0.0")
+    assert catalog.model_info("lenet") == catalog.ModelInfo("mnist", 1, "stacked", "conv1")
+    mine = catalog.model_info(f"{user_module}:SmallCNN", {"width": 4})
+    assert (mine.dataset, mine.channels, mine.pack, mine.first_conv) == ("mnist", 1, "separate", "body.0")
+    # the fold check and the init study find the first convolution whatever its name
+    net = build_model("mobilenet_v3_small", 5).eval()
+    assert first_conv(net)[0] == "net.features.0.0"
+    diff, scale = check_fold(net, torch.rand(2, 3, 32, 32), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert diff < 1e-4 * max(scale, 1.0)
+
+
+def test_unknown_names_are_config_errors_naming_close_ones(user_module):
+    with pytest.raises(ConfigError, match=r"'models.m.arch': unknown architecture 'mobilenet_v3_smal'.*closest: mobilenet_v3_small"):
+        validate_config(image_config(arch="mobilenet_v3_smal"))
+    with pytest.raises(ConfigError, match=r"'models.m.arch': .*has no class 'SmallCnn'; closest: SmallCNN"):
+        validate_config(image_config(arch=f"{user_module}:SmallCnn"))
+    with pytest.raises(ConfigError, match=r"'models.m.arch': cannot import 'nosuch'"):
+        validate_config(image_config(arch="nosuch:Net"))
+    with pytest.raises(ConfigError, match=r"'models.m.weights': .*no weights 'IMAGENET1K_V3'; closest: IMAGENET1K_V2, IMAGENET1K_V1"):
+        validate_config(image_config(arch="resnet50", weights="IMAGENET1K_V3"))
+    with pytest.raises(ConfigError, match=r"'models.lenet.weights': LeNet has no pretrained weights"):
+        validate_config({"models": {"lenet": {"data": str(ROOT / "data/mnist-small"), "weights": "x.pth",
+                                              "references": {"none": "none"}}}})  # fmt: skip
+
+
+def test_the_weights_own_preprocessing_is_the_default_and_own_the_baseline():
+    config = validate_config(image_config(arch="resnet50", weights="IMAGENET1K_V2", references={"half": {"mean": 0.5, "std": 0.5}}))
+    block = config["models"]["m"]
+    transforms = tv_models.ResNet50_Weights.IMAGENET1K_V2.transforms()
+    assert (block["image"]["resize"], block["image"]["crop"]) == (transforms.resize_size[0], transforms.crop_size[0]) == (232, 224)
+    assert "interpolation" not in block["image"]  # bilinear: the default, left out of the data key
+    assert block["references"]["own"] == {"mean": list(transforms.mean), "std": list(transforms.std)}
+    assert block["baseline"] == "own" and list(block["references"]) == ["own", "half"]
+    own = catalog.preprocessing("resnet50", "IMAGENET1K_V2")
+    assert own.published_top1 == pytest.approx(0.80858) and own.source.endswith("ResNet50_Weights.IMAGENET1K_V2")
+    bicubic = validate_config(image_config(arch="efficientnet_b0", weights="DEFAULT"))["models"]["m"]
+    assert bicubic["image"]["interpolation"] == "bicubic" and bicubic["image"]["resize"] == 256
+    # what the config gives wins; another baseline stays
+    given = validate_config(image_config(arch="resnet50", weights="IMAGENET1K_V2", image={"resize": 40, "crop": 32},
+                                         baseline="none"))["models"]["m"]  # fmt: skip
+    assert (given["image"]["resize"], given["image"]["crop"], given["baseline"]) == (40, 32, "none")
+    # no named weights: no own values
+    assert "own" not in validate_config(image_config(arch="resnet50"))["models"]["m"]["references"]
+
+
+def test_weights_by_name_come_from_torchs_cache_never_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    with pytest.raises(ValueError, match=r"put https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth .* at "
+                       + str(cache / "mobilenet_v3_small-047dcff4.pth")):  # fmt: skip
+        build_model("mobilenet_v3_small", 10, "IMAGENET1K_V1")
+    cache.mkdir(parents=True)
+    torch.manual_seed(3)
+    state = tv_models.get_model("mobilenet_v3_small").state_dict()
+    fake = cache / "mobilenet_v3_small-047dcff4.pth"
+    torch.save(state, fake)
+    # not the published file: its sha256 does not start with the file name's 047dcff4
+    with pytest.raises(ValueError, match="the file name's hash"):
+        build_model("mobilenet_v3_small", 10, "IMAGENET1K_V1")
+    digest = hashlib.sha256(fake.read_bytes()).hexdigest()
+    net = build_model("mobilenet_v3_small", 10, "IMAGENET1K_V1", weights_sha256=digest[:12])
+    assert torch.equal(net.net.features[0][0].weight, state["features.0.0.weight"])
+    assert net.net.classifier[-1].out_features == 10  # the head replaced for 10 classes
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_mcnemar_on_hand_made_predictions():
+    base = np.array([1, 1, 1, 1, 0, 0, 1, 0, 1, 1], bool)
+    other = np.array([1, 0, 0, 1, 0, 1, 1, 0, 0, 1], bool)
+    only_base, only_other, p = noise.mcnemar(base, other)
+    assert (only_base, only_other) == (3, 1)
+    assert p == pytest.approx(stats.binomtest(1, 4, 0.5).pvalue) == pytest.approx(0.625)
+    assert noise.mcnemar(base, base) == (0, 0, 1.0)
+    ten = np.ones(10, bool)
+    assert noise.mcnemar(~ten, ten)[2] == pytest.approx(2 * 0.5**10)  # 10 of 10 discordant one way
+    # seeds pool their discordant images: 3 + 3 one way, 0 the other
+    pooled = noise.pooled_mcnemar({1: ten, 2: ten}, {1: ten & (np.arange(10) > 2), 2: ten & (np.arange(10) < 7)})
+    assert pooled == pytest.approx(2 * 0.5**6)
+    with pytest.raises(ValueError, match="same images"):
+        noise.mcnemar(base, base[:5])
+
+
+@needs_timm
+def test_a_timm_model_brings_its_own_normalization():
+    config = validate_config(image_config(arch="timm:test_vit.r160_in1k", arch_kwargs={"img_size": 32}))
+    block = config["models"]["m"]
+    assert block["references"]["own"] == {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    assert (block["image"]["crop"], block["image"]["resize"], block["image"]["interpolation"]) == (160, 168, "bicubic")
+    info = catalog.model_info("timm:test_vit.r160_in1k", {"img_size": 32})
+    assert (info.channels, info.first_conv) == (3, "patch_embed.proj")
+    net = build_model("timm:test_vit.r160_in1k", 7, arch_kwargs={"img_size": 32})
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 7)
+    with pytest.raises(ConfigError, match=r"unknown timm model 'test_vitt.r160_in1k'.*closest: test_vit"):
+        validate_config(image_config(arch="timm:test_vitt.r160_in1k"))
