@@ -69,7 +69,11 @@ def test_shipped_configs_are_valid():
         ),
         ("models.lenet.training.lr", -1, r"'models.lenet.training.lr'"),
         ("models.lenet.seeds", [], r"'models.lenet.seeds'"),
-        ("models.resnet99", {"data": "data/imagenette-tiny"}, r"'models.resnet99': unknown architecture 'resnet99'.*closest: resnet50"),
+        (
+            "models.resnet99",
+            {"data": "data/imagenette-tiny"},
+            r"'models.resnet99': unknown architecture 'resnet99'.*closest: resnet50",
+        ),
         ("models.lenet.grid.std", {"start": 0, "stop": 2, "num": 3}, r"'models.lenet.grid.std.start'.*> 0"),
         ("models.lenet.grid.std", [0.5, -1], r"'models.lenet.grid.std': every std must be > 0"),
         (

@@ -77,8 +77,10 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert (resized["epochs_run"] == 0).all()
     again = snakemake("-n", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
-    # back to the first size: its data files are still there, and the pack runs again
+    # back to the first size and training: its data files are still there, and the pack runs again
+    # (an evaluation-only study lists and prepares val/ alone: that would list the folder again)
     cfg["models"]["resnet18"]["image"] = {"resize": 40, "crop": 32, "shard_size": 16}
+    cfg["models"]["resnet18"]["training"]["epochs"] = 1
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     back = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert job_counts(back.stdout)["train_pack"] == 1 and "check_data" not in job_counts(back.stdout), (
@@ -125,7 +127,7 @@ def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_sta
     assert all(c["max_abs_diff"] < 1e-4 * max(1.0, c["max_abs_output"]) for c in check["cells"]), check
 
 
-SMALL_CNN = '''
+SMALL_CNN = """
 import torch.nn as nn
 
 
@@ -137,7 +139,7 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         return self.head(self.body(x))
-'''
+"""
 
 
 def test_any_model_on_the_grid_torchvision_by_name_a_users_class_and_timm(tmp_path):
@@ -199,8 +201,14 @@ def test_any_model_on_the_grid_torchvision_by_name_a_users_class_and_timm(tmp_pa
     assert own["preprocessing"]["own"]["source"].endswith("MobileNet_V3_Small_Weights.IMAGENET1K_V1")
     assert own["preprocessing"]["resize"] == 40  # the config's size wins over the weights' 256
     summary = (results / "mobilenet_v3_small/tables/summary.md").read_text()
-    assert "Published ImageNet-1K top-1 of torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1: 0.6767" in summary
-    assert "on 12 images of 3 classes (not ImageNet's 50,000 val images of 1000 classes: not comparable)" in summary
+    assert (
+        "Published ImageNet-1K top-1 of torchvision MobileNet_V3_Small_Weights.IMAGENET1K_V1: 0.6767"
+        in summary
+    )
+    assert (
+        "on 12 images of 3 classes (not ImageNet's 50,000 val images of 1000 classes: not comparable)"
+        in summary
+    )
     assert "its own normalization (own)" in summary
     mine = json.loads((results / "mine/cells/mean~0/std~0.3/seed~1998.json").read_text())
     assert mine["arch"] == "mylab_nets:SmallCNN" and mine["dataset"] == "mnist"

@@ -23,7 +23,9 @@ _, test, num_classes = load_splits(model_name, snakemake.params.cell, Path(snake
 x, _ = next(test.batches(None, 500))  # the first 500 test images, in [0, 1]
 torch.manual_seed(0)
 cell = snakemake.params.cell
-net = build_model(arch_of(model_name, cell), num_classes, arch_kwargs=kwargs_of(cell)).eval()  # random weights
+net = build_model(
+    arch_of(model_name, cell), num_classes, arch_kwargs=kwargs_of(cell)
+).eval()  # random weights
 first, _ = first_conv(net)
 rows = []
 with torch.inference_mode():

@@ -149,7 +149,9 @@ def open_splits(
         for split, n in zip(SPLITS, subsets, strict=True):
             if "shards" in record.get(split, {}):  # an evaluation-only study prepares val/ only
                 shards = ShardedSplit.open(folder, split)  # type: ignore[arg-type]
-                out[split] = Streamed(shards, stratified_sample(shards.labels, n, SUBSET_SEED), prefetch=prefetch)
+                out[split] = Streamed(
+                    shards, stratified_sample(shards.labels, n, SUBSET_SEED), prefetch=prefetch
+                )
         test = out["val"]
         empty = TensorData(torch.zeros(0, test.channels, 1, 1), torch.zeros(0, dtype=torch.int64))
         return out.get("train", empty), test, len(record["val"]["classes"])

@@ -180,7 +180,9 @@ def _derived_info(arch: str, kwargs_json: str) -> ModelInfo:
     # A pack of any network but LeNet trains K separate networks, each batch read once: right
     # for BatchNorm (batch statistics per network) and for any module; the stacked (vmap) pack
     # and its memory model are LeNet's.
-    return ModelInfo(dataset=DATASETS[conv.in_channels], channels=conv.in_channels, pack="separate", first_conv=name)
+    return ModelInfo(
+        dataset=DATASETS[conv.in_channels], channels=conv.in_channels, pack="separate", first_conv=name
+    )
 
 
 def build_network(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> Any:
@@ -262,12 +264,18 @@ def check_weights(arch: str, weights: str, sha256: str | None = None, hash_file:
         if not digest.hexdigest().startswith(expected.lower()):
             raise ArchError(
                 f"{file}: sha256 {digest.hexdigest()}, expected {expected}"
-                + (" (the file name's hash: a corrupt or other file)" if url and not sha256 else " (weights_sha256)")
+                + (
+                    " (the file name's hash: a corrupt or other file)"
+                    if url and not sha256
+                    else " (weights_sha256)"
+                )
             )
     return file
 
 
-def preprocessing(arch: str, weights: str | None, arch_kwargs: Mapping[str, Any] | None = None) -> Preprocessing | None:
+def preprocessing(
+    arch: str, weights: str | None, arch_kwargs: Mapping[str, Any] | None = None
+) -> Preprocessing | None:
     """The preprocessing a model was published with: torchvision's named weights
     (``weights.transforms()``, ``meta["_metrics"]``) or a timm model's ``pretrained_cfg``;
     None for lenet, the user's classes, and torchvision models without named weights."""

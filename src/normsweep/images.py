@@ -39,6 +39,8 @@ INTERPOLATION = "PIL bilinear (torchvision Resize default, antialiased)"
 
 def interpolation_text(mode: str = "bilinear") -> str:
     return INTERPOLATION if mode == "bilinear" else f"PIL {mode} (antialiased)"
+
+
 #: Images per shard: a 20,000-image split is two shards, ImageNet's train split 129 jobs.
 DEFAULT_SHARD_SIZE = 10_000
 
@@ -189,8 +191,12 @@ def prepare_shard(
         "header_bytes": len(header),
         "sha256": digest.hexdigest(),
         "signature": shard["signature"],
-        "transform": {"resize": resize, "crop": crop, "interpolation": interpolation_text(interpolation),
-                      "storage": STORAGE},  # fmt: skip
+        "transform": {
+            "resize": resize,
+            "crop": crop,
+            "interpolation": interpolation_text(interpolation),
+            "storage": STORAGE,
+        },  # fmt: skip
         "files": files,
         "labels": part["labels"][lo:hi],
         "histogram": histogram.tolist(),

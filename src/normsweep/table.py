@@ -303,7 +303,9 @@ def summarize(
         entry["seed_sd_max"] = _float(seed_sd.max()) if len(seed_sd) else None
         kept = (correct or {}).get(str(model))
         entry["noise"] = noise_summary(
-            compare_cells(rows, entry["baseline"], correct=kept), entry["baseline"], MCNEMAR if kept else METHOD
+            compare_cells(rows, entry["baseline"], correct=kept),
+            entry["baseline"],
+            MCNEMAR if kept else METHOD,
         )
         entry["published"] = published_entry(
             (published or {}).get(str(model)), entry["references"], int(rows["n_test"].max()),

@@ -234,7 +234,9 @@ def resolve_normalization(
 def initial_model(spec: CellSpec, device: torch.device) -> torch.nn.Module:
     """The cell's network at its start, built from torch's generator as ``set_determinism``
     left it: a one-cell run and every member of a pack start from these same weights."""
-    model = build_model(spec.architecture, spec.num_classes, spec.weights, spec.weights_sha256, spec.arch_kwargs)
+    model = build_model(
+        spec.architecture, spec.num_classes, spec.weights, spec.weights_sha256, spec.arch_kwargs
+    )
     return scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
 
 
