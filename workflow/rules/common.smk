@@ -72,9 +72,7 @@ IMAGE_MODELS = [m for m in MODELS if INFO[m].dataset != "mnist"]
 # Per-channel cells were named with commas, which fail on SLURM (see normsweep.cells): stop
 # on such names rather than train their cells again under the new ones. Only models with
 # several channels can have them: a LeNet study's every start (and every job's) lists nothing.
-if OLD_CHANNEL_NAMES := ns_cells.old_channel_names(
-    STUDY, models=[m for m in MODELS if INFO[m].channels > 1]
-):
+if OLD_CHANNEL_NAMES := ns_cells.old_channel_names(STUDY, models=[m for m in MODELS if INFO[m].channels > 1]):
     raise WorkflowError(
         f"study {STUDY} holds {len(OLD_CHANNEL_NAMES)} per-channel cell folders named the old way, "
         f"with commas (e.g. {OLD_CHANNEL_NAMES[0]}); rename them once, keeping every result: "
@@ -114,8 +112,7 @@ def model_config(wildcards):
 # the key a hash of the data folder and image size: a new folder or size gives new files,
 # which every cell sees (see ns_cells.data_key).
 DATA_DIR = {
-    m: f"{RESULTS}/{m}/data/{ns_cells.data_key(config['models'][m], m in IMAGE_MODELS)}"
-    for m in MODELS
+    m: f"{RESULTS}/{m}/data/{ns_cells.data_key(config['models'][m], m in IMAGE_MODELS)}" for m in MODELS
 }
 
 
