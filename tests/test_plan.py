@@ -1,5 +1,6 @@
 """Planning needs no cluster: the dry run through the SLURM profile, and the cost plan."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -99,6 +100,22 @@ def test_plan_script_runs_on_config_files(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "lenet" in run.stdout and "29 cells to run" in run.stdout
+    # the zoo (issue 18): 9 models x (225 grid cells + 3 references), and where each weights file goes
+    zoo = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/plan.py"), "--configfile", "config/zoo.yaml", "--no-cluster"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TORCH_HOME": str(tmp_path / "torch")},
+    )  # fmt: skip
+    if importlib.util.find_spec("timm") is None:  # its two timm models need the optional timm
+        assert zoo.returncode != 0 and "setup_env.sh --timm" in zoo.stderr, zoo.stderr
+        return
+    assert zoo.returncode == 0, zoo.stderr
+    assert f"{9 * 228} cells to run" in zoo.stdout, zoo.stdout
+    assert (
+        "resnet50 weights IMAGENET1K_V2 (torchvision ResNet50_Weights.IMAGENET1K_V2, published top-1 0.8086): "
+        f"MISSING: put https://download.pytorch.org/models/resnet50-11ad3fa6.pth (downloaded elsewhere) at "
+        f"{tmp_path / 'torch/hub/checkpoints/resnet50-11ad3fa6.pth'}"
+    ) in zoo.stdout, zoo.stdout
 
 
 def test_dry_run_through_the_slurm_profile_needs_no_cluster(tmp_path, demo_folder):

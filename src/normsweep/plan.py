@@ -226,3 +226,23 @@ def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
             f"{sum(p.pack_gpu_hours for p in plans):.2f} {unit}"
         )
     return "\n".join(lines)
+
+
+def weights_line(model: str, block: Mapping[str, Any]) -> str | None:
+    """Where a model's pretrained weights are read from and whether they are there (not hashed
+    here: the run checks the sha256 before its first job); None without weights."""
+    from .catalog import ArchError, arch_of, preprocessing, weights_location
+
+    if not block.get("weights"):
+        return None
+    arch = arch_of(model, block)
+    try:
+        file, _, url = weights_location(arch, block["weights"], block.get("weights_sha256"))
+        own = preprocessing(arch, block["weights"], block.get("arch_kwargs"))
+    except ArchError as error:
+        return f"  {model} weights: {error}"
+    about = f" ({own.source}, published top-1 {own.published_top1:.4f})" if own and own.published_top1 else ""
+    if file.is_file():
+        return f"  {model} weights {block['weights']}{about}: found, {file}"
+    where = f"put {url} (downloaded elsewhere) at {file}" if url else f"no such file {file}"
+    return f"  {model} weights {block['weights']}{about}: MISSING: {where}"
