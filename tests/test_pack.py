@@ -29,7 +29,7 @@ from normsweep.results import STATUS_DIVERGED, STATUS_OK
 @pytest.fixture(scope="module")
 def mnist():
     tr = data.load_mnist(SMALL_MNIST, train=True, limit=6000)
-    te = data.load_mnist(SMALL_MNIST, train=False, limit=500)
+    te = data.load_mnist(SMALL_MNIST, train=False, limit=200)  # each evaluation is most of a test's time
     return batches.TensorData.from_uint8(tr.images, tr.labels), batches.TensorData.from_uint8(
         te.images, te.labels
     )
