@@ -111,9 +111,8 @@ def test_finished_cells_are_never_recomputed(study):
         "aggregate": 1,
         "plots": 1,
         "study_config": 1,
-        "study_summary": 1,
         "all": 1,
-        "total": 7,
+        "total": 6,
     }, plan.stdout
     assert job_counts(plan.stdout).get("train_cell") == 2, plan.stdout + plan.stderr
     # allowing a download is a param of the data check (which runs again), but the data set

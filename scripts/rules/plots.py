@@ -1,10 +1,14 @@
-"""Rule plots: heatmap, histogram and learning curves of every model."""
+"""Rule plots: heatmap, histogram and learning curves of every model, and the study in one
+sentence per model (from each model's summary.json)."""
+
+import json
 
 import pandas as pd
 
 import _setup
 from normsweep.plots import all_figures
-from normsweep.table import threshold_text
+from normsweep.results import write_text_atomic
+from normsweep.table import study_summary_markdown, threshold_text
 
 _setup.start_logging(snakemake.log)
 cells = pd.concat([pd.read_parquet(p) for p in snakemake.input.cells], ignore_index=True)
@@ -12,3 +16,8 @@ epochs = pd.concat([pd.read_parquet(p) for p in snakemake.input.epochs], ignore_
 stats = pd.concat([pd.read_parquet(p) for p in snakemake.input.stats], ignore_index=True)
 thresholds = {model: threshold_text(levels) for model, levels in snakemake.params.convergence.items()}
 all_figures(cells, epochs, snakemake.output, stats, thresholds)
+summaries = {}
+for model, path in zip(snakemake.params.models, snakemake.input.summaries, strict=True):
+    with open(path) as handle:
+        summaries[model] = json.load(handle)[model]
+write_text_atomic(snakemake.output.summary, study_summary_markdown(summaries))

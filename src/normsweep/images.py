@@ -23,13 +23,15 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from .data import DataError
+from .errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "val")
 #: How a shard's pixels were made and stored (recorded in each manifest).
@@ -284,6 +286,8 @@ class ShardedSplit:
         self.paths = [self.folder / m["pixels"] for m in manifests]
         sizes = [s[0] for s in self.shapes]
         self.starts = np.cumsum([0, *sizes])
+        import torch
+
         self.labels = torch.tensor([label for m in manifests for label in m["labels"]], dtype=torch.int64)
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -368,6 +372,8 @@ def stratified_sample(labels: torch.Tensor, n: int | None, seed: int = 0) -> tor
 
     An ImageFolder lists its files class by class, so its first ``n`` files are one class (a
     ``test_subset: 100`` of a 10-class folder measured accuracy 0.0000, every image class 0)."""
+    import torch
+
     total = int(labels.numel())
     if n is None or n >= total:
         return None

@@ -254,7 +254,6 @@ def final_targets():
     config asks for."""
     return [
         *expand(f"{RESULTS}/{{model}}/tables/summary.md", model=MODELS),
-        f"{RESULTS}/summary.md",
         *FIGURES,
         f"{RESULTS}/config.yaml",
         *NOTEBOOK_COMPARISON,
