@@ -58,3 +58,31 @@ rule aggregate:
         published=published,
     script:
         "../../scripts/rules/aggregate.py"
+
+
+rule plots:
+    input:
+        cells=expand(f"{RESULTS}/{{model}}/tables/cells.parquet", model=MODELS),
+        epochs=expand(f"{RESULTS}/{{model}}/tables/epochs.parquet", model=MODELS),
+        stats=expand(f"{RESULTS}/{{model}}/tables/cell_stats.parquet", model=MODELS),
+        summaries=expand(f"{RESULTS}/{{model}}/tables/summary.json", model=MODELS),
+    output:
+        heatmap=report(f"{RESULTS}/plots/heatmap.png", caption="../report/heatmap.rst", category="Figures"),
+        histogram=report(
+            f"{RESULTS}/plots/histogram.png",
+            caption="../report/histogram.rst",
+            category="Figures",
+        ),
+        curves=report(f"{RESULTS}/plots/curves.png", caption="../report/curves.rst", category="Figures"),
+        # the study in one sentence per model (made here: one job fewer per run)
+        summary=report(f"{RESULTS}/summary.md", caption="../report/study_summary.rst", category="Tables"),
+    log:
+        f"{LOGS}/plots.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        convergence={m: config["models"][m]["convergence"] for m in MODELS},
+        models=MODELS,
+    script:
+        "../../scripts/rules/plots.py"
