@@ -12,6 +12,7 @@ from conftest import ROOT, SMALL_MNIST
 from normsweep import cells
 from normsweep.config import validate_config
 from normsweep.results import EpochRecord, write_result
+from normsweep.scheduler import Job, comment
 from normsweep.status import format_status, study_status
 
 
@@ -73,25 +74,32 @@ def test_counts_running_failed_and_the_time_left(tmp_path):
     make_study(tmp_path)
     status = study_status(study_config(), tmp_path)
     m = status["models"]["lenet"]
-    assert {k: m[k] for k in ("done", "diverged", "running", "failed", "pending")} == {
-        "done": 2, "diverged": 1, "running": 1, "failed": 1, "pending": 2
+    # the asked round's trial cell (0.3, 0.4) counts too (issue 19: it was invisible)
+    assert {k: m[k] for k in ("done", "diverged", "running", "failed", "pending", "cells", "trial_cells")} == {
+        "done": 2, "diverged": 1, "running": 1, "failed": 1, "pending": 3, "cells": 8, "trial_cells": 1
     }  # fmt: skip
     assert m["running_cells"] == [{"cell": "results/watch/lenet/cells/mean~1/std~0.5/seed~1998.json",
-                                   "epoch": 1, "of": 3, "accuracy": 0.9512}]  # fmt: skip
+                                   "origin": "configured", "epoch": 1, "of": 3, "accuracy": 0.9512, "job": "",
+                                   "job_id": 0}]  # fmt: skip
     assert m["seconds_per_epoch"] == 12.0
-    assert m["epochs_left"] == 2 + 3 * 2 and m["seconds_left"] == 8 * 12.0  # one cell running at once
+    # 2 epochs of the running cell, 3 pending cells, then the round not asked yet (2 trials) and
+    # the best point's 3 seeds, one cell at a time: 2 + 3 * (3 + 2 + 3) epochs of 12 s
+    assert m["epochs_left"] == 2 + 3 * 8 and m["seconds_left"] == 26 * 12.0
     assert (
         m["optuna"]["rounds_asked"] == 1 and m["optuna"]["rounds"] == 2 and m["optuna"]["trials_asked"] == 2
     )
     text = format_status(status, "snakemake --profile profiles/slurm")
-    assert "2 done, 1 running, 1 failed, 1 diverged, 2 pending, of 7 cells" in text
+    assert (
+        "2 done, 1 running, 1 failed, 1 diverged, 3 pending, of 8 cells (with 1 refinement trial cells and 0 retrained seeds)"
+        in text
+    )
     assert "FAILED results/watch/lenet/cells/mean~1/std~1/seed~1998.json" in text
     assert "torch sees no CUDA GPU here" in text  # the end of its log
     assert (
         "rerun: snakemake --profile profiles/slurm results/watch/lenet/cells/mean~1/std~1/seed~1998.json"
         in text
     )
-    assert "time left: about 1 min 36 s" in text
+    assert "time left: about 5 min 12 s" in text
 
 
 def test_the_script_draws_the_progress_and_speaks_json(tmp_path):
@@ -169,3 +177,42 @@ def test_members_of_a_failed_pack_are_failed_with_the_packs_log(tmp_path):
     assert set(failed) == {c.result_path("watch") for c in broken.cells}
     assert all(f["log"].endswith(f"pack~{broken.id}.log") and "CUDA out of memory" in f["tail"][-1]
                for f in failed.values())  # fmt: skip
+
+
+def test_the_queue_says_queued_running_cancelled_and_lost(tmp_path):
+    """Issue 19, without a cluster: what squeue/sacct say of each cell's job, joined by the
+    job's comment (tests/test_slurm.py does it on the real SLURM)."""
+    make_study(tmp_path)
+    log = tmp_path / cells.logs_dir("watch") / cells.CELL_LOG.format(**cell("1", "1").wildcards)
+
+    def job(job_id, state, mean, std, reason="", start=0.0):
+        return Job(job_id, state, reason, "node1" if state == "RUNNING" else "", "1:02",
+                   comment("train_cell", "lenet", mean, std, 1998), str(tmp_path), start)  # fmt: skip
+
+    jobs = {j.comment: j for j in (job(7, "PENDING", "2", "1", "Priority"), job(5, "RUNNING", "1", "0.5"),
+                                   job(3, "CANCELLED", "1", "1", start=log.stat().st_mtime - 10),
+                                   job(2, "COMPLETED", "0", "0.5"))}  # fmt: skip
+    m = study_status(study_config(), tmp_path, jobs)["models"]["lenet"]
+    assert {k: m[k] for k in ("done", "queued", "running", "failed", "lost", "pending")} == {
+        "done": 2, "queued": 1, "running": 1, "failed": 1, "lost": 0, "pending": 2}  # fmt: skip
+    assert m["queued_cells"][0]["job"] == "queued (Priority)" and m["queued_cells"][0]["job_id"] == 7
+    assert m["running_cells"][0]["job"] == "running on node1 for 1:02"
+    (failed,) = m["failed_cells"]
+    assert failed["job"] == "cancelled" and failed["slurm_log"] == str(
+        tmp_path / ".snakemake/slurm_logs/rule_train_cell/lenet_1_1_1998/3.log"
+    )
+    # the running cell's job is gone from the queue, and no failure ended it: lost
+    del jobs[comment("train_cell", "lenet", "1", "0.5", 1998)]
+    status = study_status(study_config(), tmp_path, jobs)
+    assert status["models"]["lenet"]["lost"] == 1
+    text = format_status(status, "snakemake --profile profiles/slurm")
+    assert "LOST results/watch/lenet/cells/mean~1/std~0.5/seed~1998.json" in text
+    assert (
+        "rerun: snakemake --profile profiles/slurm results/watch/lenet/cells/mean~1/std~0.5/seed~1998.json"
+        in text
+    )
+    assert "SLURM job 3 cancelled" in text
+    # an ended job older than the cell's log: another study's job (same folder, same wildcards)
+    old = job(3, "CANCELLED", "1", "1", start=log.stat().st_mtime + 100)
+    m = study_status(study_config(), tmp_path, {old.comment: old})["models"]["lenet"]
+    assert m["failed_cells"][0]["job"] == ""  # failed by its own log, not by that job

@@ -21,6 +21,7 @@ import functools
 import importlib
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,21 +101,26 @@ def check_arch(arch: str) -> None:
     kind = source(arch)
     if kind == "lenet":
         return
+    _cached(["known", arch], lambda: _check_arch(arch, kind), kind)
+
+
+def _check_arch(arch: str, kind: str) -> bool:
     if kind == "timm":
         timm = import_timm()
         name = arch[len(TIMM) :]
         if not timm.is_model(name):
             raise ArchError(f"unknown timm model {name!r}; {_close(name, timm.list_models())}")
-        return
+        return True
     if kind == "import":
         import_class(arch)
-        return
+        return True
     known = torchvision_names()
     if arch not in known:
         raise ArchError(
             f"unknown architecture {arch!r}: not lenet, not a torchvision classification model, "
             f"not package.module:Class, not timm:<name>; {_close(arch, [LENET, *known])}"
         )
+    return True
 
 
 def import_timm() -> Any:
@@ -148,10 +154,60 @@ def import_class(arch: str) -> type:
 
 
 def model_info(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> ModelInfo:
-    """What an architecture needs, derived from the network (built once, on the meta device)."""
+    """What an architecture needs, derived from the network (built once, on the meta device;
+    torchvision's and timm's answers are kept in :func:`cache_file`, so that planning, every
+    job's start and the status import no torch once a study has been planned)."""
     if arch == LENET:
         return ModelInfo(dataset="mnist", channels=1, pack="stacked")
-    return _derived_info(arch, json.dumps(dict(arch_kwargs or {}), sort_keys=True))
+    kwargs = json.dumps(dict(arch_kwargs or {}), sort_keys=True)
+    kept = _cached(["info", arch, kwargs], lambda: vars(_derived_info(arch, kwargs)), source(arch))
+    return ModelInfo(**kept)
+
+
+def cache_file() -> Path:
+    """Where derived answers are kept: $NORMSWEEP_CACHE, else ~/.cache/normsweep/archs.json
+    ($XDG_CACHE_HOME honoured). Deleting it costs one torch import at the next planning."""
+    if os.environ.get("NORMSWEEP_CACHE"):
+        return Path(os.environ["NORMSWEEP_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "normsweep" / "archs.json"
+
+
+def _library_versions(kind: str) -> str:
+    """The versions an answer depends on: torchvision's (and timm's), read without importing them."""
+    from importlib import metadata
+
+    names = ["torchvision"] + (["timm"] if kind == "timm" else [])
+    try:
+        return ",".join(f"{n}=={metadata.version(n)}" for n in names)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _cached(key: list[str], compute: Any, kind: str) -> Any:
+    """``compute()``'s JSON answer for ``key``, kept per library version; a user's own class
+    (kind "import") is never kept (its code may change)."""
+    versions = _library_versions(kind)
+    if kind == "import" or not versions:
+        return compute()
+    name = json.dumps([versions, *key])
+    file = cache_file()
+    try:
+        kept = json.loads(file.read_text())
+    except (OSError, ValueError):
+        kept = {}
+    if name in kept:
+        return kept[name]
+    value = compute()
+    try:
+        kept[name] = value
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(kept, indent=1, sort_keys=True))
+        os.replace(tmp, file)  # a concurrent writer may win: its answers are the same
+    except OSError:
+        pass  # a read-only home: answers are computed each time
+    return value
 
 
 @functools.cache
@@ -276,6 +332,21 @@ def check_weights(arch: str, weights: str, sha256: str | None = None, hash_file:
 def preprocessing(
     arch: str, weights: str | None, arch_kwargs: Mapping[str, Any] | None = None
 ) -> Preprocessing | None:
+    """The preprocessing a model was published with (:func:`_preprocessing`), kept like
+    :func:`model_info`'s answers."""
+    kind = source(arch)
+    if kind not in ("torchvision", "timm") or (kind == "torchvision" and not is_weights_name(arch, weights)):
+        return None
+
+    def compute() -> dict[str, Any] | None:
+        found = _preprocessing(arch, weights)
+        return found.to_dict() if found else None
+
+    kept = _cached(["preprocessing", arch, str(weights)], compute, kind)
+    return Preprocessing(**kept) if kept else None
+
+
+def _preprocessing(arch: str, weights: str | None) -> Preprocessing | None:
     """The preprocessing a model was published with: torchvision's named weights
     (``weights.transforms()``, ``meta["_metrics"]``) or a timm model's ``pretrained_cfg``;
     None for lenet, the user's classes, and torchvision models without named weights."""

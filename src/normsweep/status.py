@@ -1,12 +1,18 @@
-"""A study's state from its files alone, while snakemake runs: cells done, running, failed,
-diverged and still to do, the refinement's rounds, the time left, and a progress heatmap.
+"""A study's state while snakemake runs: cells done, queued, running, failed, lost, diverged
+and still to do (the grid, the references, the refinement's trial cells and its retrained
+seeds), the refinement's rounds, the time left, and a progress heatmap.
 
-Reads only (never takes Snakemake's lock, never imports torch): a cell is
+Reads only (never takes Snakemake's lock, never imports torch). From the study's files, a cell is
 
 - done: its result file is there (``ok`` or ``diverged``);
 - failed: no result, and its log ends in an error;
 - running: no result, and a checkpoint or a log of it (or of its pack) is there;
 - pending: nothing of it yet.
+
+With a scheduler (:mod:`normsweep.scheduler`: one ``squeue`` and one ``sacct`` call per
+refresh), a cell without a result is what its job (or its pack's job) says: queued (with
+SLURM's reason), running (node, elapsed), failed / timeout / out of memory / cancelled (with
+the SLURM log), and lost when its files say running but no job holds it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cells as cellnames
+from . import scheduler as sched
 
 EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+): .*?test accuracy ([0-9.na]+)")
 ERROR_WORDS = ("Traceback", "Error", "failed", "Exception")
@@ -40,6 +47,12 @@ class CellState:
     log_tail: list[str] = field(default_factory=list)
     log: str = ""
     result: str = ""
+    origin: str = (
+        "configured"  # configured (grid, references), trial (refinement), retrain (best point's seeds)
+    )
+    job: str = ""  # what SLURM says: "queued (Priority)", "running on node1 for 1:02", "cancelled", ...
+    job_id: int = 0
+    slurm_log: str = ""
 
 
 def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
@@ -157,29 +170,142 @@ def _pack_states(
     return running, failed
 
 
-def study_status(config: Mapping[str, Any], workdir: str | Path = ".") -> dict[str, Any]:
-    """Everything the status prints, as plain data (``--json``)."""
+def refinement_cells(
+    model: str, block: Mapping[str, Any], study: str, workdir: Path
+) -> dict[cellnames.Cell, str]:
+    """The cells the refinement trains: each asked round's trial cells and, once the best point
+    is known, its retrained seeds (cell -> "trial" or "retrain")."""
+    folder = workdir / cellnames.results_dir(study) / model / "optuna"
+    out: dict[cellnames.Cell, str] = {}
+    if not block.get("optuna") or not folder.is_dir():
+        return out
+    for asked in sorted(folder.glob("round~*/asked.json"), key=_round_number):
+        for t in json.loads(asked.read_text())["trials"]:
+            if {"mean", "std", "seed"} <= set(t):
+                out.setdefault(cellnames.Cell(model, t["mean"], t["std"], int(t["seed"])), "trial")
+    best = folder / "best.json"
+    if best.exists():
+        point = json.loads(best.read_text())
+        for seed in block["optuna"]["retrain_seeds"]:
+            out.setdefault(
+                cellnames.Cell(model, point["mean_label"], point["std_label"], int(seed)), "retrain"
+            )
+    return out
+
+
+def _cell_jobs(
+    model: str,
+    todo: list[cellnames.Cell],
+    config: Mapping[str, Any],
+    study: str,
+    workdir: Path,
+    jobs: Mapping[str, sched.Job],
+) -> dict[cellnames.Cell, sched.Job]:
+    """Each cell's newest job: its own (train_cell), its pack's (train_pack) or its refinement
+    round's pack (train_round_pack), matched by the job's comment."""
+    out: dict[cellnames.Cell, sched.Job] = {}
+    for cell in todo:
+        job = jobs.get(sched.comment("train_cell", model, cell.mean, cell.std, cell.seed))
+        if job is not None:
+            out[cell] = job
+    pack_prefix = f"rule_train_pack_wildcards_{model}_"
+    pack_jobs = {c.rsplit("_", 1)[-1]: j for c, j in jobs.items() if c.startswith(pack_prefix)}
+    if pack_jobs:
+        size = max(config["cluster"].get("pack", 1), 1)
+        for pack in cellnames.plan_packs(todo, size, study, done=lambda p: (workdir / p).exists()):
+            job = pack_jobs.get(pack.id)
+            for cell in pack.cells if job is not None else ():
+                if cell not in out or out[cell].job_id < job.job_id:
+                    out[cell] = job
+    round_prefix = f"rule_train_round_pack_wildcards_{model}_"
+    folder = workdir / cellnames.results_dir(study) / model / "optuna"
+    for name, job in jobs.items():
+        if (
+            name.startswith(round_prefix)
+            and (asked := folder / f"round~{name[len(round_prefix) :]}/asked.json").exists()
+        ):
+            for t in json.loads(asked.read_text())["trials"]:
+                if not {"mean", "std", "seed"} <= set(t):
+                    continue
+                cell = cellnames.Cell(model, t["mean"], t["std"], int(t["seed"]))
+                if cell not in out or out[cell].job_id < job.job_id:
+                    out[cell] = job
+    return out
+
+
+def _apply_job(state: CellState, job: sched.Job | None, workdir: Path) -> None:
+    """What the scheduler says of a cell without a result."""
+    if state.state in ("done", "diverged"):
+        return
+    log = workdir / state.log
+    if job is not None and not job.active and not (log.exists() and log.stat().st_mtime >= job.start - 1):
+        job = None  # an ended job that did not write this study's log: another study's, same folder
+    if job is not None and job.active:
+        state.state = "queued" if job.queued else "running"
+    elif job is not None and job.state in sched.ENDED:
+        state.state = "failed"
+        state.log_tail = state.log_tail or [f"SLURM: {sched.ENDED[job.state]}"]
+    elif state.state == "running":  # its files say running, and no job holds it
+        state.state = "lost"
+    if job is not None:
+        state.job, state.job_id, state.slurm_log = sched.describe(job), job.job_id, job.log(workdir)
+
+
+def study_status(
+    config: Mapping[str, Any], workdir: str | Path = ".", jobs: Mapping[str, sched.Job] | None = None
+) -> dict[str, Any]:
+    """Everything the status prints, as plain data (``--json``); ``jobs`` (from
+    :func:`normsweep.scheduler.query_jobs`) joins what the scheduler says of each cell."""
     workdir = Path(workdir)
     study = config["study"]
-    out: dict[str, Any] = {"study": study, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {}}
+    out: dict[str, Any] = {"study": study, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "models": {},
+                           "scheduler": jobs is not None}  # fmt: skip
     for model, block in config["models"].items():
-        study_cells = cellnames.study_cells(model, block)
+        origin = {c: "configured" for c in cellnames.study_cells(model, block)}
+        for cell, kind in refinement_cells(model, block, study, workdir).items():
+            origin.setdefault(cell, kind)
+        study_cells = list(origin)
         packs_running, packs_failed = _pack_states(study_cells, config, study, model, workdir)
         states = [
             cell_state(c, study, workdir, packs_running, timed=i < TIMED_RESULTS, packs_failed=packs_failed)
             for i, c in enumerate(study_cells)
         ]
+        for s in states:
+            s.origin = origin[s.cell]
+        if jobs is not None:
+            todo = [s.cell for s in states if s.state not in ("done", "diverged")]
+            of_cell = _cell_jobs(model, todo, config, study, workdir, jobs)
+            for s in states:
+                _apply_job(s, of_cell.get(s.cell), workdir)
         counts = Counter(s.state for s in states)
         seconds = [x for s in states for x in s.seconds_per_epoch]
         epochs = max(block["training"]["epochs"], 1)
         running = [s for s in states if s.state == "running"]
-        pending = [s for s in states if s.state == "pending"]
+        waiting = [s for s in states if s.state in ("pending", "queued", "lost")]
         per_epoch = statistics.median(seconds) if seconds else None
-        left_epochs = sum(max(epochs - s.last_epoch, 0) for s in running) + epochs * len(pending)
+        left_epochs = sum(max(epochs - s.last_epoch, 0) for s in running) + epochs * len(waiting)
         at_once = max(len(running), 1)
+        optuna = None
+        if block.get("optuna"):
+            optuna = {
+                **_round_records(workdir / cellnames.results_dir(study) / model / "optuna"),
+                "rounds": len(cellnames.rounds(block["optuna"]["n_trials"], block["optuna"]["batch"])),
+                "n_trials": block["optuna"]["n_trials"],
+            }
+            # rounds not asked yet, each its batch of cells at once, then the best point's seeds
+            batch = block["optuna"]["batch"]
+            later = max(optuna["rounds"] - optuna["rounds_asked"], 0) * math.ceil(batch / at_once)
+            if not any(o == "retrain" for o in origin.values()):
+                later += math.ceil(len(block["optuna"]["retrain_seeds"]) / at_once)
+            left_epochs += later * epochs * at_once  # divided by at_once below
         entry: dict[str, Any] = {
             "cells": len(states),
-            **{k: counts.get(k, 0) for k in ("done", "running", "failed", "diverged", "pending")},
+            **{
+                k: counts.get(k, 0)
+                for k in ("done", "queued", "running", "failed", "lost", "diverged", "pending")
+            },
+            "trial_cells": sum(o == "trial" for o in origin.values()),
+            "retrain_cells": sum(o == "retrain" for o in origin.values()),
             "seconds_per_epoch": per_epoch,
             "epochs_left": left_epochs,
             "running_at_once": len(running),
@@ -187,26 +313,41 @@ def study_status(config: Mapping[str, Any], workdir: str | Path = ".") -> dict[s
             "running_cells": [
                 {
                     "cell": s.result,
+                    "origin": s.origin,
                     "epoch": s.last_epoch,
                     "of": s.epochs or epochs,
                     "accuracy": None if math.isnan(s.accuracy) else s.accuracy,
+                    "job": s.job,
+                    "job_id": s.job_id,
                 }  # fmt: skip
                 for s in running
             ],
-            "failed_cells": [
-                {"cell": s.result, "log": s.log, "tail": s.log_tail} for s in states if s.state == "failed"
+            "queued_cells": [
+                {"cell": s.result, "origin": s.origin, "job": s.job, "job_id": s.job_id}
+                for s in states
+                if s.state == "queued"
             ],
+            "failed_cells": [
+                {
+                    "cell": s.result,
+                    "log": s.log,
+                    "tail": s.log_tail,
+                    "job": s.job,
+                    "job_id": s.job_id,
+                    "slurm_log": s.slurm_log,
+                }  # fmt: skip
+                for s in states
+                if s.state == "failed"
+            ],
+            "lost_cells": [{"cell": s.result, "log": s.log} for s in states if s.state == "lost"],
         }
-        if block.get("optuna"):
-            entry["optuna"] = {
-                **_round_records(workdir / cellnames.results_dir(study) / model / "optuna"),
-                "rounds": len(cellnames.rounds(block["optuna"]["n_trials"], block["optuna"]["batch"])),
-                "n_trials": block["optuna"]["n_trials"],
-            }
+        if optuna:
+            entry["optuna"] = optuna
         entry["_states"] = states
         out["models"][model] = entry
     out["started"] = any(
-        m["done"] + m["running"] + m["failed"] + m["diverged"] for m in out["models"].values()
+        m["done"] + m["queued"] + m["running"] + m["failed"] + m["lost"] + m["diverged"]
+        for m in out["models"].values()
     )
     return out
 
@@ -225,9 +366,16 @@ def format_status(status: Mapping[str, Any], rerun: str) -> str:
         lines.append(f"nothing has run yet: start it with `{rerun}`")
         return "\n".join(lines)
     for model, m in status["models"].items():
+        queue = f"{m['queued']} queued, " if status.get("scheduler") else ""
+        lost = f"{m['lost']} lost, " if m["lost"] else ""
+        refined = (
+            f" (with {m['trial_cells']} refinement trial cells and {m['retrain_cells']} retrained seeds)"
+            if m["trial_cells"] or m["retrain_cells"]
+            else ""
+        )
         lines.append(
-            f"{model}: {m['done']} done, {m['running']} running, {m['failed']} failed, {m['diverged']} diverged, "
-            f"{m['pending']} pending, of {m['cells']} cells"
+            f"{model}: {m['done']} done, {queue}{m['running']} running, {m['failed']} failed, {lost}"
+            f"{m['diverged']} diverged, {m['pending']} pending, of {m['cells']} cells{refined}"
         )
         if m["seconds_per_epoch"] is not None:
             lines.append(
@@ -236,9 +384,20 @@ def format_status(status: Mapping[str, Any], rerun: str) -> str:
             )
         for r in m["running_cells"][:20]:
             acc = "" if r["accuracy"] is None else f", test accuracy {r['accuracy']:.4f}"
-            lines.append(f"  running {r['cell']}: epoch {r['epoch']}/{r['of']} done{acc}")
+            job = f" [job {r['job_id']} {r['job']}]" if r["job"] else ""
+            trial = " (refinement trial)" if r["origin"] == "trial" else ""
+            lines.append(f"  running {r['cell']}{trial}: epoch {r['epoch']}/{r['of']} done{acc}{job}")
         if len(m["running_cells"]) > 20:
             lines.append(f"  ... and {len(m['running_cells']) - 20} more running")
+        for q in m["queued_cells"][:10]:
+            lines.append(f"  queued {q['cell']}: job {q['job_id']} {q['job']}")
+        if len(m["queued_cells"]) > 10:
+            lines.append(f"  ... and {len(m['queued_cells']) - 10} more queued")
+        for lost in m["lost_cells"]:
+            lines.append(
+                f"  LOST {lost['cell']}: its files say running but no job holds it (log {lost['log']})"
+            )
+            lines.append(f"    rerun: {rerun} {lost['cell']}")
         if m.get("optuna"):
             o = m["optuna"]
             lines.append(
@@ -246,7 +405,8 @@ def format_status(status: Mapping[str, Any], rerun: str) -> str:
                 f"{o['n_trials']} trials asked, {o['finished_trials'] or 0} finished trials in the study"
             )
         for f in m["failed_cells"]:
-            lines.append(f"  FAILED {f['cell']} (log {f['log']}):")
+            slurm = f", SLURM job {f['job_id']} {f['job']}, its log {f['slurm_log']}" if f["job"] else ""
+            lines.append(f"  FAILED {f['cell']} (log {f['log']}{slurm}):")
             lines += [f"    | {line}" for line in f["tail"][-6:]]
             lines.append(f"    rerun: {rerun} {f['cell']}")
     return "\n".join(lines)
@@ -254,7 +414,9 @@ def format_status(status: Mapping[str, Any], rerun: str) -> str:
 
 STATE_STYLE = {  # marker, colour, label
     "running": ("o", "tab:blue", "running"),
+    "queued": ("P", "tab:cyan", "queued"),
     "failed": ("X", "tab:red", "failed"),
+    "lost": ("X", "tab:orange", "lost"),
     "pending": (".", "0.6", "pending"),
     "diverged": ("s", "0.3", "diverged"),
 }
