@@ -7,6 +7,7 @@ where a missing cluster is a failure.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -21,8 +22,10 @@ import pytest
 import yaml
 
 from conftest import BIN, ROOT, SMALL_MNIST
-from normsweep import batches, data, train
+from normsweep import batches, data, scheduler, train
+from normsweep.config import validate_config
 from normsweep.results import read_result
+from normsweep.status import format_status, study_status
 
 SLURM_DIR = Path(os.environ.get("NORMSWEEP_SLURM_DIR", "/tmp/normsweep-slurm"))
 SLURM_CONF = SLURM_DIR / "etc" / "slurm.conf"
@@ -160,10 +163,58 @@ def study_run(tmp_path_factory):
     }  # fmt: skip
     write_config(work, cfg)
     since = since_now()
-    run = run_snakemake(work)
+    run, polls = run_and_poll_status(work, validate_config(copy.deepcopy(cfg)))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     time.sleep(2)  # let the accounting catch up
-    return work, run, sacct_jobs(since)
+    return work, run, sacct_jobs(since), polls
+
+
+def queue_snapshot() -> dict[int, str]:
+    """The cell jobs in the queue: job id -> queued or running (as normsweep.scheduler reads them)."""
+    out = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True, env=ENV,
+                         timeout=60).stdout  # fmt: skip
+    jobs = {}
+    for line in out.splitlines():
+        job_id, state, comment = line.split("|", 2)
+        if comment.startswith("rule_train_cell_"):
+            job = scheduler.Job(int(job_id), state, "", "", "", comment)
+            jobs[int(job_id)] = "queued" if job.queued else "running"
+    return jobs
+
+
+def run_and_poll_status(work: Path, config: dict) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run snakemake through SLURM and, every 2 s while it runs, the status as scripts/status.py
+    makes it (its one squeue and one sacct call), between two squeue snapshots of our own."""
+    command = slurm_command(work)
+    proc = subprocess.Popen(
+        command, cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    polls = []
+    started = time.time()
+    previous = dict(os.environ)
+    os.environ.update(ENV)  # scheduler.query_jobs asks this cluster
+    try:
+        while proc.poll() is None:
+            before = queue_snapshot()
+            status = study_status(config, work, scheduler.query_jobs(work))
+            after = queue_snapshot()
+            models = status["models"].values()
+            polls.append({
+                "t": round(time.time() - started, 1),
+                "before": before,
+                "after": after,
+                **{k: sum(m[k] for m in models) for k in ("queued", "running", "finishing", "done", "lost")},
+                "reasons": [q["job"] for m in models for q in m["queued_cells"]],
+                "trial_running": [r["cell"] for m in models for r in m["running_cells"] if r["origin"] == "trial"],
+            })  # fmt: skip
+            time.sleep(2)
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+        if proc.poll() is None:
+            proc.kill()
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr), polls
 
 
 def trial_cells(work: Path, model: str, rounds: int) -> set[tuple[str, str]]:
@@ -185,7 +236,7 @@ def cell_jobs(jobs: list[dict[str, str]], model: str) -> list[dict[str, str]]:
 
 
 def test_every_cell_went_through_sbatch_with_a_gpu(study_run):
-    work, run, jobs = study_run
+    work, run, jobs, _ = study_run
     cells = [j for j in jobs if "train_cell" in j["Comment"] or "train_cell" in j["JobName"]]
     lenet = {("0", "0.3"), ("0", "1"), ("1", "0.3"), ("1", "1"), ("0.1307", "0.3081")}
     expected = lenet | trial_cells(work, "lenet", 2)
@@ -211,10 +262,36 @@ def test_every_cell_went_through_sbatch_with_a_gpu(study_run):
     ]  # fmt: skip
 
 
+def test_the_status_counts_match_the_queue_at_every_poll(study_run):
+    """Issue 19: polled every 2 s while the study runs (the grid, the references, two refinement
+    rounds and the retrained seed, through the real SLURM), the status's queued and running cells
+    are squeue's PENDING and RUNNING cell jobs whenever the queue held still around the poll
+    (cells whose result is written while their job ends are `finishing`); refinement trial cells
+    show as running, and a waiting cell with SLURM's reason."""
+    *_, polls = study_run
+    steady = [p for p in polls if p["before"] == p["after"]]
+    started = [p for p in steady if "running" in p["before"].values() or p["done"]]
+    table = "\n".join(
+        f"{p['t']:6.1f} s  squeue {sum(v == 'running' for v in p['before'].values())} R "
+        f"{sum(v == 'queued' for v in p['before'].values())} PD | status running {p['running']} "
+        f"(+{p['finishing']} finishing) queued {p['queued']} done {p['done']} lost {p['lost']}"
+        for p in polls
+    )
+    print("\nstatus against squeue, every poll:\n" + table)
+    assert len(started) >= 5, table
+    for p in started:
+        running = sum(v == "running" for v in p["before"].values())
+        queued = sum(v == "queued" for v in p["before"].values())
+        assert (p["running"] + p["finishing"], p["queued"], p["lost"]) == (running, queued, 0), table
+    assert any(p["queued"] and p["reasons"] for p in polls), table
+    assert all(r.startswith("queued (") for p in polls for r in p["reasons"]), table
+    assert any(p["trial_running"] for p in polls), table  # a refinement round's trial cells run
+
+
 def test_images_are_prepared_by_cpu_jobs_through_sbatch(study_run):
     """Issue 17: the login node only lists the folder; each shard is its own SLURM job, with no
     GPU asked or given (the cells of the same run have theirs)."""
-    _, _, jobs = study_run
+    _, _, jobs, _ = study_run
     prepare = [j for j in jobs if j["Comment"].startswith("rule_prepare_shard_")]
     assert len(prepare) == 2, jobs  # train 30 images in 1 shard of 30, val 12 in 1
     for job in prepare:
@@ -224,7 +301,7 @@ def test_images_are_prepared_by_cpu_jobs_through_sbatch(study_run):
 
 
 def test_the_table_and_heatmap_appear(study_run):
-    work, _, _ = study_run
+    work, _, _, _ = study_run
     assert (work / "results/slurm-study/lenet/tables/cells.parquet").exists()
     assert (work / "results/slurm-study/plots/heatmap.png").stat().st_size > 20_000
     summary = json.loads((work / "results/slurm-study/lenet/tables/summary.json").read_text())["lenet"]
@@ -236,7 +313,7 @@ def test_the_table_and_heatmap_appear(study_run):
 def test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs(study_run):
     """Issue 21: with commas in its name, the ImageNet reference's job failed ("Invalid target
     wildcards definition ... Unparsable value: '0.456'"), and so did every per-channel trial."""
-    work, _, jobs = study_run
+    work, _, jobs, _ = study_run
     reference = (
         work
         / "results/slurm-study/resnet18/cells/mean~0.485_0.456_0.406/std~0.229_0.224_0.225/seed~1998.json"
@@ -265,7 +342,7 @@ def test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs(study_run):
 def test_two_refinement_rounds_train_their_trials_as_gpu_jobs(study_run):
     """Optuna in rounds through SLURM: 3 trials in rounds of 2 and 1, each trial cell a job with
     one GPU; the study file is only touched by the local ask and tell rules."""
-    work, _, jobs = study_run
+    work, _, jobs, _ = study_run
     out = work / "results/slurm-study/lenet/optuna"
     for mean, std in trial_cells(work, "lenet", 2):
         assert [j for j in cell_jobs(jobs, "lenet") if names(j, mean, std)], (mean, jobs)
@@ -376,6 +453,22 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
         proc.communicate(timeout=120)
     assert checkpoint.exists()  # the cell's progress survived the kill
     assert not (tmp_path / "results/slurm-resume/lenet/cells/mean~0.1307/std~0.3081/seed~1998.json").exists()
+    # the status (issue 19): the cell's job was cancelled, its SLURM log and the rerun command
+    previous = dict(os.environ)
+    os.environ.update(ENV)
+    try:
+        status = study_status(validate_config(copy.deepcopy(cfg)), tmp_path, scheduler.query_jobs(tmp_path))
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+    (failed,) = status["models"]["lenet"]["failed_cells"]
+    assert failed["job"] == "cancelled" and Path(failed["slurm_log"]).exists(), failed
+    text = format_status(status, "snakemake --profile slurm")
+    assert f"SLURM job {failed['job_id']} cancelled, its log {failed['slurm_log']}" in text, text
+    assert (
+        "rerun: snakemake --profile slurm results/slurm-resume/lenet/cells/mean~0.1307/std~0.3081/seed~1998.json"
+        in text
+    )
 
     rerun = run_snakemake(tmp_path)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]

@@ -272,11 +272,15 @@ def study_status(
         ]
         for s in states:
             s.origin = origin[s.cell]
+        finishing = 0  # cells with a result whose job is still in the queue (ending: a few seconds)
         if jobs is not None:
             todo = [s.cell for s in states if s.state not in ("done", "diverged")]
             of_cell = _cell_jobs(model, todo, config, study, workdir, jobs)
             for s in states:
                 _apply_job(s, of_cell.get(s.cell), workdir)
+                if s.state in ("done", "diverged"):
+                    job = jobs.get(sched.comment("train_cell", model, s.cell.mean, s.cell.std, s.cell.seed))
+                    finishing += bool(job and job.active and not job.queued)
         counts = Counter(s.state for s in states)
         seconds = [x for s in states for x in s.seconds_per_epoch]
         epochs = max(block["training"]["epochs"], 1)
@@ -304,6 +308,7 @@ def study_status(
                 k: counts.get(k, 0)
                 for k in ("done", "queued", "running", "failed", "lost", "diverged", "pending")
             },
+            "finishing": finishing,
             "trial_cells": sum(o == "trial" for o in origin.values()),
             "retrain_cells": sum(o == "retrain" for o in origin.values()),
             "seconds_per_epoch": per_epoch,
