@@ -216,3 +216,23 @@ def test_the_queue_says_queued_running_cancelled_and_lost(tmp_path):
     old = job(3, "CANCELLED", "1", "1", start=log.stat().st_mtime + 100)
     m = study_status(study_config(), tmp_path, {old.comment: old})["models"]["lenet"]
     assert m["failed_cells"][0]["job"] == ""  # failed by its own log, not by that job
+
+
+def test_a_pack_job_is_counted_as_its_members(tmp_path):
+    """A pack's job (train_pack) queued or running stands for each of its cells; a refinement
+    round's pack (train_round_pack) for the round's trial cells."""
+    make_study(tmp_path)
+    config = study_config(pack=2)
+    configured = cells.study_cells("lenet", config["models"]["lenet"])  # as the workflow packs them
+    first = cells.plan_packs(configured, 2, "watch", done=lambda p: (tmp_path / p).exists())[0]
+    pack_job = Job(11, "PENDING", "Resources", "", "0:00", comment("train_pack", "lenet", 1998, first.id),
+                   str(tmp_path))  # fmt: skip
+    round_job = Job(
+        12, "RUNNING", "", "node1", "0:05", comment("train_round_pack", "lenet", 0), str(tmp_path)
+    )
+    m = study_status(config, tmp_path, {j.comment: j for j in (pack_job, round_job)})["models"]["lenet"]
+    queued = {q["cell"] for q in m["queued_cells"]}
+    assert queued == {c.result_path("watch") for c in first.cells} and len(queued) == 2
+    assert all(q["job"] == "queued (Resources)" and q["job_id"] == 11 for q in m["queued_cells"])
+    trial = cell("0.3", "0.4").result_path("watch")
+    assert {r["cell"]: r["job_id"] for r in m["running_cells"]}[trial] == 12

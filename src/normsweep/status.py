@@ -196,13 +196,15 @@ def refinement_cells(
 def _cell_jobs(
     model: str,
     todo: list[cellnames.Cell],
+    configured: list[cellnames.Cell],
     config: Mapping[str, Any],
     study: str,
     workdir: Path,
     jobs: Mapping[str, sched.Job],
 ) -> dict[cellnames.Cell, sched.Job]:
-    """Each cell's newest job: its own (train_cell), its pack's (train_pack) or its refinement
-    round's pack (train_round_pack), matched by the job's comment."""
+    """Each cell's newest job: its own (train_cell), its pack's (train_pack: packs of the
+    configured cells still to do, as the workflow plans them) or its refinement round's pack
+    (train_round_pack), matched by the job's comment."""
     out: dict[cellnames.Cell, sched.Job] = {}
     for cell in todo:
         job = jobs.get(sched.comment("train_cell", model, cell.mean, cell.std, cell.seed))
@@ -212,7 +214,7 @@ def _cell_jobs(
     pack_jobs = {c.rsplit("_", 1)[-1]: j for c, j in jobs.items() if c.startswith(pack_prefix)}
     if pack_jobs:
         size = max(config["cluster"].get("pack", 1), 1)
-        for pack in cellnames.plan_packs(todo, size, study, done=lambda p: (workdir / p).exists()):
+        for pack in cellnames.plan_packs(configured, size, study, done=lambda p: (workdir / p).exists()):
             job = pack_jobs.get(pack.id)
             for cell in pack.cells if job is not None else ():
                 if cell not in out or out[cell].job_id < job.job_id:
@@ -275,7 +277,8 @@ def study_status(
         finishing = 0  # cells with a result whose job is still in the queue (ending: a few seconds)
         if jobs is not None:
             todo = [s.cell for s in states if s.state not in ("done", "diverged")]
-            of_cell = _cell_jobs(model, todo, config, study, workdir, jobs)
+            configured = [c for c, o in origin.items() if o == "configured"]
+            of_cell = _cell_jobs(model, todo, configured, config, study, workdir, jobs)
             for s in states:
                 _apply_job(s, of_cell.get(s.cell), workdir)
                 if s.state in ("done", "diverged"):
