@@ -15,6 +15,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_MNIST = ROOT / "data" / "mnist-small"
 SHARED_MNIST_RAW = ROOT.parent / "shared" / "data" / "mnist" / "raw"
 BIN = Path(sys.executable).parent
+#: A user's own network (arch "mylab_nets:SmallCNN", issue 18): no layer named conv1, one input
+#: channel (so it reads MNIST).
+SMALL_CNN = """
+import torch.nn as nn
+
+
+class SmallCNN(nn.Module):
+    # a user's network: no layer named conv1, one input channel (so it reads MNIST)
+
+    def __init__(self, width=8, num_classes=10):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+"""
 
 
 def test_config(name: str = "config.yaml") -> dict:

@@ -15,7 +15,7 @@ import torch
 from scipy import stats
 from torchvision import models as tv_models
 
-from conftest import ROOT
+from conftest import ROOT, SMALL_CNN
 from normsweep import catalog, noise
 from normsweep.config import ConfigError, validate_config
 from normsweep.fold import check_fold, first_conv
@@ -27,22 +27,6 @@ needs_timm = pytest.mark.skipif(
     not HAVE_TIMM and os.environ.get("NORMSWEEP_REQUIRE_TIMM") != "1",
     reason="timm is optional: bash scripts/setup_env.sh --timm",
 )
-
-SMALL_CNN = '''
-import torch.nn as nn
-
-
-class SmallCNN(nn.Module):
-    """A user's network: no layer named conv1, one input channel (so it reads MNIST)."""
-
-    def __init__(self, width=8, num_classes=10):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(width, num_classes)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-'''
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import matplotlib.image as mpimg
 import pandas as pd
 import yaml
 
-from conftest import BIN, ROOT, data_dir, job_counts, snakemake, test_config
+from conftest import BIN, ROOT, SMALL_CNN, data_dir, job_counts, snakemake, test_config
 
 
 def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
@@ -125,21 +125,6 @@ def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_sta
     check = json.loads((tmp_path / "results/evalonly/resnet18/fold/check.json").read_text())
     assert check["first_conv"] == "net.conv1" and len(check["cells"]) == 3
     assert all(c["max_abs_diff"] < 1e-4 * max(1.0, c["max_abs_output"]) for c in check["cells"]), check
-
-
-SMALL_CNN = """
-import torch.nn as nn
-
-
-class SmallCNN(nn.Module):
-    def __init__(self, width=8, num_classes=10):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(width, num_classes)
-
-    def forward(self, x):
-        return self.head(self.body(x))
-"""
 
 
 def test_any_model_on_the_grid_torchvision_by_name_a_users_class_and_timm(tmp_path):
