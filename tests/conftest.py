@@ -144,6 +144,7 @@ LONGEST_FIRST = [
     "test_workflow_refine.py",
     "test_workflow.py",
     "test_workflow_images.py",
+    "test_workflow_zoo.py",
     "test_pack.py",
     "test_workflow_extras.py",
     "test_multinet.py",
