@@ -147,7 +147,7 @@ def test_mcnemar_on_hand_made_predictions():
 
 
 @needs_timm
-def test_a_timm_model_brings_its_own_normalization():
+def test_a_timm_model_brings_its_own_normalization(tmp_path):
     config = validate_config(image_config(arch="timm:test_vit.r160_in1k", arch_kwargs={"img_size": 32}))
     block = config["models"]["m"]
     assert block["references"]["own"] == {"mean": 0.5, "std": 0.5}  # equal channels: the cell of `half`
@@ -160,5 +160,17 @@ def test_a_timm_model_brings_its_own_normalization():
     assert (info.channels, info.first_conv) == (3, "patch_embed.proj")
     net = build_model("timm:test_vit.r160_in1k", 7, arch_kwargs={"img_size": 32})
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 7)
+    # weights from a local file, loaded by timm itself (pretrained_cfg_overlay), never downloaded
+    import timm
+
+    torch.manual_seed(5)
+    saved = timm.create_model("test_vit.r160_in1k", pretrained=False, img_size=32)
+    torch.save(saved.state_dict(), tmp_path / "test_vit.pth")
+    digest = hashlib.sha256((tmp_path / "test_vit.pth").read_bytes()).hexdigest()
+    loaded = build_model(
+        "timm:test_vit.r160_in1k", 7, str(tmp_path / "test_vit.pth"), digest, {"img_size": 32}
+    )
+    assert torch.equal(loaded.net.patch_embed.proj.weight, saved.patch_embed.proj.weight)
+    assert loaded.net.head.out_features == 7  # the head made anew for 7 classes
     with pytest.raises(ConfigError, match=r"unknown timm model 'test_vitt.r160_in1k'.*closest: test_vit"):
         validate_config(image_config(arch="timm:test_vitt.r160_in1k"))

@@ -253,6 +253,43 @@ def _apply_job(state: CellState, job: sched.Job | None, workdir: Path) -> None:
         state.job, state.job_id, state.slurm_log = sched.describe(job), job.job_id, job.log(workdir)
 
 
+def _cell_lists(states: list[CellState], epochs: int) -> dict[str, list[dict[str, Any]]]:
+    """The running, queued, failed and lost cells, with what their files and jobs say."""
+    return {
+        "running_cells": [
+            {
+                "cell": s.result,
+                "origin": s.origin,
+                "epoch": s.last_epoch,
+                "of": s.epochs or epochs,
+                "accuracy": None if math.isnan(s.accuracy) else s.accuracy,
+                "job": s.job,
+                "job_id": s.job_id,
+            }  # fmt: skip
+            for s in states
+            if s.state == "running"
+        ],
+        "queued_cells": [
+            {"cell": s.result, "origin": s.origin, "job": s.job, "job_id": s.job_id}
+            for s in states
+            if s.state == "queued"
+        ],
+        "failed_cells": [
+            {
+                "cell": s.result,
+                "log": s.log,
+                "tail": s.log_tail,
+                "job": s.job,
+                "job_id": s.job_id,
+                "slurm_log": s.slurm_log,
+            }  # fmt: skip
+            for s in states
+            if s.state == "failed"
+        ],
+        "lost_cells": [{"cell": s.result, "log": s.log} for s in states if s.state == "lost"],
+    }
+
+
 def study_status(
     config: Mapping[str, Any], workdir: str | Path = ".", jobs: Mapping[str, sched.Job] | None = None
 ) -> dict[str, Any]:
@@ -318,36 +355,7 @@ def study_status(
             "epochs_left": left_epochs,
             "running_at_once": len(running),
             "seconds_left": None if per_epoch is None else left_epochs * per_epoch / at_once,
-            "running_cells": [
-                {
-                    "cell": s.result,
-                    "origin": s.origin,
-                    "epoch": s.last_epoch,
-                    "of": s.epochs or epochs,
-                    "accuracy": None if math.isnan(s.accuracy) else s.accuracy,
-                    "job": s.job,
-                    "job_id": s.job_id,
-                }  # fmt: skip
-                for s in running
-            ],
-            "queued_cells": [
-                {"cell": s.result, "origin": s.origin, "job": s.job, "job_id": s.job_id}
-                for s in states
-                if s.state == "queued"
-            ],
-            "failed_cells": [
-                {
-                    "cell": s.result,
-                    "log": s.log,
-                    "tail": s.log_tail,
-                    "job": s.job,
-                    "job_id": s.job_id,
-                    "slurm_log": s.slurm_log,
-                }  # fmt: skip
-                for s in states
-                if s.state == "failed"
-            ],
-            "lost_cells": [{"cell": s.result, "log": s.log} for s in states if s.state == "lost"],
+            **_cell_lists(states, epochs),
         }
         if optuna:
             entry["optuna"] = optuna
