@@ -6,10 +6,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 from test_results import make_result
 
-from conftest import BIN, ROOT, SMALL_MNIST
+from conftest import BIN, ROOT, SMALL_MNIST, job_counts
 from normsweep.config import cluster_resources, runtime_minutes, validate_config
 from normsweep.plan import format_plan, plan
 from normsweep.results import EpochRecord, write_result
@@ -139,6 +140,27 @@ def test_dry_run_through_the_slurm_profile_needs_no_cluster(tmp_path, demo_folde
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "train_cell" in run.stdout
+
+
+def test_the_zoo_plans_on_the_tiny_folder_without_its_weights(tmp_path, demo_folder):
+    """Issue 18: config/zoo.yaml dry-runs through the SLURM profile with no weights file at all
+    (a real run checks them before its first job); each of its 9 models is listed, then one
+    evaluation pack per 32 cells."""
+    if importlib.util.find_spec("timm") is None:
+        pytest.skip("config/zoo.yaml has two timm models: bash scripts/setup_env.sh --timm")
+    env = {
+        **os.environ,
+        "SLURM_CONF": str(tmp_path / "no-such-slurm.conf"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+    }
+    run = subprocess.run(
+        [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow/Snakefile"), "--profile",
+         str(ROOT / "profiles/slurm"), "--configfile", str(ROOT / "config/zoo.yaml"), "-n", "--quiet", "rules"],
+        cwd=demo_folder, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    counts = job_counts(run.stdout)
+    assert counts["list_images"] == 9 and counts["aggregate"] == 9, run.stdout
 
 
 def local_rules() -> set[str]:

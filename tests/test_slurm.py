@@ -458,11 +458,14 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     previous = dict(os.environ)
     os.environ.update(ENV)
     try:
-        status = study_status(validate_config(copy.deepcopy(cfg)), tmp_path, scheduler.query_jobs(tmp_path))
+        jobs = scheduler.query_jobs(tmp_path)
+        status = study_status(validate_config(copy.deepcopy(cfg)), tmp_path, jobs)
     finally:
         os.environ.clear()
         os.environ.update(previous)
-    (failed,) = status["models"]["lenet"]["failed_cells"]
+    lenet = status["models"]["lenet"]
+    assert lenet["failed_cells"], (jobs, {k: v for k, v in lenet.items() if k != "_states"})
+    (failed,) = lenet["failed_cells"]
     assert failed["job"] == "cancelled" and Path(failed["slurm_log"]).exists(), failed
     text = format_status(status, "snakemake --profile slurm")
     assert f"SLURM job {failed['job_id']} cancelled, its log {failed['slurm_log']}" in text, text

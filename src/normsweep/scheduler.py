@@ -107,6 +107,9 @@ def query_jobs(workdir: str | Path = ".", since: str = "now-7days") -> dict[str,
             continue
         reason = "" if parts[2] in ("None", "(null)") else parts[2]
         job = Job(int(parts[0]), parts[1], reason, parts[3], parts[4], "|".join(parts[6:]), parts[5])
+        ended = jobs.get(job.comment)
+        if job.state == "COMPLETING" and ended and ended.job_id == job.job_id and ended.state in ENDED:
+            continue  # cancelled or failed, its node still cleaning up: what accounting says
         _keep_newest(jobs, job, prefer=True)
     return jobs
 
