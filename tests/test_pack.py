@@ -73,7 +73,7 @@ def test_pack_members_follow_their_one_cell_runs_step_by_step(mnist):
         alone, alone_steps = one_cell_steps(mean, std, part, te, config)
         print(f"{mean}/{std}: step losses differ by {max_relative(alone_steps, steps[i]):.1e} (20 steps)")
         assert max_relative(alone_steps, steps[i]) < 1e-5, (mean, std)  # measured: up to 3.6e-7 in 100 steps
-        assert results[i].final_accuracy == pytest.approx(alone.final_accuracy, abs=0.004)  # 2 of 500 images
+        assert results[i].final_accuracy == pytest.approx(alone.final_accuracy, abs=0.0051)  # 1 of 200 images
         assert [e.lr for e in results[i].epochs] == [e.lr for e in alone.epochs]
         assert results[i].pack_size == 3 and results[i].status == STATUS_OK
 
