@@ -1,5 +1,6 @@
-"""Rule list_images (login node): list an ImageFolder once, both splits (val/ alone when nothing trains), in ImageFolder's order,
-with each file's size and time, cut into shards of ``image.shard_size`` images."""
+"""Rule list_images (login node): list an ImageFolder once, both splits (val/ alone when
+nothing trains), in ImageFolder's order, with each file's size and time, cut into shards of
+``image.shard_size`` images."""
 
 import _setup
 from normsweep import images

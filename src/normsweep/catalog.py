@@ -184,6 +184,10 @@ def _library_versions(kind: str) -> str:
         return ""
 
 
+#: This process's answers (what it read from the cache file or computed).
+_MEMO: dict[str, Any] = {}
+
+
 def _cached(key: list[str], compute: Any, kind: str) -> Any:
     """``compute()``'s JSON answer for ``key``, kept per library version; a user's own class
     (kind "import") is never kept (its code may change)."""
@@ -191,14 +195,17 @@ def _cached(key: list[str], compute: Any, kind: str) -> Any:
     if kind == "import" or not versions:
         return compute()
     name = json.dumps([versions, *key])
+    if name in _MEMO:  # planning asks a model's questions several times: the file is read once
+        return _MEMO[name]
     file = cache_file()
     try:
         kept = json.loads(file.read_text())
     except (OSError, ValueError):
         kept = {}
     if name in kept:
+        _MEMO[name] = kept[name]
         return kept[name]
-    value = compute()
+    value = _MEMO[name] = compute()
     try:
         kept[name] = value
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -299,9 +306,9 @@ def weights_location(arch: str, weights: str, sha256: str | None = None) -> tupl
     return Path(weights).expanduser(), sha256, ""
 
 
-def check_weights(arch: str, weights: str, sha256: str | None = None, hash_file: bool = True) -> Path:
-    """The weights file, after checking it exists and (``hash_file``) its sha256; the error
-    says which file to put where."""
+def check_weights(arch: str, weights: str, sha256: str | None = None) -> Path:
+    """The weights file, after checking it exists and its sha256 (when one is known); the
+    error says which file to put where."""
     import hashlib
 
     file, expected, url = weights_location(arch, weights, sha256)
@@ -312,7 +319,7 @@ def check_weights(arch: str, weights: str, sha256: str | None = None, hash_file:
                 f"elsewhere) at {file} (the folder is $TORCH_HOME/hub/checkpoints); nothing is downloaded here"
             )
         raise ArchError(f"{file}: no such weights file; give a local state dict, a torchvision name, or null")
-    if hash_file and expected:
+    if expected:
         digest = hashlib.sha256()
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
@@ -329,9 +336,7 @@ def check_weights(arch: str, weights: str, sha256: str | None = None, hash_file:
     return file
 
 
-def preprocessing(
-    arch: str, weights: str | None, arch_kwargs: Mapping[str, Any] | None = None
-) -> Preprocessing | None:
+def preprocessing(arch: str, weights: str | None) -> Preprocessing | None:
     """The preprocessing a model was published with (:func:`_preprocessing`), kept like
     :func:`model_info`'s answers."""
     kind = source(arch)

@@ -136,13 +136,14 @@ def apply_arch_defaults(config: dict[str, Any]) -> None:
             continue  # the schema names what is wrong
         arch = arch_of(name, block)
         weights = block.get("weights") if isinstance(block.get("weights"), str) else None
-        kwargs = block.get("arch_kwargs") if isinstance(block.get("arch_kwargs"), dict) else None
         try:
             check_arch(arch)
-            own = preprocessing(arch, weights, kwargs)
         except ArchError as error:
-            key = f"models.{name}.weights" if "weights" in str(error) and weights else arch_key(name, block)
-            raise ConfigError(f"config key '{key}': {error}") from None
+            raise ConfigError(f"config key '{arch_key(name, block)}': {error}") from None
+        try:
+            own = preprocessing(arch, weights)
+        except ArchError as error:  # a weights name this architecture does not have
+            raise ConfigError(f"config key 'models.{name}.weights': {error}") from None
         if own is None:
             continue
         image = block.setdefault("image", {})

@@ -54,9 +54,14 @@ def mcnemar(base: np.ndarray, other: np.ndarray) -> tuple[int, int, float]:
     if base.shape != other.shape:
         raise ValueError(f"McNemar needs the same images: {base.shape} vs {other.shape} predictions")
     only_base, only_other = int((base & ~other).sum()), int((~base & other).sum())
+    return only_base, only_other, _discordant_p(only_base, only_other)
+
+
+def _discordant_p(only_base: int, only_other: int) -> float:
+    """Two-sided exact binomial p (p = 1/2) of the discordant images; 1 when there are none."""
     if only_base + only_other == 0:
-        return 0, 0, 1.0
-    return only_base, only_other, float(stats.binomtest(only_other, only_base + only_other, 0.5).pvalue)
+        return 1.0
+    return float(stats.binomtest(only_other, only_base + only_other, 0.5).pvalue)
 
 
 def pooled_mcnemar(base: Mapping[int, np.ndarray], other: Mapping[int, np.ndarray]) -> float:
@@ -70,7 +75,7 @@ def pooled_mcnemar(base: Mapping[int, np.ndarray], other: Mapping[int, np.ndarra
     for seed in seeds:
         only_base, only_other, _ = mcnemar(base[seed], other[seed])
         b, c = b + only_base, c + only_other
-    return 1.0 if b + c == 0 else float(stats.binomtest(c, b + c, 0.5).pvalue)
+    return _discordant_p(b, c)
 
 
 #: compare_cells' names for the final accuracy's columns (those of compare_metric).

@@ -238,7 +238,7 @@ def weights_line(model: str, block: Mapping[str, Any]) -> str | None:
     arch = arch_of(model, block)
     try:
         file, _, url = weights_location(arch, block["weights"], block.get("weights_sha256"))
-        own = preprocessing(arch, block["weights"], block.get("arch_kwargs"))
+        own = preprocessing(arch, block["weights"])
     except ArchError as error:
         return f"  {model} weights: {error}"
     about = f" ({own.source}, published top-1 {own.published_top1:.4f})" if own and own.published_top1 else ""

@@ -83,7 +83,7 @@ def image_record(arch: str, model_config: Mapping[str, Any]) -> dict[str, Any] |
     image = model_config.get("image")
     if model_info(arch, kwargs_of(model_config)).dataset == "mnist" or not image:
         return None
-    own = preprocessing(arch, model_config.get("weights"), kwargs_of(model_config))
+    own = preprocessing(arch, model_config.get("weights"))
     return {
         "resize": image["resize"],
         "crop": image["crop"],

@@ -227,7 +227,7 @@ def published(wildcards):
     """The model's pretrained weights' own preprocessing and published top-1 (or None)."""
     block = model_config(wildcards)
     arch = ns_catalog.arch_of(wildcards.model, block)
-    own = ns_catalog.preprocessing(arch, block.get("weights"), block.get("arch_kwargs"))
+    own = ns_catalog.preprocessing(arch, block.get("weights"))
     return own.to_dict() if own else None
 
 
