@@ -14,7 +14,7 @@ from normsweep.fold import check_fold, first_conv
 from normsweep.models import build_model
 from normsweep.results import write_json_atomic
 from normsweep.runner import load_splits
-from normsweep.train import resolve_normalization
+from normsweep.spec import resolve_normalization
 
 log = _setup.start_logging(snakemake.log)
 model_name = snakemake.wildcards.model

@@ -5,7 +5,7 @@ weights (never downloaded) and their own preprocessing.
 A model entry's key is the study's name for the model (folders, heatmap rows); its ``arch``
 (default: the key) is one of
 
-- ``lenet``: the PyTorch MNIST example's network (:class:`normsweep.models.LeNet`);
+- ``lenet``: the PyTorch MNIST example's network (:class:`normsweep.nets.LeNet`);
 - a torchvision classification model (``torchvision.models.list_models(module=torchvision.models)``);
 - ``package.module:Class``: the user's own ``nn.Module``, built with ``arch_kwargs``;
 - ``timm:<name>`` (with timm installed), e.g. ``timm:vit_small_patch16_224.augreg_in21k_ft_in1k``.
@@ -253,7 +253,7 @@ def build_network(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> An
     kwargs = dict(arch_kwargs or {})
     kind = source(arch)
     if kind == "lenet":
-        from .models import LeNet
+        from .nets import LeNet
 
         return LeNet(**kwargs)
     if kind == "timm":

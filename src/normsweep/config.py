@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from .catalog import ArchError, ModelInfo, arch_of, check_arch, kwargs_of, model_info, preprocessing
+from .spec import EXECUTION_KEYS  # handed to the jobs as threads and resources, never as params
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -294,11 +295,6 @@ def round_pack_runtime_minutes(config: Mapping[str, Any], model: str) -> int:
     cells, however large ``cluster.pack`` is."""
     optuna = config["models"][model].get("optuna") or {}
     return pack_runtime_minutes(config, model, int(optuna.get("batch") or config["cluster"]["pack"]))
-
-
-#: Training settings that change how a cell runs, not what it computes: they are handed to the
-#: training jobs as threads and a resource, never as params, so changing them retrains nothing.
-EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes")
 
 
 def cell_params(model_config: Mapping[str, Any]) -> dict[str, Any]:

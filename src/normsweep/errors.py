@@ -4,3 +4,7 @@ them while planning)."""
 
 class DataError(ValueError):
     """Bad or missing input data; the message names the file and the fix."""
+
+
+class PackError(ValueError):
+    """A pack that cannot be trained as asked; the message names the config key."""

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .norm import normalize
+
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     """The qualified name and module of the first ``nn.Conv2d`` of ``model`` (module order)."""
@@ -99,8 +101,6 @@ def check_fold(
 ) -> tuple[float, float]:
     """max |folded(x) - model((x - mean) / std)| over ``images`` (both in eval mode), and the
     largest |model((x - mean) / std)| it is measured against."""
-    from .train import normalize
-
     model.eval()
     with torch.inference_mode():
         reference = model(normalize(images, mean, std))

@@ -12,30 +12,8 @@ import torch.nn.functional as F
 from torch import optim
 
 from .catalog import LENET, TIMM, build_network, check_weights, import_timm, source
-
-
-class LeNet(nn.Module):
-    """The PyTorch MNIST example's network (pytorch/examples, mnist/main.py)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = nn.Dropout(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(x))
-        x = F.relu(self.conv2(x))
-        x = F.max_pool2d(x, 2)
-        x = self.dropout1(x)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        return F.log_softmax(x, dim=1)
+from .fold import first_conv
+from .nets import LeNet
 
 
 class Classifier(nn.Module):
@@ -94,8 +72,6 @@ def scale_first_layer(model: nn.Module, weight: float = 1.0, bias: float = 1.0) 
     """Multiply the first convolution's initial weights and biases (the notebook's init study);
     the first convolution is the first ``nn.Conv2d`` in module order (normsweep.fold.first_conv)."""
     if weight != 1.0 or bias != 1.0:
-        from .fold import first_conv
-
         _, conv = first_conv(model)
         with torch.no_grad():
             conv.weight.mul_(weight)

@@ -12,9 +12,14 @@ from typing import Any
 from . import data
 from .batches import Split, open_splits
 from .catalog import arch_of, kwargs_of, model_info, preprocessing
+from .engine import Members, run
+from .evaluation import Evaluation
 from .models import model_spec
 from .results import CellResult, EpochRecord, write_predictions, write_result
-from .train import CellSpec, TrainConfig, epoch_message, resolve_normalization, train_cell
+from .schedule import epoch_message
+from .separate import Separate
+from .spec import CellSpec, TrainConfig, resolve_normalization
+from .stacked import Stacked
 
 log = logging.getLogger("normsweep.runner")
 
@@ -27,6 +32,17 @@ def train_config(arch: str, training: Mapping[str, Any]) -> TrainConfig:
     if training.get("lr") is None:
         config.lr = model_spec(arch).default_lr
     return config
+
+
+def kind_of(specs: Sequence[CellSpec], config: TrainConfig) -> type[Members]:
+    """How the engine runs these cells: evaluation only (``epochs: 0``: one network, K
+    normalizations), a stack of LeNets under vmap (a pack of a stackable network), or separate
+    networks (a cell alone, or a pack of any other network)."""
+    if config.epochs == 0:
+        return Evaluation
+    if len(specs) > 1 and model_info(specs[0].architecture, specs[0].arch_kwargs).pack == "stacked":
+        return Stacked
+    return Separate
 
 
 def load_splits(
@@ -136,7 +152,13 @@ def run_cell(
         len(train),
         len(test),
     )
-    result = train_cell(spec, train, test, train_config(spec.architecture, model_config.get("training", {})))
+    config = train_config(spec.architecture, model_config.get("training", {}))
+
+    def log_epoch(member: int, record: EpochRecord) -> None:
+        level = logging.INFO if math.isfinite(record.train_loss) else logging.WARNING
+        log.log(level, "%s", epoch_message(record, config.epochs))
+
+    (result,) = run(kind_of([spec], config), [spec], train, test, config, spec.checkpoint, on_epoch=log_epoch)
     if result.predictions is not None:  # an evaluation cell: its per-image predictions first
         write_predictions(output, result.predictions, test.labels.cpu().numpy())
     write_result(output, result)
@@ -165,9 +187,6 @@ def run_pack(
     """Train the cells ``members`` ((mean label, std label) of one seed) as one pack; each
     writes its own result (``outputs``) and its own per-epoch log lines (``logs``), as a cell
     trained alone does. The pack's checkpoint goes once every result is written."""
-    from .multinet import evaluate_pack, train_separate
-    from .pack import train_pack
-
     stats = data.DatasetStats.from_json(stats_path)
     train, test, num_classes = load_splits(model, model_config, Path(stats_path).parent)
     specs = [cell_spec(model, m, s, seed, model_config, stats, num_classes) for m, s in members]
@@ -186,12 +205,7 @@ def run_pack(
     log.info("pack %s: %d cells of %s, seed %s, %d train / %d test images", pack_id, len(specs), model, seed,
              len(train), len(test))  # fmt: skip
     saved = Path(checkpoint) if checkpoint else None
-    if config.epochs == 0:  # evaluation only: one network, each test batch normalized K ways
-        results = evaluate_pack(specs, test, config, pack_id, len(train))
-    elif model_info(specs[0].architecture, specs[0].arch_kwargs).pack == "stacked":
-        results = train_pack(specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
-    else:  # K networks, each batch read once
-        results = train_separate(specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
+    results = run(kind_of(specs, config), specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
     for result, output in zip(results, outputs, strict=True):
         if result.predictions is not None:
             write_predictions(output, result.predictions, test.labels.cpu().numpy())

@@ -1,0 +1,349 @@
+"""The one training engine: every cell, alone or in a pack, trained or evaluated, runs here.
+
+One loop (:func:`run`) does what a run needs for K members (cells of one model and one seed
+that share a start): each training epoch over the seed's batch order, the divergence of a
+member (a result with status ``diverged``, not a crash: it leaves the run, the others go on),
+the evaluation, the learning-rate plateau (:class:`normsweep.schedule.Plateau`, one state per
+member), the epoch records, checkpoints after every epoch and, with ``checkpoint_minutes``,
+inside one (with the position in the epoch's batch order), resuming from them, and the
+results. ``K = 1`` is the one-cell job.
+
+What differs between kinds of run is only how members are built, stepped and evaluated: a
+:class:`Members` subclass, one per kind.
+
+- :class:`normsweep.separate.Separate`: K networks, each with its own optimizer and random
+  state (K = 1: a cell trained alone);
+- :class:`normsweep.stacked.Stacked`: K copies of LeNet stacked under ``vmap``;
+- :class:`normsweep.evaluation.Evaluation`: one network evaluated under K normalizations
+  (``epochs: 0``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .batches import Split
+from .checkpoint import Every, Position, restore_rng, rng_state, save_atomic, usable_checkpoint
+from .devices import device_name, pick_device, set_determinism
+from .errors import PackError
+from .models import build_model, model_spec, scale_first_layer
+from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
+from .schedule import Plateau
+from .spec import CellSpec, TrainConfig, fingerprint, same_start
+
+log = logging.getLogger("normsweep.engine")
+
+#: ``on_epoch(member, record)``: a member's finished (or diverged) epoch.
+OnEpoch = Callable[[int, EpochRecord], None]
+#: ``on_step(batch, members, losses)``: after every training step (batch: the epoch's batches
+#: done so far; members: the indices that stepped; losses: theirs).
+OnStep = Callable[[int, list[int], torch.Tensor], None]
+
+
+class Members:
+    """K members of one kind, as the engine drives them. ``active`` lists the members still
+    training (indices into ``specs``); every method works on those, in that order."""
+
+    def __init__(self, specs: Sequence[CellSpec], base: torch.nn.Module, config: TrainConfig,
+                 device: torch.device, channels: int) -> None:  # fmt: skip
+        self.specs = list(specs)
+        self.device = device
+        self.active = list(range(len(specs)))
+
+    def train(self) -> None:
+        """At an epoch's start: the networks in training mode."""
+        raise NotImplementedError(f"{type(self).__name__} does not train")
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor, lr: Sequence[float]) -> torch.Tensor:
+        """One optimizer step of every active member on this batch (``lr``: each one's rate);
+        their losses, one per active member."""
+        raise NotImplementedError(f"{type(self).__name__} does not train")
+
+    def evaluate(
+        self, data: Split, batch_size: int, predicted: list[list[torch.Tensor]] | None = None
+    ) -> tuple[list[float], list[float]]:
+        """Accuracy and mean loss of every active member on ``data`` (each batch read once);
+        each member's predicted classes appended to ``predicted[member]`` when given."""
+        raise NotImplementedError
+
+    def drop(self, gone: Sequence[int]) -> None:
+        """Members leave the run (they diverged)."""
+        self.active = [i for i in self.active if i not in gone]
+
+    def state_dict(self) -> dict[str, Any]:
+        """What resuming needs of the members (plain tensors and values only)."""
+        return {"active": list(self.active)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.active = [int(i) for i in state["active"]]
+
+
+class Tally:
+    """Accuracy and summed loss of members over an evaluation, one device sync at its end."""
+
+    def __init__(self, k: int, device: torch.device):
+        self.correct = torch.zeros(k, dtype=torch.int64, device=device)
+        self.loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        self.n = 0
+
+    def add(self, row: int, log_probs: torch.Tensor, labels: torch.Tensor, predicted: list | None) -> None:
+        """One member's (``row``) log-probabilities for one batch."""
+        self.loss_sum[row] += F.nll_loss(log_probs, labels, reduction="sum").double()
+        guess = log_probs.argmax(dim=1)
+        self.correct[row] += (guess == labels).sum()
+        if predicted is not None:
+            predicted.append(guess.to(torch.int16))
+
+    def result(self, n: int) -> tuple[list[float], list[float]]:
+        n = max(n, 1)
+        return (self.correct.double() / n).tolist(), (self.loss_sum / n).tolist()
+
+
+def initial_model(spec: CellSpec, device: torch.device) -> torch.nn.Module:
+    """The cell's network at its start, built from torch's generator as ``set_determinism``
+    left it: every member of a run starts from these same weights."""
+    model = build_model(
+        spec.architecture, spec.num_classes, spec.weights, spec.weights_sha256, spec.arch_kwargs
+    )
+    return scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
+
+
+def start(specs: Sequence[CellSpec], config: TrainConfig) -> tuple[torch.device, torch.nn.Module]:
+    """The device and the members' common starting network (threads, device, seed and
+    determinism first), after checking they share a start."""
+    same_start(specs)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    set_determinism(specs[0].seed, config.deterministic)
+    return device, initial_model(specs[0], device)
+
+
+@dataclass
+class Progress:
+    """Every member's status and epoch records, the plateau rule and the last finished epoch."""
+
+    plateau: Plateau
+    histories: list[list[EpochRecord]]
+    status: list[str]
+    epoch: int = 0
+    _log: list[OnEpoch] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, k: int, lr: float) -> Progress:
+        return cls(Plateau(lr=[float(lr)] * k), [[] for _ in range(k)], [STATUS_OK] * k)
+
+    def record(self, member: int, entry: EpochRecord) -> None:
+        self.histories[member].append(entry)
+        for on_epoch in self._log:
+            on_epoch(member, entry)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "status": self.status, "plateau": self.plateau.state_dict(),
+                "histories": [[vars(r) for r in h] for h in self.histories]}  # fmt: skip
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.status = list(state["status"])
+        self.plateau.load_state_dict(state["plateau"])
+        self.histories = [[EpochRecord(**r) for r in h] for h in state["histories"]]
+
+
+def run(
+    kind: type[Members],
+    specs: Sequence[CellSpec],
+    train: Split,
+    test: Split,
+    config: TrainConfig,
+    checkpoint: Path | None = None,
+    pack_id: str = "",
+    on_epoch: OnEpoch | None = None,
+    on_step: OnStep | None = None,
+) -> list[CellResult]:
+    """Train (or, with ``epochs: 0``, evaluate) the cells ``specs`` as members of ``kind``;
+    one result each, in the order of ``specs``. ``checkpoint``: where the run saves and
+    resumes (None: it does not)."""
+    started = time.perf_counter()
+    device, base = start(specs, config)
+    members = kind(specs, base, config, device, train.channels)
+    names = [s.member for s in specs]
+    made_by = [fingerprint(spec, config) for spec in specs]
+    shuffle = torch.Generator().manual_seed(specs[0].seed)
+    progress = Progress.fresh(len(specs), config.lr)
+    position = None
+
+    def same_members(state: dict) -> None:
+        if "names" in state and state["names"] != names:
+            raise PackError(f"{checkpoint}: a checkpoint of other cells ({state['names']}); delete it")
+
+    saved = usable_checkpoint(checkpoint, made_by, device, "checkpoint", validate=same_members)
+    if saved is not None:
+        progress.load(saved)
+        members.load_state_dict(saved["kind"])
+        restore_rng(saved, shuffle)
+        position = Position.from_dict(saved.get("position"))
+        inside = f", {position.batch} batches into epoch {progress.epoch + 1}" if position else ""
+        log.info(
+            "resumed %s from %s after epoch %d%s", pack_id or names[0], checkpoint, progress.epoch, inside
+        )
+    if on_epoch is not None:
+        progress._log.append(on_epoch)
+
+    def save(epoch_done: int, at: Position | None = None) -> None:
+        if checkpoint is not None:
+            save_atomic(checkpoint, {"fingerprint": made_by, "names": names, **progress.to_dict(), "epoch": epoch_done,
+                                     "position": at.to_dict() if at else None, "kind": members.state_dict(),
+                                     **rng_state(shuffle)})  # fmt: skip
+
+    plateau = model_spec(specs[0].architecture).plateau
+    every = Every(config.checkpoint_minutes if checkpoint is not None else None)
+    train_d = train.to(device) if config.epochs > 0 else train
+    test_d = test.to(device)
+    for epoch in range(progress.epoch + 1, config.epochs + 1):
+        if not members.active:
+            break
+        tic = time.perf_counter()
+        lr = {i: progress.plateau.lr[i] for i in members.active}  # the rates this epoch trains with
+
+        def save_inside(at: Position, epoch: int = epoch) -> None:
+            if every.due():
+                save(epoch - 1, at)
+
+        train_loss = _train_epoch(
+            members, train_d, config.batch_size, shuffle, lr, position, save_inside, on_step
+        )
+        position = None
+        diverged = [i for i in members.active if not math.isfinite(train_loss[i])]
+        for i in diverged:
+            progress.status[i] = STATUS_DIVERGED
+            progress.record(
+                i, EpochRecord(epoch, math.nan, math.nan, train_loss[i], lr[i], time.perf_counter() - tic)
+            )
+            if len(specs) > 1:  # a cell alone: its own log says it (on_epoch)
+                log.warning("pack %s: %s diverged in epoch %d", pack_id, names[i], epoch)
+        if diverged:
+            members.drop(diverged)
+        if members.active:
+            accuracy, test_loss = members.evaluate(test_d, config.test_batch_size)
+            if plateau:
+                progress.plateau.step(accuracy, members.active)
+            seconds = time.perf_counter() - tic
+            for row, i in enumerate(members.active):
+                progress.record(
+                    i, EpochRecord(epoch, accuracy[row], test_loss[row], train_loss[i], lr[i], seconds)
+                )
+        progress.epoch = epoch
+        if epoch < config.epochs and members.active:
+            save(epoch)
+
+    predicted: list[list[torch.Tensor]] = [[] for _ in specs]
+    if config.epochs == 0:  # evaluation only: the per-image predictions are kept (McNemar)
+        accuracy, test_loss = members.evaluate(test_d, config.test_batch_size, predicted)
+        seconds = time.perf_counter() - started
+        for row, i in enumerate(members.active):
+            progress.record(i, EpochRecord(0, accuracy[row], test_loss[row], math.nan, config.lr, seconds))
+    wall = time.perf_counter() - started
+    results = []
+    for i, spec in enumerate(specs):
+        result = cell_result(spec, progress.status[i], progress.histories[i], config, len(train), len(test), wall,
+                             device, pack_id, len(specs))  # fmt: skip
+        result.predictions = torch.cat(predicted[i]).cpu().numpy() if predicted[i] else None
+        results.append(result)
+    return results
+
+
+def _train_epoch(
+    members: Members,
+    data: Split,
+    batch_size: int,
+    shuffle: torch.Generator,
+    lr: dict[int, float],
+    position: Position | None,
+    save: Callable[[Position], None],
+    on_step: OnStep | None,
+) -> dict[int, float]:
+    """One pass of every active member over the epoch's shuffled batches, from ``position``
+    when resuming inside the epoch; each member's mean batch loss (NaN or infinite: it
+    diverged), with one device sync. ``save(position)`` is offered the position after every
+    batch (it decides whether to save)."""
+    members.train()
+    k = len(members.specs)
+    if position is None:
+        position = Position(0, torch.zeros(k, dtype=torch.float64), shuffle.get_state())
+    else:
+        shuffle.set_state(position.shuffle_state)
+    order = torch.randperm(len(data), generator=shuffle)
+    sums = position.loss_sum.to(members.device)
+    active = list(members.active)
+    rows = torch.tensor(active, dtype=torch.int64, device=members.device)
+    rates = [lr[i] for i in active]
+    n_batches = position.batch
+    for images, labels in data.batches(order, batch_size, start=position.batch):
+        losses = members.step(images, labels, rates)
+        if len(active) == k:
+            sums += losses.double()
+        else:
+            sums[rows] += losses.double()
+        n_batches += 1
+        save(Position(n_batches, sums, position.shuffle_state))
+        if on_step is not None:  # e.g. a test comparing kinds step by step, or killing a run
+            on_step(n_batches, active, losses)
+    mean = (sums / max(n_batches, 1)).tolist()
+    return {i: mean[i] for i in active}
+
+
+def cell_result(
+    spec: CellSpec,
+    status: str,
+    history: list[EpochRecord],
+    config: TrainConfig,
+    n_train: int,
+    n_test: int,
+    wall_seconds: float,
+    device: torch.device,
+    pack: str = "",
+    pack_size: int = 1,
+) -> CellResult:
+    """A cell's result from its run: a diverged cell has no final accuracy (NaN)."""
+    accuracies = [r.test_accuracy for r in history]
+    return CellResult(
+        model=spec.model,
+        arch=spec.architecture,
+        weights=spec.weights or "",
+        preprocessing=spec.preprocessing,
+        dataset=spec.dataset,
+        mean_label=spec.mean_label,
+        std_label=spec.std_label,
+        mean=spec.mean,
+        std=spec.std,
+        seed=spec.seed,
+        status=status,
+        final_accuracy=math.nan if status == STATUS_DIVERGED else accuracies[-1],
+        best_accuracy=max((a for a in accuracies if math.isfinite(a)), default=math.nan),
+        epochs_requested=config.epochs,
+        n_train=n_train,
+        n_test=n_test,
+        batch_size=config.batch_size,
+        test_batch_size=config.test_batch_size,
+        lr=config.lr,
+        wall_seconds=wall_seconds,
+        device=device.type,
+        device_name=device_name(device),
+        epochs=history,
+        versions=package_versions(),
+        init_weight=spec.init_weight,
+        init_bias=spec.init_bias,
+        pack=pack,
+        pack_size=pack_size,
+        num_classes=spec.num_classes,
+        data=spec.data_key,
+    )
