@@ -36,13 +36,17 @@ MEMORY = """
 import resource, sys, torch
 sys.path.insert(0, {src!r})
 from pathlib import Path
-from normsweep import batches, images, train
+from normsweep import batches, engine, images
+from normsweep.separate import Separate
+from normsweep.spec import CellSpec, TrainConfig
 torch.set_num_threads(1)
 split = batches.Streamed(images.ShardedSplit.open(Path({folder!r}), "val"), prefetch=2)
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                           torch.nn.Linear(8, 10), torch.nn.LogSoftmax(dim=1))
-train.train_epoch(net, split, torch.optim.SGD(net.parameters(), lr=0.01), 64, torch.Generator().manual_seed(0))
-train.evaluate(net, split, 256)
+members = Separate([CellSpec("net", "imagefolder", "none", "none", None, None, 0, arch="custom")], net,
+                   TrainConfig(lr=0.01), torch.device("cpu"), 3)
+engine._train_epoch(members, split, 64, torch.Generator().manual_seed(0), {{0: 0.01}}, None, lambda at: None, None)
+members.evaluate(split, 256)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 

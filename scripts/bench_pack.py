@@ -1,5 +1,5 @@
 """How much a pack saves per cell: wall time, dispatched operators and FLOPs per cell-step,
-for packs of K cells (normsweep.pack) against one cell trained alone (normsweep.train), on
+for packs of K cells (normsweep.stacked) against one cell trained alone (normsweep.separate), on
 real MNIST batches, on any device. On a GPU, run it there to choose `cluster.pack`:
 
     .venv/bin/python scripts/bench_pack.py                        # CPU here; K = 1 4 16 64
@@ -31,7 +31,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from normsweep import batches, data, pack, train  # noqa: E402
+from normsweep import batches, data  # noqa: E402
+from normsweep.devices import device_name, pick_device  # noqa: E402
+from normsweep.runner import train_cells  # noqa: E402
+from normsweep.spec import CellSpec, TrainConfig  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "mnist"
 
@@ -54,56 +57,56 @@ def normalizations(k: int) -> list[tuple[list[float], list[float]]]:
     return [([means[i % side]], [stds[i // side]]) for i in range(k)]
 
 
-def spec(mean, std) -> train.CellSpec:
-    return train.CellSpec("lenet", "mnist", str(mean[0]), str(std[0]), mean, std, 1998)
+def spec(mean, std) -> CellSpec:
+    return CellSpec("lenet", "mnist", str(mean[0]), str(std[0]), mean, std, 1998)
 
 
 def one_step_pack(k: int, mnist: batches.TensorData, device: torch.device, steps: int):
     """Wall seconds per training step (between step 1 and step 1 + steps, so neither set-up nor
     evaluation counts) and operators dispatched by one step, for a pack of ``k`` cells."""
-    config = train.TrainConfig(epochs=1, batch_size=64, test_batch_size=64, device=str(device))
+    config = TrainConfig(epochs=1, batch_size=64, test_batch_size=64, device=str(device))
     specs = [spec(m, s) for m, s in normalizations(k)]
     part = batches.TensorData(mnist.images[: 64 * (steps + 1)], mnist.labels[: 64 * (steps + 1)])
     tiny_test = batches.TensorData(mnist.images[:64], mnist.labels[:64])
     stamps: list[float] = []
 
-    def stamp(members, losses):
+    def stamp(n, members, losses):
         sync(device)
         stamps.append(time.perf_counter())
 
-    pack.train_pack(specs, part, tiny_test, config, on_step=stamp)
+    train_cells(specs, part, tiny_test, config, on_step=stamp)
     wall = (stamps[-1] - stamps[0]) / steps
     counts: list[int] = []
     with CountOps() as ops:
-        pack.train_pack(specs, batches.TensorData(part.images[:192], part.labels[:192]),
-                        tiny_test, config, on_step=lambda members, losses: counts.append(ops.count))  # fmt: skip
+        train_cells(specs, batches.TensorData(part.images[:192], part.labels[:192]),
+                        tiny_test, config, on_step=lambda n, members, losses: counts.append(ops.count))  # fmt: skip
     return wall, counts[2] - counts[1]
 
 
 def one_cell_alone(mnist: batches.TensorData, device: torch.device, steps: int):
-    """The one-cell path (normsweep.train: nn.Module + torch.optim.Adadelta), per step: wall,
+    """The one-cell path (normsweep.separate with K = 1: nn.Module + torch.optim.Adadelta), per step: wall,
     operators, FLOPs."""
-    config = train.TrainConfig(epochs=1, batch_size=64, test_batch_size=64, device=str(device))
+    config = TrainConfig(epochs=1, batch_size=64, test_batch_size=64, device=str(device))
     part = batches.TensorData(mnist.images[: 64 * (steps + 1)], mnist.labels[: 64 * (steps + 1)])
     tiny_test = batches.TensorData(mnist.images[:64], mnist.labels[:64])
     stamps: list[float] = []
 
-    def stamp(loss):
+    def stamp(n, members, losses):
         sync(device)
         stamps.append(time.perf_counter())
 
-    train.train_cell(spec([0.1307], [0.3081]), part, tiny_test, config, on_step=stamp)
+    train_cells([spec([0.1307], [0.3081])], part, tiny_test, config, on_step=stamp)
     wall = (stamps[-1] - stamps[0]) / steps
     three = batches.TensorData(part.images[:192], part.labels[:192])
     counts: list[int] = []
     with CountOps() as ops:
-        train.train_cell(
-            spec([0.1307], [0.3081]), three, tiny_test, config, on_step=lambda loss: counts.append(ops.count)
+        train_cells(
+            [spec([0.1307], [0.3081])], three, tiny_test, config, on_step=lambda *_: counts.append(ops.count)
         )
     flops: list[int] = []
     with FlopCounterMode(display=False) as counter:
-        train.train_cell(spec([0.1307], [0.3081]), three, tiny_test, config,
-                         on_step=lambda loss: flops.append(counter.get_total_flops()))  # fmt: skip
+        train_cells([spec([0.1307], [0.3081])], three, tiny_test, config,
+                    on_step=lambda *_: flops.append(counter.get_total_flops()))  # fmt: skip
     return wall, counts[2] - counts[1], flops[2] - flops[1]
 
 
@@ -134,7 +137,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = train.pick_device(args.device)
+    device = pick_device(args.device)
     root = args.root or (SHARED if (SHARED / "raw").exists() else ROOT / "data" / "mnist-small")
     if not data.raw_folder(root).exists() and (root / "raw").exists():  # ../shared/data/mnist/raw layout
         scratch = Path(tempfile.mkdtemp())
@@ -144,9 +147,7 @@ def main() -> int:
     mnist = data.load_mnist(root, train=True, limit=64 * (args.steps + 1))
     split = batches.TensorData.from_uint8(mnist.images, mnist.labels)
     steps_per_epoch = math.ceil(60_000 / 64)
-    print(
-        f"device {train.device_name(device)}, torch {torch.__version__}, {args.steps} timed steps of batch 64"
-    )
+    print(f"device {device_name(device)}, torch {torch.__version__}, {args.steps} timed steps of batch 64")
     print(f"model: launch {args.launch_us} µs per operator, {args.gpu_tflops} TFLOP/s achieved (assumptions)")
     alone = one_cell_alone(split, device, args.steps)
     header = f"{'K':>4} {'ms/cell-step':>12} {'ratio':>6} {'ops/cell-step':>13} {'ratio':>6} {'MFLOP/cell-step':>15} {'model GPU s/cell-epoch':>22}"

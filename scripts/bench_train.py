@@ -29,10 +29,16 @@ import torch.nn.functional as F
 from torchvision import datasets, transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from normsweep import data  # noqa: E402
+from normsweep import (
+    data,  # noqa: E402
+    engine,  # noqa: E402
+)
 from normsweep.batches import TensorData  # noqa: E402
-from normsweep.models import LeNet  # noqa: E402
-from normsweep.train import normalize, pick_device, train_epoch  # noqa: E402
+from normsweep.devices import pick_device  # noqa: E402
+from normsweep.nets import LeNet  # noqa: E402
+from normsweep.norm import normalize  # noqa: E402
+from normsweep.separate import Separate  # noqa: E402
+from normsweep.spec import CellSpec, TrainConfig  # noqa: E402
 
 MEAN, STD = 0.1307, 0.3081
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -85,9 +91,11 @@ def time_ours(root: Path, limit: int | None, device: torch.device, train: bool) 
     tensors = TensorData(normalize(tensors.images, [MEAN], [STD]), tensors.labels).to(device)
     generator = torch.Generator().manual_seed(1998)
     if train:
-        model = LeNet().to(device)
-        optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
-        train_epoch(model, tensors, optimizer, 64, generator)
+        cell = CellSpec("lenet", "mnist", "none", "none", None, None, 1998)  # the data is normalized above
+        members = Separate(
+            [cell], LeNet().to(device), TrainConfig(lr=1.0), device, 1
+        )  # a one-cell run's member
+        engine._train_epoch(members, tensors, 64, generator, {0: 1.0}, None, lambda at: None, None)
     else:
         order = torch.randperm(len(tensors), generator=generator).to(device)
         for start in range(0, len(tensors), 64):

@@ -38,7 +38,7 @@ TRAINING = {"deterministic": True, "threads": 1}
 LENET = {
     "data": str(ROOT / "data" / "mnist-small"),
     "grid": {"mean": [0.0, 1.0], "std": [0.1, 1.0]},
-    "references": {"none": "none", "classic": {"mean": 0.1307, "std": 0.3081}},
+    "references": {"none": "none", "classic": {"mean": 0.1307, "std": 0.3081}, "half": {"mean": 0.5, "std": 0.5}, "data": "dataset"},
     "baseline": "classic",
     "seeds": [1998],
     "training": {"epochs": 2, "train_subset": 300, "test_subset": 200, **TRAINING},
@@ -57,16 +57,30 @@ STUDIES = {
         1,
         {
             "lenet": LENET,
-            "resnet18": {**RESNET, "training": {"epochs": 1, "batch_size": 8, "test_batch_size": 16, **TRAINING}},
-            "rneval": {**RESNET, "arch": "resnet18", "training": {"epochs": 0, "test_batch_size": 16, **TRAINING}},
+            "resnet18": {
+                **RESNET,
+                "training": {"epochs": 1, "batch_size": 8, "test_batch_size": 16, **TRAINING},
+            },
+            "rneval": {
+                **RESNET,
+                "arch": "resnet18",
+                "training": {"epochs": 0, "test_batch_size": 16, **TRAINING},
+            },
         },
     ),
     "pack4": (4, {"lenet": LENET}),
     "pack2": (
         2,
         {
-            "resnet18": {**RESNET, "training": {"epochs": 1, "batch_size": 8, "test_batch_size": 16, **TRAINING}},
-            "rneval": {**RESNET, "arch": "resnet18", "training": {"epochs": 0, "test_batch_size": 16, **TRAINING}},
+            "resnet18": {
+                **RESNET,
+                "training": {"epochs": 1, "batch_size": 8, "test_batch_size": 16, **TRAINING},
+            },
+            "rneval": {
+                **RESNET,
+                "arch": "resnet18",
+                "training": {"epochs": 0, "test_batch_size": 16, **TRAINING},
+            },
         },
     ),
 }
@@ -161,7 +175,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("old")
     parser.add_argument("new")
-    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument(
+        "--keep", type=Path, help="work in this folder and keep it (default: a temporary one)"
+    )
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp(prefix="normsweep-compare-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -186,7 +202,7 @@ def main() -> None:
                     diffs.append("predictions differ")
                 failures += bool(diffs)
                 pack = new_cells[path].get("pack_size", 1)
-                extra = f", predictions identical" if preds else ""
+                extra = ", predictions identical" if preds else ""
                 drift = train_loss_drift(old_cells[path], new_cells[path])
                 extra += f", train loss drift {drift:.1e}" if drift else ""
                 verdict = "; ".join(diffs) if diffs else "identical"

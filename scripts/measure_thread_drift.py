@@ -14,15 +14,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from normsweep import batches, data, train  # noqa: E402
+from normsweep import batches, data  # noqa: E402
+from normsweep.runner import train_cells  # noqa: E402
+from normsweep.spec import CellSpec, TrainConfig  # noqa: E402
 
 
 def step_losses(threads: int, steps: int, tr: batches.TensorData, te: batches.TensorData) -> list[float]:
     losses: list[float] = []
-    config = train.TrainConfig(epochs=1, threads=threads, deterministic=True)
-    spec = train.CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998)
+    config = TrainConfig(epochs=1, threads=threads, deterministic=True)
+    spec = CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998)
     part = batches.TensorData(tr.images[: steps * config.batch_size], tr.labels[: steps * config.batch_size])
-    train.train_cell(spec, part, te, config, on_step=lambda loss: losses.append(float(loss)))
+    train_cells([spec], part, te, config, on_step=lambda n, members, loss: losses.append(float(loss[0])))
     return losses
 
 

@@ -116,6 +116,13 @@ def job_counts(output: str) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
+def train_one(spec, train, test, config, on_step=None):
+    """One cell trained alone, as its job trains it (the engine with K = 1)."""
+    from normsweep.runner import train_cells
+
+    return train_cells([spec], train, test, config, spec.checkpoint, on_step=on_step)[0]
+
+
 def kill_in_epoch_2(module, name: str, run) -> None:
     """Call ``run()`` with ``module.name`` (an evaluation function) raising KeyboardInterrupt
     ("time limit") at its second call: a run killed during epoch 2, after epoch 1's checkpoint.

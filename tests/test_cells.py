@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from normsweep import cells
+from normsweep import cells, migrate
 
 
 def test_names_read_well_and_round_trip():
@@ -93,7 +93,7 @@ def test_old_comma_names_are_found_and_renamed_once_keeping_every_file(tmp_path)
     assert len(cells.old_channel_names("s", tmp_path)) == 2  # the cell's mean folder and the log's std folder
     assert len(cells.old_channel_names("s", tmp_path, models=["resnet18"])) == 2
     assert cells.old_channel_names("s", tmp_path, models=[]) == []  # a study of one-channel models only
-    renamed = cells.rename_old_channel_names("s", tmp_path)
+    renamed = migrate.rename_old_channel_names("s", tmp_path)
     assert cells.old_channel_names("s", tmp_path) == []
     new = cells.make_cell("resnet18", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], 1998)
     result = json.loads((tmp_path / new.result_path("s")).read_text())
@@ -116,4 +116,4 @@ def test_old_comma_names_are_found_and_renamed_once_keeping_every_file(tmp_path)
     assert [p.name for p in packs] == [f"pack~{new_pack.id}.json"] and new_pack.id != old_pack.id
     assert result["pack"] == new_pack.id
     assert len(renamed) == 4  # the cell's std and mean folders, the log's std folder, the pack's file
-    assert cells.rename_old_channel_names("s", tmp_path) == []  # once only
+    assert migrate.rename_old_channel_names("s", tmp_path) == []  # once only

@@ -6,7 +6,7 @@ from torch import nn
 
 from normsweep.fold import check_fold, first_conv, fold_into_model, fold_normalization
 from normsweep.models import Classifier, LeNet
-from normsweep.train import normalize
+from normsweep.norm import normalize
 
 
 @pytest.mark.parametrize("mean, std", [([0.1307], [0.3081]), ([-0.571429], [0.02]), ([2.28571], [0.2])])

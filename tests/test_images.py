@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
-from normsweep import batches, data, images, train
+from conftest import ROOT, train_one
+from normsweep import batches, data, engine, images
 from normsweep.data import DataError
 from normsweep.models import Classifier
 from normsweep.runner import load_splits
+from normsweep.separate import Separate
+from normsweep.spec import CellSpec, TrainConfig
 
 TINY = ROOT / "data" / "imagenette-tiny"
 
@@ -134,15 +136,18 @@ import resource, sys, torch
 sys.path.insert(0, {src!r}); sys.path.insert(0, {tests!r})
 from test_images import synthetic_split
 from pathlib import Path
-from normsweep import batches, train
+from normsweep import batches, engine
+from normsweep.separate import Separate
+from normsweep.spec import CellSpec, TrainConfig
 torch.set_num_threads(1)
 split = batches.Streamed(synthetic_split(Path({folder!r}), {n}), prefetch=2)
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10),
                           torch.nn.LogSoftmax(dim=1))
 net(torch.zeros(1, 3, 32, 32))
-opt = torch.optim.SGD(net.parameters(), lr=0.01)
-train.train_epoch(net, split, opt, 64, torch.Generator().manual_seed(0), norm=([0.5], [0.25]))
-train.evaluate(net, split, 256, norm=([0.5], [0.25]))
+spec = CellSpec("net", "imagefolder", "0.5", "0.25", [0.5], [0.25], 0, arch="custom")
+members = Separate([spec], net, TrainConfig(lr=0.01), torch.device("cpu"), 3)
+engine._train_epoch(members, split, 64, torch.Generator().manual_seed(0), {{0: 0.01}}, None, lambda at: None, None)
+members.evaluate(split, 256)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
@@ -187,17 +192,19 @@ def test_one_training_step_changes_the_weights_and_evaluation_does_not():
     torch.manual_seed(0)
     net = Classifier("resnet18", 3)
     before = [p.detach().clone() for p in net.parameters()]
-    train.evaluate(net, data, 8)
+    spec = CellSpec("resnet18", "imagefolder", "none", "none", None, None, 0, num_classes=3)
+    members = Separate([spec], net, TrainConfig(lr=0.01), torch.device("cpu"), 3)
+    members.evaluate(data, 8)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    train.train_epoch(net, data, optimizer, 8, torch.Generator().manual_seed(0))  # one batch: one step
+    generator = torch.Generator().manual_seed(0)
+    engine._train_epoch(members, data, 8, generator, {0: 0.01}, None, lambda at: None, None)  # one step
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
 def test_epochs_zero_is_evaluation_only(monkeypatch):
     data = small_split()
-    monkeypatch.setattr(train, "train_epoch", lambda *a, **k: pytest.fail("trained at epochs=0"))
-    spec = train.CellSpec(
+    monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: pytest.fail("trained at epochs=0"))
+    spec = CellSpec(
         "resnet18",
         "imagefolder",
         "imagenet",
@@ -207,7 +214,7 @@ def test_epochs_zero_is_evaluation_only(monkeypatch):
         1,
         num_classes=3,
     )
-    result = train.train_cell(spec, data, data, train.TrainConfig(epochs=0, lr=0.01, threads=1))
+    result = train_one(spec, data, data, TrainConfig(epochs=0, lr=0.01, threads=1))
     assert [e.epoch for e in result.epochs] == [0] and 0 <= result.final_accuracy <= 1
 
 

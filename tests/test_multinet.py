@@ -6,9 +6,13 @@ uninterrupted one (deterministic CPU, a few steps on the tiny folder)."""
 import pytest
 import torch
 
-from conftest import ROOT
-from normsweep import images, multinet, train
-from normsweep.runner import load_splits
+from conftest import ROOT, train_one
+from normsweep import images
+from normsweep.engine import initial_model
+from normsweep.evaluation import member_logits
+from normsweep.norm import normalize
+from normsweep.runner import load_splits, train_cells
+from normsweep.spec import CellSpec, TrainConfig
 
 TINY = ROOT / "data" / "imagenette-tiny"
 NORMS = [(None, None), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), ([0.5], [0.25])]
@@ -26,9 +30,7 @@ def splits(tmp_path_factory):
 
 def specs(classes, checkpoint=None, norms=NORMS):
     return [
-        train.CellSpec(
-            "resnet18", "imagefolder", f"m{i}", f"s{i}", m, s, 1998, checkpoint, num_classes=classes
-        )
+        CellSpec("resnet18", "imagefolder", f"m{i}", f"s{i}", m, s, 1998, checkpoint, num_classes=classes)
         for i, (m, s) in enumerate(norms)
     ]
 
@@ -38,29 +40,27 @@ CONFIG = dict(batch_size=4, test_batch_size=5, lr=0.01, threads=1, deterministic
 
 def test_an_evaluation_pack_equals_the_one_cell_evaluations(splits):
     tr, te, classes = splits
-    config = train.TrainConfig(epochs=0, **CONFIG)
-    packed = multinet.evaluate_pack(specs(classes), te, config, "p", len(tr), eval_images=15)
+    config = TrainConfig(epochs=0, **CONFIG)
+    packed = train_cells(specs(classes), tr, te, config, pack_id="p")
     for spec, result in zip(specs(classes), packed, strict=True):
-        alone = train.train_cell(spec, tr, te, config)
+        alone = train_one(spec, tr, te, config)
         assert result.final_accuracy == alone.final_accuracy and result.n_train == alone.n_train == 12
         assert result.epochs[0].test_loss == pytest.approx(alone.epochs[0].test_loss, rel=1e-6)
     torch.manual_seed(1998)
-    net = train.initial_model(specs(classes)[0], torch.device("cpu")).eval()
+    net = initial_model(specs(classes)[0], torch.device("cpu")).eval()
     x, _ = next(te.batches(None, 5))
-    together = multinet.member_logits(
-        net, x, specs(classes), eval_images=15
-    )  # three normalizations, one pass
+    together = member_logits(net, x, specs(classes), eval_images=15)  # three normalizations, one pass
     with torch.inference_mode():
         for spec, logits in zip(specs(classes), together, strict=True):
-            assert torch.allclose(logits, net(train.normalize(x, spec.mean, spec.std)), rtol=0, atol=1e-5)
+            assert torch.allclose(logits, net(normalize(x, spec.mean, spec.std)), rtol=0, atol=1e-5)
 
 
 def test_a_pack_of_separate_networks_equals_the_one_cell_runs(splits):
     tr, te, classes = splits
-    config = train.TrainConfig(epochs=2, **CONFIG)  # 3 steps an epoch
-    packed = multinet.train_separate(specs(classes), tr, te, config, pack_id="p")
+    config = TrainConfig(epochs=2, **CONFIG)  # 3 steps an epoch
+    packed = train_cells(specs(classes), tr, te, config, pack_id="p")
     for spec, result in zip(specs(classes), packed, strict=True):
-        alone = train.train_cell(spec, tr, te, config)
+        alone = train_one(spec, tr, te, config)
         assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in alone.epochs]
         for ours, theirs in zip(result.epochs, alone.epochs, strict=True):
             assert ours.train_loss == pytest.approx(theirs.train_loss, rel=1e-6)
@@ -82,25 +82,25 @@ def kill_at(step):
 
 def test_a_cell_and_a_pack_killed_inside_an_epoch_resume_to_the_uninterrupted_numbers(splits, tmp_path):
     tr, te, classes = splits
-    config = train.TrainConfig(epochs=2, checkpoint_minutes=0, **CONFIG)  # save after every batch
+    config = TrainConfig(epochs=2, checkpoint_minutes=0, **CONFIG)  # save after every batch
     spec = specs(classes, tmp_path / "cell.pt")[1]
-    whole = train.train_cell(specs(classes)[1], tr, te, config)
+    whole = train_one(specs(classes)[1], tr, te, config)
     steps = []
     with pytest.raises(Killed):  # in epoch 2, after its second batch: saved there
-        train.train_cell(spec, tr, te, config, on_step=lambda loss: steps.append(1) or kill_at(5)(len(steps)))
+        train_one(spec, tr, te, config, on_step=lambda *_: steps.append(1) or kill_at(5)(len(steps)))
     saved = torch.load(spec.checkpoint, weights_only=True)
     assert saved["epoch"] == 1 and saved["position"]["batch"] == 2
-    resumed = train.train_cell(spec, tr, te, config)
+    resumed = train_one(spec, tr, te, config)
     assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
     assert resumed.epochs[-1].train_loss == pytest.approx(whole.epochs[-1].train_loss, rel=1e-6)
     assert resumed.epochs[-1].test_loss == pytest.approx(whole.epochs[-1].test_loss, rel=1e-6)
 
     pack_file = tmp_path / "pack.pt"
-    whole = multinet.train_separate(specs(classes), tr, te, config)
+    whole = train_cells(specs(classes), tr, te, config)
     with pytest.raises(Killed):  # in epoch 1, after its second batch
-        multinet.train_separate(specs(classes), tr, te, config, pack_file, on_step=kill_at(2))
+        train_cells(specs(classes), tr, te, config, pack_file, on_step=kill_at(2))
     assert torch.load(pack_file, weights_only=True)["position"]["batch"] == 2
-    resumed = multinet.train_separate(specs(classes), tr, te, config, pack_file)
+    resumed = train_cells(specs(classes), tr, te, config, pack_file)
     for ours, theirs in zip(resumed, whole, strict=True):
         assert [e.test_accuracy for e in ours.epochs] == [e.test_accuracy for e in theirs.epochs]
         assert ours.epochs[-1].train_loss == pytest.approx(theirs.epochs[-1].train_loss, rel=1e-6)

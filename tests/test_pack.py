@@ -20,10 +20,16 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from conftest import SMALL_MNIST, kill_in_epoch_2
-from normsweep import batches, data, pack, train
+from conftest import SMALL_MNIST, kill_in_epoch_2, train_one
+from normsweep import batches, data, stacked
+from normsweep.checkpoint import save_atomic
 from normsweep.config import validate_config
+from normsweep.errors import PackError
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
+from normsweep.runner import train_cells
+from normsweep.schedule import Plateau
+from normsweep.spec import CellSpec, TrainConfig
+from normsweep.stacked import Stacked
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,7 @@ def mnist():
 
 
 def spec(mean, std, seed=1998):
-    return train.CellSpec("lenet", "mnist", str(mean), str(std), mean, std, seed)
+    return CellSpec("lenet", "mnist", str(mean), str(std), mean, std, seed)
 
 
 WELL_CONDITIONED = [([0.1307], [0.3081]), (None, None), ([0.0], [1.0])]
@@ -44,18 +50,20 @@ WELL_CONDITIONED = [([0.1307], [0.3081]), (None, None), ([0.0], [1.0])]
 
 def one_cell_steps(mean, std, tr, te, config):
     steps = []
-    result = train.train_cell(spec(mean, std), tr, te, config, on_step=lambda loss: steps.append(float(loss)))
+    result = train_one(
+        spec(mean, std), tr, te, config, on_step=lambda n, members, losses: steps.append(float(losses[0]))
+    )
     return result, steps
 
 
 def pack_steps(norms, tr, te, config, **kwargs):
     steps: dict[int, list[float]] = {i: [] for i in range(len(norms))}
 
-    def record(members, losses):
+    def record(n, members, losses):
         for i, loss in zip(members, losses.tolist(), strict=True):
             steps[i].append(loss)
 
-    results = pack.train_pack([spec(m, s) for m, s in norms], tr, te, config, on_step=record, **kwargs)
+    results = train_cells([spec(m, s) for m, s in norms], tr, te, config, on_step=record, **kwargs)
     return results, steps
 
 
@@ -66,7 +74,7 @@ def max_relative(a, b):
 def test_pack_members_follow_their_one_cell_runs_step_by_step(mnist):
     tr, te = mnist
     part = batches.TensorData(tr.images[:640], tr.labels[:640])
-    config = train.TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.01)
+    config = TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.01)
     results, steps = pack_steps(WELL_CONDITIONED, part, te, config)
     assert len(steps[0]) == 2 * 10  # 640 images in batches of 64, twice
     for i, (mean, std) in enumerate(WELL_CONDITIONED):
@@ -81,7 +89,7 @@ def test_pack_members_follow_their_one_cell_runs_step_by_step(mnist):
 def test_at_the_protocol_rate_the_first_step_agrees_and_short_runs_end_alike(mnist):
     tr, te = mnist
     part = batches.TensorData(tr.images[:1920], tr.labels[:1920])
-    config = train.TrainConfig(epochs=1, threads=1, deterministic=True)  # Adadelta 1.0
+    config = TrainConfig(epochs=1, threads=1, deterministic=True)  # Adadelta 1.0
     results, steps = pack_steps(WELL_CONDITIONED, part, te, config)
     for i, (mean, std) in enumerate(WELL_CONDITIONED):
         alone, alone_steps = one_cell_steps(mean, std, part, te, config)
@@ -92,7 +100,7 @@ def test_at_the_protocol_rate_the_first_step_agrees_and_short_runs_end_alike(mni
 
 def test_a_diverging_member_is_recorded_and_the_others_go_on(mnist):
     tr, te = mnist
-    config = train.TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.01)
+    config = TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.01)
     norms = [WELL_CONDITIONED[0], ([3.0], [1e-39]), WELL_CONDITIONED[1]]  # (x - 3) / 1e-39 overflows
     results, steps = pack_steps(norms, batches.TensorData(tr.images[:640], tr.labels[:640]), te, config)
     assert results[1].status == STATUS_DIVERGED and math.isnan(results[1].final_accuracy)
@@ -116,7 +124,7 @@ def test_plateau_rule_equals_torchs_scheduler_member_by_member():
         [0.1 + 0.01 * e for e in range(30)],  # always improving: never cut
         (torch.rand(30, generator=rng) * 0.2 + 0.7).tolist(),  # noise
     ]
-    ours = pack.Plateau(lr=[1.0, 1.0, 1.0])
+    ours = Plateau(lr=[1.0, 1.0, 1.0])
     theirs = []
     for _ in sequences:
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -132,9 +140,9 @@ def test_plateau_rule_equals_torchs_scheduler_member_by_member():
 def test_members_whose_accuracy_stalls_get_their_own_rate_cut(mnist):
     tr, te = mnist
     small = batches.TensorData(tr.images[:128], tr.labels[:128])
-    config = train.TrainConfig(epochs=13, threads=1)
+    config = TrainConfig(epochs=13, threads=1)
     # std 1e6: every input is ~0, the network sees nothing and its accuracy cannot move
-    results = pack.train_pack([spec([0.1307], [0.3081]), spec([0.0], [1e6])], small, te, config)
+    results = train_cells([spec([0.1307], [0.3081]), spec([0.0], [1e6])], small, te, config)
     learning, blind = results
     assert [e.lr for e in blind.epochs][-1] == pytest.approx(0.1)  # cut after 11 flat epochs
     assert max(e.test_accuracy for e in blind.epochs) < 0.2  # chance level: only the biases learn
@@ -144,22 +152,22 @@ def test_members_whose_accuracy_stalls_get_their_own_rate_cut(mnist):
 def test_a_killed_pack_resumes_after_its_last_finished_epoch(mnist, tmp_path, monkeypatch):
     tr, te = mnist
     small = batches.TensorData(tr.images[:640], tr.labels[:640])
-    config = train.TrainConfig(epochs=3, threads=1, deterministic=True)
+    config = TrainConfig(epochs=3, threads=1, deterministic=True)
     norms = [WELL_CONDITIONED[0], ([2.0], [0.2])]
-    whole = pack.train_pack([spec(m, s) for m, s in norms], small, te, config)
+    whole = train_cells([spec(m, s) for m, s in norms], small, te, config)
 
     checkpoint = tmp_path / "pack.pt"
-    kill_in_epoch_2(pack, "_evaluate", lambda: pack.train_pack([spec(m, s) for m, s in norms], small, te, config,
+    kill_in_epoch_2(Stacked, "evaluate", lambda: train_cells([spec(m, s) for m, s in norms], small, te, config,
                                                              checkpoint=checkpoint))  # fmt: skip
     assert checkpoint.exists()
     steps = []
-    resumed = pack.train_pack(
+    resumed = train_cells(
         [spec(m, s) for m, s in norms],
         small,
         te,
         config,
         checkpoint=checkpoint,
-        on_step=lambda members, losses: steps.append(1),
+        on_step=lambda n, members, losses: steps.append(1),
     )
     assert len(steps) == 2 * 10  # epochs 2 and 3 only: epoch 1 came from the checkpoint
     for a, b in zip(whole, resumed, strict=True):
@@ -170,12 +178,11 @@ def test_a_killed_pack_resumes_after_its_last_finished_epoch(mnist, tmp_path, mo
 def test_a_checkpoint_of_other_cells_is_refused(mnist, tmp_path):
     tr, te = mnist
     small = batches.TensorData(tr.images[:128], tr.labels[:128])
-    config = train.TrainConfig(epochs=2, threads=1)
+    config = TrainConfig(epochs=2, threads=1)
     checkpoint = tmp_path / "pack.pt"
-    other = pack.PackState.start(torch.nn.Linear(2, 1), 1, 1.0)
-    other.save(checkpoint, ["9/9"], [{}], torch.Generator())
-    with pytest.raises(pack.PackError, match="checkpoint of other cells"):
-        pack.train_pack([spec([0.0], [1.0])], small, te, config, checkpoint=checkpoint)
+    save_atomic(checkpoint, {"names": ["9/9"], "fingerprint": [{}]})
+    with pytest.raises(PackError, match="checkpoint of other cells"):
+        train_cells([spec([0.0], [1.0])], small, te, config, checkpoint=checkpoint)
 
 
 def test_a_pack_checkpoint_made_by_other_settings_starts_afresh(mnist, tmp_path, monkeypatch, caplog):
@@ -185,31 +192,31 @@ def test_a_pack_checkpoint_made_by_other_settings_starts_afresh(mnist, tmp_path,
     small = batches.TensorData(tr.images[:256], tr.labels[:256])
     norms = [WELL_CONDITIONED[0], WELL_CONDITIONED[1]]
     checkpoint = tmp_path / "pack.pt"
-    config = train.TrainConfig(epochs=2, threads=1, deterministic=True)
-    kill_in_epoch_2(pack, "_evaluate", lambda: pack.train_pack([spec(m, s) for m, s in norms], small, te, config,
+    config = TrainConfig(epochs=2, threads=1, deterministic=True)
+    kill_in_epoch_2(Stacked, "evaluate", lambda: train_cells([spec(m, s) for m, s in norms], small, te, config,
                                                              checkpoint=checkpoint))  # fmt: skip
-    slower = train.TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.5)
+    slower = TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.5)
     steps = []
-    with caplog.at_level("WARNING", logger="normsweep.pack"):
-        results = pack.train_pack([spec(m, s) for m, s in norms], small, te, slower, checkpoint=checkpoint,
-                                  on_step=lambda members, losses: steps.append(1))  # fmt: skip
+    with caplog.at_level("WARNING", logger="normsweep.checkpoint"):
+        results = train_cells([spec(m, s) for m, s in norms], small, te, slower, checkpoint=checkpoint,
+                                  on_step=lambda n, members, losses: steps.append(1))  # fmt: skip
     assert "other settings (training.lr changed): starting afresh" in caplog.text
     assert len(steps) == 2 * 4  # both epochs trained again
-    fresh = pack.train_pack([spec(m, s) for m, s in norms], small, te, slower)
+    fresh = train_cells([spec(m, s) for m, s in norms], small, te, slower)
     for a, b in zip(fresh, results, strict=True):
         assert [e.lr for e in b.epochs] == [0.5, 0.5]
         assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]
 
 
 def test_a_pack_too_large_for_the_device_names_pack_and_what_fits():
-    need = pack.member_bytes(1_199_882, 64, pack.lenet_activations_per_sample())
-    with pytest.raises(pack.PackError, match=r"config key 'cluster.pack': 64 cells need .* pack: 10 fits"):
-        pack.check_fits(64, 1_199_882, 64, torch.device("cpu"), available=10 * need + 1)
-    pack.check_fits(10, 1_199_882, 64, torch.device("cpu"), available=10 * need + 1)  # fits: no error
+    need = stacked.member_bytes(1_199_882, 64, stacked.lenet_activations_per_sample())
+    with pytest.raises(PackError, match=r"config key 'cluster.pack': 64 cells need .* pack: 10 fits"):
+        stacked.check_fits(64, 1_199_882, 64, torch.device("cpu"), available=10 * need + 1)
+    stacked.check_fits(10, 1_199_882, 64, torch.device("cpu"), available=10 * need + 1)  # fits: no error
 
 
 def test_a_resnet18_study_may_pack_but_its_networks_are_never_stacked(tmp_path):
-    """Issue 17: ResNet18's packs are separate networks (normsweep.multinet); the stacked
+    """Issue 17: ResNet18's packs are separate networks (normsweep.separate); the stacked
     (vmap) pack would share BatchNorm across members, so it refuses them."""
     folder = tmp_path / "images"
     (folder / "train").mkdir(parents=True)
@@ -218,5 +225,5 @@ def test_a_resnet18_study_may_pack_but_its_networks_are_never_stacked(tmp_path):
         "models": {"resnet18": {"data": str(folder), "references": {"none": "none"}}},
     }
     assert validate_config(config)["cluster"]["pack"] == 4
-    with pytest.raises(pack.PackError, match="cannot be stacked"):
-        pack.check_stackable("resnet18")
+    with pytest.raises(PackError, match="cannot be stacked"):
+        stacked.check_stackable("resnet18")

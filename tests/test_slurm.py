@@ -21,11 +21,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, SMALL_MNIST
-from normsweep import batches, data, scheduler, train
+from conftest import BIN, ROOT, SMALL_MNIST, train_one
+from normsweep import batches, data, scheduler
 from normsweep.config import validate_config
 from normsweep.results import read_result
-from normsweep.status import format_status, study_status
+from normsweep.spec import CellSpec, TrainConfig
+from normsweep.status import study_status
+from normsweep.status_report import format_status
 
 SLURM_DIR = Path(os.environ.get("NORMSWEEP_SLURM_DIR", "/tmp/normsweep-slurm"))
 SLURM_CONF = SLURM_DIR / "etc" / "slurm.conf"
@@ -495,11 +497,11 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     # deterministic on the CPU: the resumed cell equals an uninterrupted run, to the last digit
     tr = data.load_mnist(SMALL_MNIST, train=True, limit=3000)
     te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
-    whole = train.train_cell(
-        train.CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
+    whole = train_one(
+        CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
         batches.TensorData.from_uint8(tr.images, tr.labels),
         batches.TensorData.from_uint8(te.images, te.labels),
-        train.TrainConfig(epochs=epochs, threads=1, deterministic=True),
+        TrainConfig(epochs=epochs, threads=1, deterministic=True),
     )
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]

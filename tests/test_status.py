@@ -13,7 +13,8 @@ from normsweep import cells
 from normsweep.config import validate_config
 from normsweep.results import EpochRecord, write_result
 from normsweep.scheduler import Job, comment
-from normsweep.status import format_status, study_status
+from normsweep.status import study_status
+from normsweep.status_report import format_status
 
 
 def study_config(pack=1):

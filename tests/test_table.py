@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 from test_results import make_result
 
-from normsweep import cells, table
+from normsweep import cells, comparisons, table
 from normsweep.results import EpochRecord
+from normsweep.summary import summary_markdown
 
 
 def results_of(values):
@@ -50,7 +51,7 @@ def test_tables_summary_best_worst_references_and_seed_spread():
     frame = table.cells_table(res, roles)
     assert len(frame) == 12 and frame["is_grid"].sum() == 8
     assert set(frame.loc[frame["reference"] != "", "reference"]) == {"none", "classic"}
-    summary = table.summarize(frame, {"lenet": "classic"})["lenet"]
+    summary = comparisons.summarize(frame, {"lenet": "classic"})["lenet"]
     assert summary["best"]["mean"] == "0" and summary["best"]["std"] == "0.5"
     assert summary["best"]["accuracy"] == pytest.approx(0.98)
     assert summary["worst"]["mean"] == "1" and summary["worst"]["accuracy"] == pytest.approx(0.91)
@@ -60,7 +61,7 @@ def test_tables_summary_best_worst_references_and_seed_spread():
     assert summary["mixed_versions"] is False
     assert summary["noise"]["baseline"] == "classic" and summary["noise"]["n_compared"] == 4
     assert "Welch" in summary["noise"]["method"]
-    text = table.summary_markdown({"lenet": summary})
+    text = summary_markdown({"lenet": summary})
     assert "| best grid cell | 0 | 0.5 | 0.9800 |" in text and "Warning" not in text
 
     epochs = table.epochs_table(res)
@@ -71,9 +72,9 @@ def test_mixed_versions_are_flagged():
     res = results_of({("0", "0.5"): [0.97]}) + [
         make_result(0.9, mean_label="1", std_label="1", versions={"torch": "2.0"})
     ]
-    summary = table.summarize(table.cells_table(res, {}))
+    summary = comparisons.summarize(table.cells_table(res, {}))
     assert summary["lenet"]["mixed_versions"] is True
-    assert "Warning" in table.summary_markdown(summary)
+    assert "Warning" in summary_markdown(summary)
 
 
 def test_grid_matrix_is_std_by_mean():
@@ -120,7 +121,7 @@ def test_a_cell_stuck_at_chance_never_reaches_and_is_not_the_fastest():
     assert cells_.loc[cells_["mean_label"] == "0.5", "epochs_to_threshold"].tolist() == [2.0, 2.0]
     cell = table.per_cell(cells_.assign(final_accuracy=cells_["epochs_to_threshold"]))
     assert dict(zip(cell["mean_label"], cell["n_never"], strict=True)) == {"0.5": 0, "3": 1}  # one seed never
-    speed = table.summarize(cells_)["lenet"]["speed"]
+    speed = comparisons.summarize(cells_)["lenet"]["speed"]
     assert speed["groups"]["all <= 0"]["seeds_never"] == 1
     assert "1 seed run(s) in all never reach it" in speed["answer"]
     assert "99% of the best cell's final accuracy = 0.9603" in speed["answer"]
@@ -139,11 +140,11 @@ def test_a_cell_whose_seeds_diverged_is_not_ranked_and_says_so():
         for s in (2, 3)
     ]
     roles = {"lenet": {"0.5|0.5": {"grid": True}, "3|0.02": {"grid": True}}}
-    summary = table.summarize(table.cells_table(res, roles))
+    summary = comparisons.summarize(table.cells_table(res, roles))
     entry = summary["lenet"]
     assert entry["best"]["mean"] == "0.5" and entry["best"]["n_diverged"] == 0
     assert entry["partly_diverged"] == [{"mean": "3", "std": "0.02", "n_diverged": 2, "n_seeds": 3}]
-    text = table.summary_markdown(summary)
+    text = summary_markdown(summary)
     assert "Not ranked, some seeds diverged: (3, 0.02) 2 of 3." in text
     assert "| diverged seeds |" in text
 
@@ -174,7 +175,7 @@ def test_the_summary_says_which_inputs_learn_faster():
     }
     levels = {"lenet": {"relative": 0.99, "absolute": 0.98}}
     cells = table.cells_table(res, roles, levels)
-    speed = table.summarize(cells, {"lenet": "classic"}, levels)["lenet"]["speed"]
+    speed = comparisons.summarize(cells, {"lenet": "classic"}, levels)["lenet"]["speed"]
     assert speed["groups"]["both signs"]["median_epochs"] == 2
     assert speed["groups"]["all >= 0"]["median_epochs"] == pytest.approx(3.8)
     assert speed["slower"] == 1 and speed["faster"] == 0  # mu = -1 learns slower than classic
@@ -205,11 +206,11 @@ def test_a_table_mixing_packed_and_lone_cells_warns():
     """Issue 20: cells of a pack and of one-cell runs differ like runs on other thread counts."""
     res = results_of({("0", "0.5"): [0.97], ("1", "1"): [0.95]})
     res[0].pack, res[0].pack_size = "abc", 4
-    summary = table.summarize(table.cells_table(res, {}))
+    summary = comparisons.summarize(table.cells_table(res, {}))
     assert summary["lenet"]["mixed_modes"] is True
     assert summary["lenet"]["training_modes"] == {"pack": 1, "alone": 1}
-    assert "mixes cells trained in packs (1 results) and cells trained alone (1)" in table.summary_markdown(
+    assert "mixes cells trained in packs (1 results) and cells trained alone (1)" in summary_markdown(
         summary
     )
-    alone = table.summarize(table.cells_table(results_of({("0", "0.5"): [0.97], ("1", "1"): [0.95]}), {}))
-    assert alone["lenet"]["mixed_modes"] is False and "mixes cells" not in table.summary_markdown(alone)
+    alone = comparisons.summarize(table.cells_table(results_of({("0", "0.5"): [0.97], ("1", "1"): [0.95]}), {}))
+    assert alone["lenet"]["mixed_modes"] is False and "mixes cells" not in summary_markdown(alone)

@@ -4,9 +4,12 @@ import pytest
 import torch
 from torchvision import transforms
 
-from conftest import SMALL_MNIST, kill_in_epoch_2
-from normsweep import batches, data, tensorfile, train
+from conftest import SMALL_MNIST, kill_in_epoch_2, train_one
+from normsweep import batches, data, engine, tensorfile
+from normsweep.norm import normalize
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
+from normsweep.separate import Separate
+from normsweep.spec import CellSpec, TrainConfig, resolve_normalization
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +22,13 @@ def tiny():
 
 
 def spec(mean, std, seed=1998, checkpoint=None):
-    return train.CellSpec("lenet", "mnist", "m", "s", mean, std, seed, checkpoint)
+    return CellSpec("lenet", "mnist", "m", "s", mean, std, seed, checkpoint)
 
 
 def test_normalize_equals_torchvision_per_sample_transform():
     split = data.load_mnist(SMALL_MNIST, train=True, limit=8)
     batch = batches.TensorData.from_uint8(split.images, split.labels).images
-    ours = train.normalize(batch, [0.1307], [0.3081])
+    ours = normalize(batch, [0.1307], [0.3081])
     pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
     theirs = torch.stack([pipeline(img.numpy()) for img in split.images])
     assert torch.allclose(ours, theirs, atol=1e-6)
@@ -33,25 +36,25 @@ def test_normalize_equals_torchvision_per_sample_transform():
 
 def test_normalize_per_channel_and_identity():
     x = torch.rand(4, 3, 5, 5)
-    out = train.normalize(x, [0.1, 0.2, 0.3], [0.5, 1.0, 2.0])
+    out = normalize(x, [0.1, 0.2, 0.3], [0.5, 1.0, 2.0])
     for c, (m, s) in enumerate([(0.1, 0.5), (0.2, 1.0), (0.3, 2.0)]):
         assert torch.allclose(out[:, c], (x[:, c] - m) / s)
-    assert train.normalize(x, None, None) is x
+    assert normalize(x, None, None) is x
     with pytest.raises(ValueError, match="one per channel"):
-        train.normalize(x, [0.1, 0.2], [1.0, 1.0])
+        normalize(x, [0.1, 0.2], [1.0, 1.0])
 
 
 def test_resolve_normalization_of_symbols_and_numbers():
-    assert train.resolve_normalization("none", "none", None, None) == (None, None)
-    assert train.resolve_normalization("dataset", "dataset", [0.13], [0.31]) == ([0.13], [0.31])
-    assert train.resolve_normalization("0.5", "0.25", None, None) == ([0.5], [0.25])
+    assert resolve_normalization("none", "none", None, None) == (None, None)
+    assert resolve_normalization("dataset", "dataset", [0.13], [0.31]) == ([0.13], [0.31])
+    assert resolve_normalization("0.5", "0.25", None, None) == ([0.5], [0.25])
     with pytest.raises(ValueError, match="statistics"):
-        train.resolve_normalization("dataset", "dataset", None, None)
+        resolve_normalization("dataset", "dataset", None, None)
 
 
 def test_a_cell_trains_and_records_every_epoch(tiny):
     tr, te = tiny
-    result = train.train_cell(spec([0.1307], [0.3081]), tr, te, train.TrainConfig(epochs=2, threads=1))
+    result = train_one(spec([0.1307], [0.3081]), tr, te, TrainConfig(epochs=2, threads=1))
     assert result.status == STATUS_OK
     assert [e.epoch for e in result.epochs] == [1, 2]
     assert 0.3 < result.final_accuracy <= 1.0  # 256 images, 2 epochs: well above chance (0.1)
@@ -62,7 +65,7 @@ def test_a_cell_trains_and_records_every_epoch(tiny):
 
 def test_epochs_zero_evaluates_without_training(tiny):
     tr, te = tiny
-    result = train.train_cell(spec(None, None), tr, te, train.TrainConfig(epochs=0, threads=1))
+    result = train_one(spec(None, None), tr, te, TrainConfig(epochs=0, threads=1))
     assert [e.epoch for e in result.epochs] == [0]
     assert math.isnan(result.epochs[0].train_loss)
     assert result.final_accuracy < 0.35  # an untrained network
@@ -71,7 +74,7 @@ def test_epochs_zero_evaluates_without_training(tiny):
 def test_a_diverged_run_is_a_result_not_a_crash(tiny):
     tr, te = tiny
     # dividing by 1e-40 turns every ink pixel into inf: the loss is NaN at once
-    result = train.train_cell(spec([0.0], [1e-40]), tr, te, train.TrainConfig(epochs=3, threads=1))
+    result = train_one(spec([0.0], [1e-40]), tr, te, TrainConfig(epochs=3, threads=1))
     assert result.status == STATUS_DIVERGED
     assert math.isnan(result.final_accuracy)
     assert len(result.epochs) == 1 and math.isnan(result.epochs[0].train_loss)
@@ -79,27 +82,27 @@ def test_a_diverged_run_is_a_result_not_a_crash(tiny):
 
 def test_same_seed_same_numbers_on_the_cpu(tiny):
     tr, te = tiny
-    config = train.TrainConfig(epochs=1, threads=1, deterministic=True)
-    a = train.train_cell(spec([0.5], [0.25]), tr, te, config)
-    b = train.train_cell(spec([0.5], [0.25]), tr, te, config)
+    config = TrainConfig(epochs=1, threads=1, deterministic=True)
+    a = train_one(spec([0.5], [0.25]), tr, te, config)
+    b = train_one(spec([0.5], [0.25]), tr, te, config)
     assert a.final_accuracy == b.final_accuracy
     assert a.epochs[0].train_loss == b.epochs[0].train_loss
 
 
 def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monkeypatch):
     tr, te = tiny
-    config = train.TrainConfig(epochs=3, threads=1, deterministic=True)
-    whole = train.train_cell(spec([0.1307], [0.3081]), tr, te, config)
+    config = TrainConfig(epochs=3, threads=1, deterministic=True)
+    whole = train_one(spec([0.1307], [0.3081]), tr, te, config)
 
     checkpoint = tmp_path / "cell.pt"
-    kill_in_epoch_2(train, "evaluate", lambda: train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint),
+    kill_in_epoch_2(Separate, "evaluate", lambda: train_one(spec([0.1307], [0.3081], checkpoint=checkpoint),
                                                              tr, te, config))  # fmt: skip
     assert checkpoint.exists()
 
     trained = []
-    real_epoch = train.train_epoch
-    monkeypatch.setattr(train, "train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
-    resumed = train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    real_epoch = engine._train_epoch
+    monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
+    resumed = train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
     assert len(trained) == 2  # epochs 2 and 3 only: epoch 1 came from the checkpoint
     assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
@@ -119,30 +122,30 @@ def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monke
     """Issue 21: after a kill, a changed setting reruns the cell, which resumed the old
     checkpoint (old optimizer state and rate) and recorded the new settings."""
     tr, te = tiny
-    config = train.TrainConfig(epochs=3, threads=1, deterministic=True)
+    config = TrainConfig(epochs=3, threads=1, deterministic=True)
     checkpoint = tmp_path / "cell.pt"
-    kill_in_epoch_2(train, "evaluate", lambda: train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint),
+    kill_in_epoch_2(Separate, "evaluate", lambda: train_one(spec([0.1307], [0.3081], checkpoint=checkpoint),
                                                              tr, te, config))  # fmt: skip
-    new_config = train.TrainConfig(**{**vars(config), **change.get("config", {})})
+    new_config = TrainConfig(**{**vars(config), **change.get("config", {})})
     new_spec = spec([0.1307], [0.3081], checkpoint=checkpoint)
     for key, value in change.get("spec", {}).items():
         setattr(new_spec, key, value)
     trained = []
-    real_epoch = train.train_epoch
-    monkeypatch.setattr(train, "train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
-    with caplog.at_level("WARNING", logger="normsweep.train"):
-        result = train.train_cell(new_spec, tr, te, new_config)
+    real_epoch = engine._train_epoch
+    monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
+    with caplog.at_level("WARNING", logger="normsweep.checkpoint"):
+        result = train_one(new_spec, tr, te, new_config)
     assert f"other settings ({what} changed): starting afresh" in caplog.text
     assert len(trained) == new_config.epochs and [e.epoch for e in result.epochs] == list(
         range(1, new_config.epochs + 1)
     )
     # threads and device are how a cell runs: its checkpoint still resumes
     checkpoint.unlink(missing_ok=True)
-    kill_in_epoch_2(train, "evaluate", lambda: train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint),
+    kill_in_epoch_2(Separate, "evaluate", lambda: train_one(spec([0.1307], [0.3081], checkpoint=checkpoint),
                                                              tr, te, config))  # fmt: skip
     trained.clear()
-    other_run = train.TrainConfig(**{**vars(config), "threads": 2, "device": "cpu"})
-    train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, other_run)
+    other_run = TrainConfig(**{**vars(config), "threads": 2, "device": "cpu"})
+    train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, other_run)
     assert len(trained) == 2  # resumed after epoch 1
     torch.set_num_threads(1)
 
@@ -163,7 +166,7 @@ def test_a_checkpoint_holding_an_object_is_refused_and_named(tiny, tmp_path):
     checkpoint = tmp_path / "cells" / "seed~1998.pt"
     checkpoint.parent.mkdir()
     torch.save({"epoch": 1, "payload": _RunsCodeWhenUnpickled(marker)}, checkpoint)
-    config = train.TrainConfig(epochs=2, threads=1)
+    config = TrainConfig(epochs=2, threads=1)
     with pytest.raises(tensorfile.UnsafeFileError, match=r"seed~1998\.pt: refused to load this checkpoint"):
-        train.train_cell(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+        train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
     assert not marker.exists()  # nothing in the file ran

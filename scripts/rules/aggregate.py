@@ -4,7 +4,7 @@ import sys
 
 import _setup
 from normsweep.results import ResultError
-from normsweep.table import write_tables
+from normsweep.summary import write_tables
 
 log = _setup.start_logging(snakemake.log)
 model = snakemake.wildcards.model

@@ -6,9 +6,10 @@ import json
 import pandas as pd
 
 import _setup
+from normsweep.comparisons import threshold_text
 from normsweep.plots import all_figures
 from normsweep.results import write_text_atomic
-from normsweep.table import study_summary_markdown, threshold_text
+from normsweep.summary import study_summary_markdown
 
 _setup.start_logging(snakemake.log)
 cells = pd.concat([pd.read_parquet(p) for p in snakemake.input.cells], ignore_index=True)

@@ -179,22 +179,8 @@ def run(
     made_by = [fingerprint(spec, config) for spec in specs]
     shuffle = torch.Generator().manual_seed(specs[0].seed)
     progress = Progress.fresh(len(specs), config.lr)
-    position = None
 
-    def same_members(state: dict) -> None:
-        if "names" in state and state["names"] != names:
-            raise PackError(f"{checkpoint}: a checkpoint of other cells ({state['names']}); delete it")
-
-    saved = usable_checkpoint(checkpoint, made_by, device, "checkpoint", validate=same_members)
-    if saved is not None:
-        progress.load(saved)
-        members.load_state_dict(saved["kind"])
-        restore_rng(saved, shuffle)
-        position = Position.from_dict(saved.get("position"))
-        inside = f", {position.batch} batches into epoch {progress.epoch + 1}" if position else ""
-        log.info(
-            "resumed %s from %s after epoch %d%s", pack_id or names[0], checkpoint, progress.epoch, inside
-        )
+    position = _resume(checkpoint, made_by, names, device, progress, members, shuffle)
     if on_epoch is not None:
         progress._log.append(on_epoch)
 
@@ -259,6 +245,34 @@ def run(
         result.predictions = torch.cat(predicted[i]).cpu().numpy() if predicted[i] else None
         results.append(result)
     return results
+
+
+def _resume(
+    checkpoint: Path | None,
+    made_by: list[dict[str, Any]],
+    names: list[str],
+    device: torch.device,
+    progress: Progress,
+    members: Members,
+    shuffle: torch.Generator,
+) -> Position | None:
+    """Restore the run from its checkpoint when one made by these settings exists (a checkpoint
+    of other cells is refused); the position inside the next epoch, if it was saved there."""
+
+    def same_members(state: dict) -> None:
+        if "names" in state and state["names"] != names:
+            raise PackError(f"{checkpoint}: a checkpoint of other cells ({state['names']}); delete it")
+
+    saved = usable_checkpoint(checkpoint, made_by, device, "checkpoint", validate=same_members)
+    if saved is None:
+        return None
+    progress.load(saved)
+    members.load_state_dict(saved["kind"])
+    restore_rng(saved, shuffle)
+    position = Position.from_dict(saved.get("position"))
+    inside = f", {position.batch} batches into epoch {progress.epoch + 1}" if position else ""
+    log.info("resumed %s from %s after epoch %d%s", ", ".join(names), checkpoint, progress.epoch, inside)
+    return position
 
 
 def _train_epoch(

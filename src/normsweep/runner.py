@@ -12,7 +12,7 @@ from typing import Any
 from . import data
 from .batches import Split, open_splits
 from .catalog import arch_of, kwargs_of, model_info, preprocessing
-from .engine import Members, run
+from .engine import Members, OnEpoch, OnStep, run
 from .evaluation import Evaluation
 from .models import model_spec
 from .results import CellResult, EpochRecord, write_predictions, write_result
@@ -43,6 +43,21 @@ def kind_of(specs: Sequence[CellSpec], config: TrainConfig) -> type[Members]:
     if len(specs) > 1 and model_info(specs[0].architecture, specs[0].arch_kwargs).pack == "stacked":
         return Stacked
     return Separate
+
+
+def train_cells(
+    specs: Sequence[CellSpec],
+    train: Split,
+    test: Split,
+    config: TrainConfig,
+    checkpoint: Path | None = None,
+    pack_id: str = "",
+    on_epoch: OnEpoch | None = None,
+    on_step: OnStep | None = None,
+) -> list[CellResult]:
+    """The cells ``specs`` (one model, one seed) run by the engine as the kind they need; one
+    result each, in order (``K = 1``: a cell alone)."""
+    return run(kind_of(specs, config), specs, train, test, config, checkpoint, pack_id, on_epoch, on_step)
 
 
 def load_splits(
@@ -158,7 +173,7 @@ def run_cell(
         level = logging.INFO if math.isfinite(record.train_loss) else logging.WARNING
         log.log(level, "%s", epoch_message(record, config.epochs))
 
-    (result,) = run(kind_of([spec], config), [spec], train, test, config, spec.checkpoint, on_epoch=log_epoch)
+    (result,) = train_cells([spec], train, test, config, spec.checkpoint, on_epoch=log_epoch)
     if result.predictions is not None:  # an evaluation cell: its per-image predictions first
         write_predictions(output, result.predictions, test.labels.cpu().numpy())
     write_result(output, result)
@@ -205,7 +220,7 @@ def run_pack(
     log.info("pack %s: %d cells of %s, seed %s, %d train / %d test images", pack_id, len(specs), model, seed,
              len(train), len(test))  # fmt: skip
     saved = Path(checkpoint) if checkpoint else None
-    results = run(kind_of(specs, config), specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
+    results = train_cells(specs, train, test, config, saved, pack_id, on_epoch=log_epoch)
     for result, output in zip(results, outputs, strict=True):
         if result.predictions is not None:
             write_predictions(output, result.predictions, test.labels.cpu().numpy())
