@@ -38,7 +38,12 @@ TRAINING = {"deterministic": True, "threads": 1}
 LENET = {
     "data": str(ROOT / "data" / "mnist-small"),
     "grid": {"mean": [0.0, 1.0], "std": [0.1, 1.0]},
-    "references": {"none": "none", "classic": {"mean": 0.1307, "std": 0.3081}, "half": {"mean": 0.5, "std": 0.5}, "data": "dataset"},
+    "references": {
+        "none": "none",
+        "classic": {"mean": 0.1307, "std": 0.3081},
+        "half": {"mean": 0.5, "std": 0.5},
+        "data": "dataset",
+    },
     "baseline": "classic",
     "seeds": [1998],
     "training": {"epochs": 2, "train_subset": 300, "test_subset": 200, **TRAINING},

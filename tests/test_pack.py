@@ -227,3 +227,38 @@ def test_a_resnet18_study_may_pack_but_its_networks_are_never_stacked(tmp_path):
     assert validate_config(config)["cluster"]["pack"] == 4
     with pytest.raises(PackError, match="cannot be stacked"):
         stacked.check_stackable("resnet18")
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_stacked_pack_killed_inside_an_epoch_resumes_to_the_uninterrupted_numbers(mnist, tmp_path):
+    """Issue 27: one engine, so the stacked pack saves inside an epoch too (checkpoint_minutes)
+    and resumes at the batch where it stopped, to the numbers of an uninterrupted run."""
+    tr, te = mnist
+    small = batches.TensorData(tr.images[:320], tr.labels[:320])  # 5 steps an epoch
+    config = TrainConfig(
+        epochs=2, threads=1, deterministic=True, checkpoint_minutes=0
+    )  # save after every batch
+    norms = [WELL_CONDITIONED[0], ([2.0], [0.2])]
+    whole = train_cells([spec(m, s) for m, s in norms], small, te, config)
+    checkpoint = tmp_path / "pack.pt"
+
+    def kill(n, members, losses, steps=[]):  # noqa: B006 (counts the steps of this one run)
+        steps.append(n)
+        if len(steps) == 8:  # epoch 2, after its third batch (saved there)
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_cells([spec(m, s) for m, s in norms], small, te, config, checkpoint, on_step=kill)
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["epoch"] == 1 and saved["position"]["batch"] == 3
+    steps = []
+    resumed = train_cells([spec(m, s) for m, s in norms], small, te, config, checkpoint,
+                          on_step=lambda n, members, losses: steps.append(n))  # fmt: skip
+    assert steps == [4, 5]  # the rest of epoch 2 only
+    for a, b in zip(whole, resumed, strict=True):
+        assert [e.test_accuracy for e in a.epochs] == [e.test_accuracy for e in b.epochs]
+        assert [e.test_loss for e in a.epochs] == [e.test_loss for e in b.epochs]
+        assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]

@@ -209,8 +209,8 @@ def test_a_table_mixing_packed_and_lone_cells_warns():
     summary = comparisons.summarize(table.cells_table(res, {}))
     assert summary["lenet"]["mixed_modes"] is True
     assert summary["lenet"]["training_modes"] == {"pack": 1, "alone": 1}
-    assert "mixes cells trained in packs (1 results) and cells trained alone (1)" in summary_markdown(
-        summary
+    assert "mixes cells trained in packs (1 results) and cells trained alone (1)" in summary_markdown(summary)
+    alone = comparisons.summarize(
+        table.cells_table(results_of({("0", "0.5"): [0.97], ("1", "1"): [0.95]}), {})
     )
-    alone = comparisons.summarize(table.cells_table(results_of({("0", "0.5"): [0.97], ("1", "1"): [0.95]}), {}))
     assert alone["lenet"]["mixed_modes"] is False and "mixes cells" not in summary_markdown(alone)
