@@ -251,3 +251,25 @@ def test_a_cell_on_an_image_subset_sees_every_class_and_reads_only_its_sample(pr
 
     recorded = cell_spec("resnet18", "0.5", "0.25", 1998, config, None, classes).data_key
     assert recorded.endswith("train None, test 6 (class-stratified samples, seed 0)"), recorded
+
+
+def test_a_stratified_sample_has_exactly_n_images_whatever_the_class_sizes():
+    """Issue 28: a class raised to its minimum of one kept its remainder and won an extra image
+    it did not have: class sizes [1, 3, 3, 3] with n = 5 drew 4 images, silently. Property:
+    over random class sizes and every n below the split's size, exactly n images, no class
+    over its size, every class present when n allows."""
+    labels = torch.tensor([0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    assert len(images.stratified_sample(labels, 5)) == 5
+    rng = np.random.default_rng(28)
+    for case in range(300):
+        sizes = rng.integers(1, 20, rng.integers(1, 10))
+        labels = torch.tensor(np.repeat(np.arange(len(sizes)), sizes))
+        for n in {1, len(sizes), int(rng.integers(1, sizes.sum() + 1)), int(sizes.sum()) - 1} - {0}:
+            picked = images.stratified_sample(labels, n, seed=case)
+            if n >= sizes.sum():
+                continue
+            counts = torch.bincount(labels[picked], minlength=len(sizes))
+            assert len(picked) == n, (sizes.tolist(), n)
+            assert (counts <= torch.tensor(sizes)).all() and len(set(picked.tolist())) == n
+            if n >= len(sizes):
+                assert (counts >= 1).all(), (sizes.tolist(), n)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -379,17 +380,19 @@ def stratified_sample(labels: torch.Tensor, n: int | None, seed: int = 0) -> tor
         return None
     classes, counts = torch.unique(labels, return_counts=True)
     exact = counts.double() * n / total
-    share = exact.floor().long()
-    if n >= len(classes):
-        share = share.clamp(min=1)  # every class present
-    left = n - int(share.sum())
-    if left > 0:  # the largest remainders get one more
-        order = torch.argsort(exact - exact.floor(), descending=True, stable=True)
-        for i in order[:left]:
-            share[i] += 1
-    elif left < 0:  # the clamp took more than n: one fewer from the largest classes
-        for i in torch.argsort(share, descending=True, stable=True)[:-left]:
-            share[i] -= 1
+    floor = 1 if n >= len(classes) else 0  # every class present while n allows
+    share = torch.minimum(exact.floor().long().clamp(min=floor), counts)
+    while (left := n - int(share.sum())) != 0:  # n < total: room is always left somewhere
+        if left > 0:  # the largest remaining shortfalls get one more (a class raised to 1 has none)
+            room = share < counts
+            order = torch.argsort(torch.where(room, exact - share, -math.inf), descending=True, stable=True)
+            for i in order[: min(left, int(room.sum()))]:
+                share[i] += 1
+        else:  # the minimum took more than n: one fewer from the most over-served classes
+            spare = share > floor
+            order = torch.argsort(torch.where(spare, share - exact, -math.inf), descending=True, stable=True)
+            for i in order[: min(-left, int(spare.sum()))]:
+                share[i] -= 1
     generator = torch.Generator().manual_seed(seed)
     picked = []
     for cls, k in zip(classes.tolist(), share.tolist(), strict=True):
