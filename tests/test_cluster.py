@@ -29,6 +29,9 @@ def test_scontrol_output_is_read():
     assert parse_time("12:30:00") == 750 and parse_time("45") == 45
     assert parse_gres("gpu:a100:4(S:0-1),gpu:v100:2") == {"a100": 4, "v100": 2}
     assert parse_gres("gpu:2") == {"": 2} and parse_gres("(null)") == {}
+    # issue 28: a socket list with a comma was split inside its parentheses (a ValueError)
+    assert parse_gres("gpu:a100:4(S:0,2)") == {"a100": 4}
+    assert parse_gres("gpu:a100:4(S:0,2),gpu:v100:2(S:1)") == {"a100": 4, "v100": 2}
     part = parse_partition(PARTITION, NODES)
     assert part.name == "gpu" and part.max_time_minutes == 2880
     assert [n["name"] for n in part.nodes] == ["g01", "g02"]  # c01 is another partition's

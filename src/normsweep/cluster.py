@@ -46,10 +46,11 @@ def parse_time(text: str) -> int | None:
 
 
 def parse_gres(text: str) -> dict[str, int]:
-    """``gpu:a100:4,gpu:v100:2(S:0)`` -> {"a100": 4, "v100": 2}; an untyped ``gpu:2`` -> {"": 2}."""
+    """``gpu:a100:4,gpu:v100:2(S:0)`` -> {"a100": 4, "v100": 2}; an untyped ``gpu:2`` -> {"": 2}.
+    Socket lists go before the split on commas: ``gpu:a100:4(S:0,2)`` is one item."""
     gpus: dict[str, int] = {}
-    for item in text.split(","):
-        parts = re.sub(r"\(.*\)", "", item).split(":")
+    for item in re.sub(r"\([^)]*\)", "", text).split(","):
+        parts = item.split(":")
         if parts[0] != "gpu" or len(parts) < 2:
             continue
         kind, count = (parts[1], parts[2]) if len(parts) > 2 else ("", parts[1])
