@@ -55,3 +55,17 @@ def test_the_layers_contract_holds():
         [str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_a_checkpoint_fingerprints_the_training_code_only():
+    """Issue 28: the fingerprint hashed every module, so editing plots.py discarded every
+    running checkpoint. It hashes the runner and what it imports (the import graph says
+    which), and nothing else."""
+    import grimp
+
+    from normsweep.spec import TRAINING_CODE
+
+    graph = grimp.build_graph("normsweep")
+    training = {m.split(".")[-1] for m in graph.find_upstream_modules("normsweep.runner")} | {"runner"}
+    assert set(TRAINING_CODE) == training
+    assert not {"plots", "status", "table", "plan"} & set(TRAINING_CODE)

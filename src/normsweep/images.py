@@ -8,9 +8,8 @@ notebook's ``ImageFolder`` + ``transforms`` pixels, stored as a numpy ``.npy`` f
 N x 3 x crop x crop uint8 (150 KB per image at 224 px) beside a JSON manifest (files, labels,
 the transform, a sha256 of the pixel file, and a 256-bin histogram per channel from which the
 data set's exact statistics are summed). A cell reads a batch with one ``pread`` per run of
-consecutive images (:class:`ShardedSplit`): nothing is decoded per epoch, and its memory is
-the batch, whatever the data set's size (no memory map, whose touched pages would count in
-the job's resident memory until the file is closed).
+consecutive images (:class:`ShardedSplit`): nothing is decoded per epoch, and its memory is the
+batch, whatever the data set's size (no memory map: its touched pages would count as resident).
 """
 
 from __future__ import annotations
@@ -368,8 +367,8 @@ def prefetched(reads: Iterator[np.ndarray | Any], depth: int) -> Iterator[Any]:
 def stratified_sample(labels: torch.Tensor, n: int | None, seed: int = 0) -> torch.Tensor | None:
     """The indices (in their original order) of a seeded, class-stratified sample of ``n`` of
     ``labels``: each class gets its share of ``n`` (largest remainders, at least one image per
-    class while ``n`` allows), drawn at random within the class. The same labels, ``n`` and seed
-    give the same sample, so every cell of a study sees the same images. None: all of them.
+    class while ``n`` allows), drawn at random within the class; exactly ``n`` in all. The same
+    labels, ``n`` and seed give the same sample for every cell of a study. None: all of them.
 
     An ImageFolder lists its files class by class, so its first ``n`` files are one class (a
     ``test_subset: 100`` of a 10-class folder measured accuracy 0.0000, every image class 0)."""

@@ -98,16 +98,24 @@ def package_versions() -> dict[str, str]:
 
 
 @functools.cache
+def source_hash(modules: tuple[str, ...]) -> str:
+    """A hash of these modules' source files of the package (names without ``.py``)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        source = package / f"{name}.py"
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+@functools.cache
 def code_version() -> dict[str, str]:
     """The training code a result was made with: ``code`` is a hash of the normsweep package's
     source files (the same code gives the same hash in any checkout, clone or conda env),
     ``commit`` the git commit of the checkout when there is one ("+dirty" with local changes
     to the package), for finding that code again."""
     package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for source in sorted(package.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    version = {"code": digest.hexdigest()[:12]}
+    version = {"code": source_hash(tuple(sorted(p.stem for p in package.glob("*.py"))))}
     try:
         run = functools.partial(subprocess.run, cwd=package, capture_output=True, text=True, timeout=10)
         head = run(["git", "rev-parse", "HEAD"])

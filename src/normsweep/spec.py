@@ -18,6 +18,14 @@ from .errors import PackError
 #: Training keys that say how a job runs, not what it computes: changing them neither retrains
 #: a finished cell nor discards a checkpoint.
 EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes")
+#: The modules whose code computes a cell: the runner and everything it imports
+#: (tests/test_code.py keeps this list equal to the import graph). A checkpoint's fingerprint
+#: hashes these only, so editing the plots or the status never discards a running checkpoint.
+TRAINING_CODE = (
+    "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "data", "models",
+    "catalog", "fold", "nets", "norm", "spec", "checkpoint", "schedule", "devices", "cells", "results",
+    "tensorfile", "errors",
+)  # fmt: skip
 
 
 @dataclass
@@ -102,7 +110,7 @@ def fingerprint(spec: CellSpec, config: TrainConfig) -> dict[str, Any]:
     """What made a checkpoint: the cell's values, its data, its training knobs and the training
     code. A checkpoint is resumed only when all of it is the same; otherwise the cell starts
     afresh (its old optimizer state and learning rate would not belong to the new settings)."""
-    from .results import code_version
+    from .results import source_hash
 
     knobs = {k: v for k, v in vars(config).items() if k not in EXECUTION_KEYS}  # how it runs: not what it is
     return {
@@ -117,5 +125,5 @@ def fingerprint(spec: CellSpec, config: TrainConfig) -> dict[str, Any]:
         "init": [spec.init_weight, spec.init_bias],
         "data": spec.data_key,
         "training": knobs,
-        "code": code_version()["code"],
+        "code": source_hash(TRAINING_CODE),
     }
