@@ -219,6 +219,37 @@ def test_the_queue_says_queued_running_cancelled_and_lost(tmp_path):
     assert m["failed_cells"][0]["job"] == ""  # failed by its own log, not by that job
 
 
+#: Every job state squeue(1) documents, and what the status makes of a cell whose job is in it.
+SQUEUE_STATES = {
+    "PENDING": "queued", "CONFIGURING": "queued", "REQUEUED": "queued", "REQUEUE_HOLD": "queued",
+    "REQUEUE_FED": "queued", "RESV_DEL_HOLD": "queued", "SPECIAL_EXIT": "queued", "SUSPENDED": "queued",
+    "RUNNING": "running", "COMPLETING": "running", "STOPPED": "running", "SIGNALING": "running",
+    "STAGE_OUT": "running", "RESIZING": "running",
+    "BOOT_FAIL": "failed", "CANCELLED": "failed", "DEADLINE": "failed", "FAILED": "failed",
+    "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "PREEMPTED": "failed", "TIMEOUT": "failed",
+    "COMPLETED": "lost", "REVOKED": "lost",  # ended without its result: nothing holds the cell
+}  # fmt: skip
+
+
+def test_every_slurm_state_maps_to_a_state_of_ours_and_a_held_job_is_never_lost(tmp_path):
+    """Issue 28: STOPPED, SIGNALING, STAGE_OUT, RESIZING, REQUEUE_HOLD, REQUEUE_FED, RESV_DEL_HOLD
+    and SPECIAL_EXIT were neither queued nor active, so such a cell was "lost" with a rerun
+    command that could start a second job on its checkpoint. State by state: the cell whose job
+    is in it is queued, running or failed as SLURM says, and never lost while SLURM holds it
+    (a state unknown to this version counts as held)."""
+    make_study(tmp_path)
+    log = tmp_path / cells.logs_dir("watch") / cells.CELL_LOG.format(**cell("2", "1").wildcards)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("2026-11-23 normsweep.runner INFO cell lenet mean=[2.0] std=[1.0] seed=1998\n")
+    for state, ours in [*SQUEUE_STATES.items(), ("SOME_NEW_STATE", "running")]:
+        job = Job(9, state, "", "node1", "0:10", comment("train_cell", "lenet", "2", "1", 1998), str(tmp_path),
+                  log.stat().st_mtime - 10)  # fmt: skip
+        m = study_status(study_config(), tmp_path, {job.comment: job})["models"]["lenet"]
+        listed = {name: [c["cell"] for c in m[f"{name}_cells"]] for name in ("queued", "running", "failed", "lost")}
+        where = [name for name, found in listed.items() if cell("2", "1").result_path("watch") in found]
+        assert where == [ours], (state, where)
+
+
 def test_a_pack_job_is_counted_as_its_members(tmp_path):
     """A pack's job (train_pack) queued or running stands for each of its cells; a refinement
     round's pack (train_round_pack) for the round's trial cells."""

@@ -28,6 +28,13 @@ ENDED = {
     "BOOT_FAIL": "failed",
     "DEADLINE": "timeout",
 }
+#: Every other ended state SLURM documents (squeue(1), JOB STATE CODES).
+FINISHED = {"COMPLETED", "REVOKED"}
+#: States of a job SLURM still holds that has not started (or waits to start again).
+WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
+           "SUSPENDED"}  # fmt: skip
+#: States of a job that holds its node: running, or stopped, signalled, staging out, resizing.
+HOLDING = {"RUNNING", "COMPLETING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
 QUEUE_FIELDS = "%i|%T|%r|%N|%M|%Z|%k"  # id, state, reason, nodes, elapsed, working directory, comment
 SACCT_FIELDS = ("JobID", "State", "NodeList", "Elapsed", "Start", "WorkDir%400", "Comment%400")
 
@@ -45,11 +52,13 @@ class Job:
 
     @property
     def queued(self) -> bool:
-        return self.state in ("PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED")
+        return self.state in WAITING
 
     @property
     def active(self) -> bool:
-        return self.queued or self.state in ("RUNNING", "COMPLETING")
+        """SLURM still holds the job: any state but an ended one (a state unknown to this
+        version counts as held, so that its cell is never called lost and run twice)."""
+        return self.state not in ENDED and self.state not in FINISHED
 
     def log(self, workdir: str | Path = ".") -> str:
         """The SLURM log the executor wrote for this job."""
@@ -130,5 +139,6 @@ def describe(job: Job) -> str:
     if job.queued:
         return f"queued ({job.reason or job.state})" if job.reason else "queued"
     if job.active:
-        return f"running on {job.node or '?'} for {job.elapsed}"
+        held = "" if job.state in ("RUNNING", "COMPLETING") else f" ({job.state})"
+        return f"running on {job.node or '?'} for {job.elapsed}{held}"
     return ENDED.get(job.state, job.state.lower())
