@@ -245,7 +245,9 @@ def test_every_slurm_state_maps_to_a_state_of_ours_and_a_held_job_is_never_lost(
         job = Job(9, state, "", "node1", "0:10", comment("train_cell", "lenet", "2", "1", 1998), str(tmp_path),
                   log.stat().st_mtime - 10)  # fmt: skip
         m = study_status(study_config(), tmp_path, {job.comment: job})["models"]["lenet"]
-        listed = {name: [c["cell"] for c in m[f"{name}_cells"]] for name in ("queued", "running", "failed", "lost")}
+        listed = {
+            name: [c["cell"] for c in m[f"{name}_cells"]] for name in ("queued", "running", "failed", "lost")
+        }
         where = [name for name, found in listed.items() if cell("2", "1").result_path("watch") in found]
         assert where == [ours], (state, where)
 
@@ -268,3 +270,28 @@ def test_a_pack_job_is_counted_as_its_members(tmp_path):
     assert all(q["job"] == "queued (Resources)" and q["job_id"] == 11 for q in m["queued_cells"])
     trial = cell("0.3", "0.4").result_path("watch")
     assert {r["cell"]: r["job_id"] for r in m["running_cells"]}[trial] == 12
+
+
+def test_a_pack_killed_before_its_members_wrote_a_line_carries_its_fate_to_them(tmp_path):
+    """Issue 28: an evaluation pack never writes member logs (a training pack only at an
+    epoch's end), and whether its ended job ran for this study was read from the members'
+    logs: a 2-cell pack killed for memory showed pending 2, failed 0, no job, no SLURM log. The
+    pack's own log (written as its job starts) says so now, and its members are failed with
+    the job's fate, its SLURM log and the rerun command."""
+    make_study(tmp_path)
+    config = study_config(pack=2)
+    configured = cells.study_cells("lenet", config["models"]["lenet"])
+    first = cells.plan_packs(configured, 2, "watch", done=lambda p: (tmp_path / p).exists())[0]
+    pack_log = tmp_path / cells.logs_dir("watch") / cells.PACK_LOG.format(**first.wildcards)
+    pack_log.parent.mkdir(parents=True, exist_ok=True)
+    pack_log.write_text("2026-11-23 normsweep.runner INFO pack: 2 cells of lenet\n")
+    job = Job(21, "OUT_OF_MEMORY", "", "node1", "0:40", comment("train_pack", "lenet", 1998, first.id),
+              str(tmp_path), pack_log.stat().st_mtime - 5)  # fmt: skip
+    m = study_status(config, tmp_path, {job.comment: job})["models"]["lenet"]
+    failed = {f["cell"]: f for f in m["failed_cells"]}
+    for member in first.cells:
+        entry = failed[member.result_path("watch")]
+        assert entry["job"] == "out of memory" and entry["job_id"] == 21
+        assert entry["slurm_log"].endswith(f"rule_train_pack/lenet_1998_{first.id}/21.log")
+    text = format_status(study_status(config, tmp_path, {job.comment: job}), "snakemake --profile slurm")
+    assert f"rerun: snakemake --profile slurm {first.cells[0].result_path('watch')}" in text

@@ -235,11 +235,24 @@ def _cell_jobs(
     return out
 
 
-def _apply_job(state: CellState, job: sched.Job | None, workdir: Path) -> None:
-    """What the scheduler says of a cell without a result."""
+def job_log(state: CellState, job: sched.Job, study: str) -> str:
+    """The log a job writes as it starts: the cell's own, or its pack's (a pack's members write
+    theirs only at an epoch's end, an evaluation pack's never), or its refinement round's."""
+    rule, _, wildcards = job.comment.partition("_wildcards_")
+    if rule == "rule_train_pack":
+        model, seed, pack = wildcards.rsplit("_", 2)
+        return f"{cellnames.logs_dir(study)}/{cellnames.PACK_LOG.format(model=model, seed=seed, pack=pack)}"
+    if rule == "rule_train_round_pack":
+        model, number = wildcards.rsplit("_", 1)
+        return f"{cellnames.logs_dir(study)}/{model}/optuna/round~{number}.pack.log"
+    return state.log
+
+
+def _apply_job(state: CellState, job: sched.Job | None, workdir: Path, study: str) -> None:
+    """What the scheduler says of a cell without a result; a pack's members carry its job's fate."""
     if state.state in ("done", "diverged"):
         return
-    log = workdir / state.log
+    log = workdir / (job_log(state, job, study) if job is not None else state.log)
     if job is not None and not job.active and not (log.exists() and log.stat().st_mtime >= job.start - 1):
         job = None  # an ended job that did not write this study's log: another study's, same folder
     if job is not None and job.active:
@@ -317,7 +330,7 @@ def study_status(
             configured = [c for c, o in origin.items() if o == "configured"]
             of_cell = _cell_jobs(model, todo, configured, config, study, workdir, jobs)
             for s in states:
-                _apply_job(s, of_cell.get(s.cell), workdir)
+                _apply_job(s, of_cell.get(s.cell), workdir, study)
                 if s.state in ("done", "diverged"):
                     job = jobs.get(sched.comment("train_cell", model, s.cell.mean, s.cell.std, s.cell.seed))
                     finishing += bool(job and job.active and not job.queued)
