@@ -137,11 +137,10 @@ def test_mcnemar_on_hand_made_predictions():
     assert noise.mcnemar(base, base) == (0, 0, 1.0)
     ten = np.ones(10, bool)
     assert noise.mcnemar(~ten, ten)[2] == pytest.approx(2 * 0.5**10)  # 10 of 10 discordant one way
-    # seeds pool their discordant images: 3 + 3 one way, 0 the other
-    pooled = noise.pooled_mcnemar(
-        {1: ten, 2: ten}, {1: ten & (np.arange(10) > 2), 2: ten & (np.arange(10) < 7)}
-    )
-    assert pooled == pytest.approx(2 * 0.5**6)
+    # two distinct seeds: their exact p-values merged as twice their mean (valid under any dependence)
+    first, second = ten & (np.arange(10) > 2), ten & (np.arange(10) < 7)
+    merged = noise.seeds_mcnemar({1: ten, 2: ten}, {1: first, 2: second})
+    assert merged == pytest.approx(min(1.0, noise.mcnemar(ten, first)[2] + noise.mcnemar(ten, second)[2]))
     with pytest.raises(ValueError, match="same images"):
         noise.mcnemar(base, base[:5])
 
@@ -174,3 +173,43 @@ def test_a_timm_model_brings_its_own_normalization(tmp_path):
     assert loaded.net.head.out_features == 7  # the head made anew for 7 classes
     with pytest.raises(ConfigError, match=r"unknown timm model 'test_vitt.r160_in1k'.*closest: test_vit"):
         validate_config(image_config(arch="timm:test_vitt.r160_in1k"))
+
+
+def test_identical_seeds_are_one_piece_of_evidence():
+    """Issue 28: pretrained weights and no training make every seed the same network; summing
+    their discordant counts turned b=45, c=60 (p 0.17 with one seed) into p 0.045 with two
+    identical seeds. Identical seeds now count once: the same p as one seed."""
+    base = np.array([True] * 45 + [False] * 60 + [True] * 100)
+    other = np.array([False] * 45 + [True] * 60 + [True] * 100)
+    one = noise.seeds_mcnemar({1998: base}, {1998: other})
+    assert one == pytest.approx(stats.binomtest(60, 105, 0.5).pvalue) and 0.16 < one < 0.18
+    assert noise.seeds_mcnemar({1998: base, 1999: base}, {1998: other, 1999: other}) == one
+
+
+def test_each_comparison_uses_the_test_its_data_allows():
+    """Issue 28: one cell that kept predictions switched the whole model to McNemar, and the
+    cells without predictions got p = NaN and vanished from n_compared. Now each comparison
+    uses McNemar where both cells kept predictions, Welch over seeds where not, and the
+    summary counts both."""
+    import pandas as pd
+
+    from normsweep.comparisons import noise_summary
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame(
+        [
+            {"mean_label": m, "std_label": "1", "seed": seed, "reference": "base" if m == "0" else "",
+             "final_accuracy": acc + 0.001 * seed, "status": "ok"}
+            for m, acc in (("0", 0.9), ("1", 0.5), ("2", 0.89))
+            for seed in (1, 2, 3)
+        ]
+    )  # fmt: skip
+    correct = {
+        (m, "1", seed): rng.random(200) < acc for m, acc in (("0", 0.9), ("1", 0.5)) for seed in (1, 2, 3)
+    }
+    stats_ = noise.compare_cells(rows, "base", correct=correct)
+    tests = dict(zip(stats_["mean_label"], stats_["test"], strict=True))
+    assert tests == {"0": "", "1": "McNemar", "2": "Welch"}
+    summary = noise_summary(stats_, "base")
+    assert summary["n_compared"] == 2 and summary["tests"] == {"McNemar": 1, "Welch": 1}
+    assert summary["method"] == noise.MIXED

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .noise import MCNEMAR, METHOD, compare_cells, compare_metric
+from .noise import MCNEMAR, METHOD, MIXED, compare_cells, compare_metric
 from .results import STATUS_DIVERGED
 from .table import DEFAULT_CONVERGENCE, per_cell, ranked
 
@@ -74,9 +74,7 @@ def summarize(
         entry["seed_sd_max"] = _float(seed_sd.max()) if len(seed_sd) else None
         kept = (correct or {}).get(str(model))
         entry["noise"] = noise_summary(
-            compare_cells(rows, entry["baseline"], correct=kept),
-            entry["baseline"],
-            MCNEMAR if kept else METHOD,
+            compare_cells(rows, entry["baseline"], correct=kept), entry["baseline"]
         )
         entry["published"] = published_entry(
             (published or {}).get(str(model)), entry["references"], int(rows["n_test"].max()),
@@ -188,12 +186,19 @@ def published_entry(
     }
 
 
-def noise_summary(stats: pd.DataFrame, baseline: str | None, method: str = METHOD) -> dict[str, Any]:
-    """Which cells differ from the baseline beyond seed noise (see :mod:`normsweep.noise`)."""
+def noise_summary(stats: pd.DataFrame, baseline: str | None) -> dict[str, Any]:
+    """Which cells differ from the baseline beyond seed noise (see :mod:`normsweep.noise`), and
+    how many comparisons used each test (McNemar where both cells kept per-image predictions,
+    Welch over seeds otherwise)."""
     tested = stats[stats["p_value"].notna()]
     differ = tested[tested["differs"]].sort_values("diff_vs_baseline", ascending=False)
+    tests = {str(k): int(v) for k, v in tested["test"].value_counts().items()} if "test" in tested else {}
+    method = MIXED if len(tests) > 1 else MCNEMAR if "McNemar" in tests else METHOD
+    others = stats[stats["p_value"].isna() & stats["diff_vs_baseline"].notna()]
     return {
         "method": method,
+        "tests": tests,
+        "n_untested": int(len(others)),
         "baseline": baseline,
         "n_compared": int(len(tested)),
         "n_differ": int(len(differ)),

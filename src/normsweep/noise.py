@@ -20,8 +20,14 @@ ALPHA = 0.05
 METHOD = "Welch's t-test per cell against the baseline, Benjamini-Hochberg FDR 5% across the cells of a model"
 #: Evaluation cells (epochs: 0) classify the same images: a paired test of the images themselves.
 MCNEMAR = (
-    "McNemar's exact test per cell against the baseline on the same test images (discordant images, "
-    "pooled over seeds), Benjamini-Hochberg FDR 5% across the cells of a model"
+    "McNemar's exact test per cell against the baseline on the same test images (identical seeds counted "
+    "once; several distinct seeds merged as twice their mean p), Benjamini-Hochberg FDR 5% across the cells "
+    "of a model"
+)
+#: Both, when some comparisons have per-image predictions on both sides and others do not.
+MIXED = (
+    "McNemar's exact test on the same test images where both cells kept their predictions, Welch's t-test "
+    "over seeds where not; Benjamini-Hochberg FDR 5% across the cells of a model"
 )
 
 
@@ -64,18 +70,28 @@ def _discordant_p(only_base: int, only_other: int) -> float:
     return float(stats.binomtest(only_other, only_base + only_other, 0.5).pvalue)
 
 
-def pooled_mcnemar(base: Mapping[int, np.ndarray], other: Mapping[int, np.ndarray]) -> float:
-    """McNemar over the seeds both cells have (each seed's networks compared on the same images):
-    under the null each discordant image goes either way with probability 1/2, so the
-    discordant images of all seeds pool into one exact binomial test. NaN without a shared seed."""
+def seeds_mcnemar(base: Mapping[int, np.ndarray], other: Mapping[int, np.ndarray]) -> float:
+    """McNemar over the seeds both cells kept predictions for; NaN without a shared seed.
+
+    Every seed classifies the same test images, so seeds are never independent evidence about
+    those images, and with pretrained weights and no training every seed is the same network:
+    summing the discordant counts over seeds would count the same images twice (b=45, c=60:
+    p 0.17 with one seed, 0.045 with two identical ones). So seeds whose pair of predictions
+    repeats another seed's are counted once; one distinct seed gives its exact p; several give
+    their exact p-values merged as twice their mean, capped at 1, which is a valid p-value
+    whatever the dependence between them (Vovk and Wang 2020, "Combining p-values via
+    averaging"), and conservative when they are independent."""
     seeds = sorted(set(base) & set(other))
     if not seeds:
         return math.nan
-    b = c = 0
+    distinct: dict[bytes, float] = {}
     for seed in seeds:
-        only_base, only_other, _ = mcnemar(base[seed], other[seed])
-        b, c = b + only_base, c + only_other
-    return _discordant_p(b, c)
+        a, b = np.asarray(base[seed], bool), np.asarray(other[seed], bool)
+        key = np.packbits(a).tobytes() + b"|" + np.packbits(b).tobytes()
+        if key not in distinct:
+            distinct[key] = mcnemar(a, b)[2]
+    p = list(distinct.values())
+    return p[0] if len(p) == 1 else min(1.0, 2.0 * float(np.mean(p)))
 
 
 #: compare_cells' names for the final accuracy's columns (those of compare_metric).
@@ -86,6 +102,7 @@ ACCURACY_COLUMNS = {
     "final_accuracy_p": "p_value",
     "final_accuracy_p_adjusted": "p_adjusted",
     "final_accuracy_differs": "differs",
+    "final_accuracy_test": "test",
 }
 
 
@@ -99,7 +116,8 @@ def compare_cells(
     seed statistics of the final accuracy (and its 95% interval) and, when ``baseline`` names a
     reference cell, the comparison with it; then the same for each of ``metrics``. With
     ``correct`` ((mean label, std label, seed) -> which test images the cell got right, kept by
-    evaluation cells) the final accuracy is compared by McNemar's test instead of Welch's."""
+    evaluation cells) the final accuracy is compared by McNemar's test where both cells have them
+    (the ``test`` column says which test each comparison used)."""
     keys = ["mean_label", "std_label"]
     cells = pd.DataFrame(
         [
@@ -122,7 +140,7 @@ def compare_cells(
     accuracy = compare_metric(rows, baseline, "final_accuracy", correct).rename(columns=ACCURACY_COLUMNS)
     table = cells.merge(accuracy, on=keys, how="left")[
         [*keys, "reference", "n_seeds", "accuracy_mean", "accuracy_sd", "ci95_low", "ci95_high",
-         "diff_vs_baseline", "p_value", "p_adjusted", "differs"]
+         "diff_vs_baseline", "p_value", "test", "p_adjusted", "differs"]
     ]  # fmt: skip
     for metric in metrics:
         if metric in rows.columns:
@@ -155,17 +173,21 @@ def compare_metric(
             f"{metric}_sd": float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
             f"{metric}_diff": math.nan,
             f"{metric}_p": math.nan,
+            f"{metric}_test": "",
         }
         if metric.startswith("epochs_to"):  # seeds that trained on and never reached the threshold
             trained = group["status"] != "diverged" if "status" in group else True
             row[f"{metric}_never"] = int((group[metric].isna() & trained).sum())
         if base_values is not None and group is not base and len(finite):
             row[f"{metric}_diff"] = row[f"{metric}_mean"] - float(np.nanmean(base_values))
-            row[f"{metric}_p"] = (
-                pooled_mcnemar(_seeds(correct, base), _seeds(correct, group))
-                if correct
-                else welch(values, base_values)
-            )
+            # each comparison uses the test its data allows: McNemar where both cells kept their
+            # per-image predictions for a shared seed, Welch over seeds otherwise
+            paired = seeds_mcnemar(_seeds(correct, base), _seeds(correct, group)) if correct else math.nan
+            if not math.isnan(paired):
+                row[f"{metric}_p"], row[f"{metric}_test"] = paired, "McNemar"
+            else:
+                row[f"{metric}_p"] = welch(values, base_values)
+                row[f"{metric}_test"] = "" if math.isnan(row[f"{metric}_p"]) else "Welch"
         out.append(row)
     table = pd.DataFrame(out)
     tested = table[f"{metric}_p"].notna()

@@ -39,7 +39,7 @@ def model_sentence(model: str, s: Mapping[str, Any]) -> str:
     if noise.get("n_compared"):
         differ = {(d["mean"], d["std"]) for d in noise["differ"]}
         names = [n for n, c in named if (c["mean"], c["std"]) in differ and n != noise["baseline"]]
-        test = "McNemar" if noise["method"].startswith("McNemar") else "Welch"
+        test = " and ".join(f"{t} {n}" for t, n in (noise.get("tests") or {}).items()) or "Welch"
         text += (
             f" Different from {noise['baseline']} ({test}, FDR 5%, {noise['n_differ']} of "
             f"{noise['n_compared']} cells): {', '.join(names) or 'none of these'}."
@@ -156,7 +156,13 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
             lines.append(
                 f"Against the baseline '{noise['baseline']}' ({noise['method']}): "
                 f"{noise['n_differ']} of {noise['n_compared']} cells differ "
-                + ("beyond chance." if noise["method"].startswith("McNemar") else "beyond seed noise.")
+                + ("beyond chance" if noise["method"].startswith("McNemar") else "beyond seed noise")
+                + f" (tests used: {', '.join(f'{t} {n}' for t, n in (noise.get('tests') or {}).items())})."
+                + (
+                    f" {noise['n_untested']} cells could not be tested (no predictions, fewer than two seeds)."
+                    if noise.get("n_untested")
+                    else ""
+                )
             )
             lines += [
                 f"- ({d['mean']}, {d['std']}): {d['diff'] * 100:+.2f} points, adjusted p = {d['p_adjusted']:.3g}"
