@@ -147,9 +147,20 @@ def test_mcnemar_on_hand_made_predictions():
 
 @needs_timm
 def test_a_timm_model_brings_its_own_normalization(tmp_path):
-    config = validate_config(image_config(arch="timm:test_vit.r160_in1k", arch_kwargs={"img_size": 32}))
+    config = validate_config(
+        image_config(
+            arch="timm:test_vit.r160_in1k", arch_kwargs={"img_size": 32}, weights=str(tmp_path / "w.pth")
+        )
+    )
     block = config["models"]["m"]
     assert block["references"]["own"] == {"mean": 0.5, "std": 0.5}  # equal channels: the cell of `half`
+    assert block["baseline"] == "own"
+    # issue 28: without weights the network is untrained: no `own` reference, no `own` baseline
+    bare = validate_config(image_config(arch="timm:test_vit.r160_in1k", arch_kwargs={"img_size": 32}))[
+        "models"
+    ]["m"]
+    assert "own" not in bare["references"] and bare.get("baseline") != "own"
+    assert bare["image"]["crop"] == 160  # the architecture's input size is still the default
     assert (block["image"]["crop"], block["image"]["resize"], block["image"]["interpolation"]) == (
         160,
         168,

@@ -131,7 +131,8 @@ def apply_arch_defaults(config: dict[str, Any]) -> None:
     """What a model's architecture and weights bring, before the schema fills its own defaults:
     pretrained weights' own preprocessing (torchvision's ``weights.transforms()``, timm's
     ``pretrained_cfg``) as the image size and interpolation unless the config gives them, and
-    its mean/std as the reference cell ``own``, the baseline unless the config names another."""
+    its mean/std as the reference cell ``own``, the baseline unless the config names another
+    (only with weights: an architecture without them was published with nothing)."""
     for name, block in (config.get("models") or {}).items():
         if not isinstance(block, dict) or not isinstance(block.get("arch", ""), (str, type(None))):
             continue  # the schema names what is wrong
@@ -153,6 +154,8 @@ def apply_arch_defaults(config: dict[str, Any]) -> None:
             image.setdefault("crop", own.crop)
             if own.interpolation != "bilinear":
                 image.setdefault("interpolation", own.interpolation)
+        if not weights:  # an untrained network (timm's cfg without a weights file) has no own normalization
+            continue
         references = block.setdefault("references", {})
         if isinstance(references, dict) and "own" not in references:
             values = {"mean": _compact(own.mean), "std": _compact(own.std)}  # timm's 0.5/0.5 is `half`'s cell

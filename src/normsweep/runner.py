@@ -119,7 +119,7 @@ def image_record(arch: str, model_config: Mapping[str, Any]) -> dict[str, Any] |
         "resize": image["resize"],
         "crop": image["crop"],
         "interpolation": image.get("interpolation") or "bilinear",
-        "own": own.to_dict() if own else None,
+        "own": own.to_dict() if own and model_config.get("weights") else None,
     }
 
 
