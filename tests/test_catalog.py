@@ -224,3 +224,60 @@ def test_each_comparison_uses_the_test_its_data_allows():
     summary = noise_summary(stats_, "base")
     assert summary["n_compared"] == 2 and summary["tests"] == {"McNemar": 1, "Welch": 1}
     assert summary["method"] == noise.MIXED
+
+
+def stand_in(cache, arch: str, weights: str, state: dict) -> str:
+    """``state`` saved under the file name torch's cache gives ``arch``'s ``weights``; its sha256."""
+    entry = tv_models.get_model_weights(arch)[weights]
+    path = cache / entry.url.rsplit("/", 1)[-1]
+    torch.save(state, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_named_weights_are_built_by_torchvisions_own_builder(tmp_path, monkeypatch):
+    """Issue 28: the network was built with weights=None and the file loaded by hand, skipping
+    what torchvision's builders do for specific weights: DenseNet's old key names (strict
+    loading crashed), GoogLeNet's and Inception v3's transform_input=True (False here: every
+    accuracy silently wrong), the SWAG ViTs' image size (a size mismatch). One model of each
+    family, from stand-in files in a fake $TORCH_HOME, nothing downloaded; GoogLeNet and
+    Inception v3 also train (their auxiliary outputs while training)."""
+    import re
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.manual_seed(0)
+    # DenseNet: the published file has the old key names (norm.1, conv.2, ...), made before
+    # BatchNorm counted its batches
+    new = tv_models.densenet121().state_dict()
+    old = {
+        re.sub(r"(denselayer\d+\.(?:norm|relu|conv))(1|2)\.", r"\1.\2.", k): v
+        for k, v in new.items()
+        if not k.endswith("num_batches_tracked")
+    }
+    assert old != new
+    net = build_model(
+        "densenet121", 10, "IMAGENET1K_V1", stand_in(cache, "densenet121", "IMAGENET1K_V1", old)
+    )
+    key = "features.denseblock1.denselayer1.conv1.weight"
+    assert torch.equal(net.net.state_dict()[key], new[key])
+    # GoogLeNet: transform_input as its weights expect, the auxiliary heads dropped
+    state = tv_models.googlenet(aux_logits=True, init_weights=False).state_dict()
+    net = build_model("googlenet", 3, "IMAGENET1K_V1", stand_in(cache, "googlenet", "IMAGENET1K_V1", state))
+    assert net.net.transform_input is True and net.net.aux1 is None
+    net.train()
+    assert net(torch.rand(2, 3, 64, 64)).shape == (2, 3)
+    # Inception v3: transform_input, and the auxiliary classifier's output while training
+    state = tv_models.inception_v3(init_weights=False, aux_logits=True).state_dict()
+    digest = stand_in(cache, "inception_v3", "IMAGENET1K_V1", state)
+    net = build_model("inception_v3", 3, "IMAGENET1K_V1", digest)
+    assert net.net.transform_input is True
+    net.train()
+    out = net(torch.rand(2, 3, 299, 299))  # its auxiliary head needs the full size
+    assert out.shape == (2, 3) and torch.allclose(out.exp().sum(dim=1), torch.ones(2))
+    # ViT SWAG end-to-end: the image size comes from the weights (384)
+    state = tv_models.vit_b_16(image_size=384).state_dict()
+    net = build_model(
+        "vit_b_16", 3, "IMAGENET1K_SWAG_E2E_V1", stand_in(cache, "vit_b_16", "IMAGENET1K_SWAG_E2E_V1", state)
+    )
+    assert net.net.image_size == 384

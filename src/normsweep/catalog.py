@@ -265,6 +265,27 @@ def build_network(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> An
     return models.get_model(arch, weights=None, **kwargs)
 
 
+def build_with_weights(arch: str, weights: str, arch_kwargs: Mapping[str, Any] | None = None) -> Any:
+    """A torchvision network with its named weights, built by torchvision's own builder, which
+    does what those weights need: DenseNet's old key names renamed, GoogLeNet's and Inception
+    v3's ``transform_input=True``, the SWAG ViTs' ``image_size``, the auxiliary heads dropped
+    or kept. The file is read from $TORCH_HOME (checked by :func:`check_weights` first); a
+    download is refused, never made."""
+    import torch.hub
+    from torchvision import models
+
+    entry = torchvision_weights(arch, weights)
+
+    def refuse(url: str, *_: Any, **__: Any) -> None:
+        raise ArchError(f"{url}: not in torch's cache ({hub_checkpoints()}); nothing is downloaded here")
+
+    saved, torch.hub.download_url_to_file = torch.hub.download_url_to_file, refuse
+    try:
+        return models.get_model(arch, weights=entry, **dict(arch_kwargs or {}))
+    finally:
+        torch.hub.download_url_to_file = saved
+
+
 WEIGHTS_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")  # IMAGENET1K_V1, DEFAULT: torchvision's enum names
 
 

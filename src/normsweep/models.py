@@ -11,7 +11,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import optim
 
-from .catalog import LENET, TIMM, build_network, check_weights, import_timm, source
+from .catalog import (
+    LENET,
+    TIMM,
+    build_network,
+    build_with_weights,
+    check_weights,
+    import_timm,
+    is_weights_name,
+    source,
+)
 from .fold import first_conv
 from .nets import LeNet
 
@@ -37,6 +46,9 @@ class Classifier(nn.Module):
             self.net = import_timm().create_model(
                 arch[len(TIMM) :], pretrained=True, pretrained_cfg_overlay={"file": str(file)}, **kwargs
             )
+        elif is_weights_name(arch, weights):  # torchvision's builder, reading the checked file
+            check_weights(arch, str(weights), weights_sha256)
+            self.net = build_with_weights(arch, str(weights), kwargs)
         else:
             self.net = build_network(arch, kwargs)
             if weights:
@@ -45,7 +57,15 @@ class Classifier(nn.Module):
         replace_head(self.net, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.net(x), dim=1)
+        return F.log_softmax(main_logits(self.net(x)), dim=1)
+
+
+def main_logits(output: Any) -> torch.Tensor:
+    """The network's classification output. GoogLeNet and Inception v3 return their auxiliary
+    classifiers' outputs too while training (``GoogLeNetOutputs``, ``InceptionOutputs``):
+    the main logits are the cell's output and its loss; the auxiliary heads take no part in it
+    (the notebook's protocol trains one output)."""
+    return output.logits if hasattr(output, "logits") else output
 
 
 def replace_head(net: nn.Module, num_classes: int) -> None:
