@@ -89,7 +89,7 @@ def test_same_seed_same_numbers_on_the_cpu(tiny):
     assert a.epochs[0].train_loss == b.epochs[0].train_loss
 
 
-def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monkeypatch):
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monkeypatch, caplog):
     tr, te = tiny
     config = TrainConfig(epochs=3, threads=1, deterministic=True)
     whole = train_one(spec([0.1307], [0.3081]), tr, te, config)
@@ -102,7 +102,9 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
     trained = []
     real_epoch = engine._train_epoch
     monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
-    resumed = train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    with caplog.at_level("INFO", logger="normsweep.engine"):
+        resumed = train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    assert f"resumed from {checkpoint} after epoch 1" in caplog.text  # the line the workflow tests read
     assert len(trained) == 2  # epochs 2 and 3 only: epoch 1 came from the checkpoint
     assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]

@@ -180,7 +180,7 @@ def run(
     shuffle = torch.Generator().manual_seed(specs[0].seed)
     progress = Progress.fresh(len(specs), config.lr)
 
-    position = _resume(checkpoint, made_by, names, device, progress, members, shuffle)
+    position = _resume(checkpoint, made_by, names, device, progress, members, shuffle, pack_id)
     if on_epoch is not None:
         progress._log.append(on_epoch)
 
@@ -255,6 +255,7 @@ def _resume(
     progress: Progress,
     members: Members,
     shuffle: torch.Generator,
+    pack_id: str = "",
 ) -> Position | None:
     """Restore the run from its checkpoint when one made by these settings exists (a checkpoint
     of other cells is refused); the position inside the next epoch, if it was saved there."""
@@ -271,7 +272,8 @@ def _resume(
     restore_rng(saved, shuffle)
     position = Position.from_dict(saved.get("position"))
     inside = f", {position.batch} batches into epoch {progress.epoch + 1}" if position else ""
-    log.info("resumed %s from %s after epoch %d%s", ", ".join(names), checkpoint, progress.epoch, inside)
+    who = f"pack {pack_id} " if pack_id else ""  # a cell's own log needs no name
+    log.info("%sresumed from %s after epoch %d%s", who, checkpoint, progress.epoch, inside)
     return position
 
 
