@@ -267,13 +267,15 @@ def test_named_weights_are_built_by_torchvisions_own_builder(tmp_path, monkeypat
     assert net.net.transform_input is True and net.net.aux1 is None
     net.train()
     assert net(torch.rand(2, 3, 64, 64)).shape == (2, 3)
-    # Inception v3: transform_input, and the auxiliary classifier's output while training
+    # Inception v3: transform_input too, and its auxiliary classifier kept
     state = tv_models.inception_v3(init_weights=False, aux_logits=True).state_dict()
     digest = stand_in(cache, "inception_v3", "IMAGENET1K_V1", state)
     net = build_model("inception_v3", 3, "IMAGENET1K_V1", digest)
-    assert net.net.transform_input is True
+    assert net.net.transform_input is True and net.net.AuxLogits is not None
+    # training with auxiliary outputs (GoogLeNetOutputs, as InceptionOutputs): the main logits
+    net = build_model("googlenet", 3)  # no weights: its auxiliary heads are there
     net.train()
-    out = net(torch.rand(2, 3, 299, 299))  # its auxiliary head needs the full size
+    out = net(torch.rand(2, 3, 64, 64))
     assert out.shape == (2, 3) and torch.allclose(out.exp().sum(dim=1), torch.ones(2))
     # ViT SWAG end-to-end: the image size comes from the weights (384)
     state = tv_models.vit_b_16(image_size=384).state_dict()
