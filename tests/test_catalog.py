@@ -16,7 +16,7 @@ from scipy import stats
 from torchvision import models as tv_models
 
 from conftest import ROOT, SMALL_CNN
-from normsweep import catalog, noise
+from normsweep import catalog, noise, published
 from normsweep.config import ConfigError, validate_config
 from normsweep.fold import check_fold, first_conv
 from normsweep.models import build_model
@@ -93,7 +93,7 @@ def test_the_weights_own_preprocessing_is_the_default_and_own_the_baseline():
     assert "interpolation" not in block["image"]  # bilinear: the default, left out of the data key
     assert block["references"]["own"] == {"mean": list(transforms.mean), "std": list(transforms.std)}
     assert block["baseline"] == "own" and list(block["references"]) == ["own", "half"]
-    own = catalog.preprocessing("resnet50", "IMAGENET1K_V2")
+    own = published.preprocessing("resnet50", "IMAGENET1K_V2")
     assert own.published_top1 == pytest.approx(0.80858) and own.source.endswith(
         "ResNet50_Weights.IMAGENET1K_V2"
     )

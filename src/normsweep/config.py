@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from .catalog import ArchError, ModelInfo, arch_of, check_arch, kwargs_of, model_info, preprocessing
+from .catalog import ArchError, ModelInfo, arch_of, check_arch, kwargs_of, model_info
+from .published import preprocessing
 from .spec import EXECUTION_KEYS  # handed to the jobs as threads and resources, never as params
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"

@@ -231,7 +231,8 @@ def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
 def weights_line(model: str, block: Mapping[str, Any]) -> str | None:
     """Where a model's pretrained weights are read from and whether they are there (not hashed
     here: the run checks the sha256 before its first job); None without weights."""
-    from .catalog import ArchError, arch_of, preprocessing, weights_location
+    from .catalog import ArchError, arch_of, weights_location
+    from .published import preprocessing
 
     if not block.get("weights"):
         return None

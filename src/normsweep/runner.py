@@ -11,10 +11,11 @@ from typing import Any
 
 from . import data
 from .batches import Split, open_splits
-from .catalog import arch_of, kwargs_of, model_info, preprocessing
+from .catalog import arch_of, kwargs_of, model_info
 from .engine import Members, OnEpoch, OnStep, run
 from .evaluation import Evaluation
 from .models import model_spec
+from .published import preprocessing
 from .results import CellResult, EpochRecord, write_predictions, write_result
 from .schedule import epoch_message
 from .separate import Separate
@@ -110,7 +111,7 @@ def cell_spec(
 
 def image_record(arch: str, model_config: Mapping[str, Any]) -> dict[str, Any] | None:
     """What a cell's images were made with (resize, crop, interpolation) and, for pretrained
-    weights that have them, their own preprocessing (normsweep.catalog.Preprocessing)."""
+    weights that have them, their own preprocessing (normsweep.published.Preprocessing)."""
     image = model_config.get("image")
     if model_info(arch, kwargs_of(model_config)).dataset == "mnist" or not image:
         return None

@@ -23,7 +23,7 @@ EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes")
 #: hashes these only, so editing the plots or the status never discards a running checkpoint.
 TRAINING_CODE = (
     "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "data", "models",
-    "catalog", "fold", "nets", "norm", "spec", "checkpoint", "schedule", "devices", "cells", "results",
+    "catalog", "published", "fold", "nets", "norm", "spec", "checkpoint", "schedule", "devices", "cells", "results",
     "tensorfile", "errors",
 )  # fmt: skip
 
@@ -62,7 +62,7 @@ class CellSpec:
     init_weight: float = 1.0  # factors on conv1's initial weights and biases (the init study)
     init_bias: float = 1.0
     data_key: str = ""  # what the data is: folder, image size, subsets (runner.cell_spec)
-    preprocessing: dict[str, Any] | None = None  # the weights' own (catalog.Preprocessing), to record
+    preprocessing: dict[str, Any] | None = None  # the weights' own (published.Preprocessing), to record
 
     @property
     def architecture(self) -> str:

@@ -76,6 +76,30 @@ def study_summary_markdown(summaries: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def noise_lines(noise: Mapping[str, Any] | None) -> list[str]:
+    """The summary's lines on which cells differ from the baseline, and by which tests."""
+    if not noise:
+        return []
+    if not noise["n_compared"]:
+        return [f"Seed noise: {noise['note']}."]
+    tests = ", ".join(f"{t} {n}" for t, n in (noise.get("tests") or {}).items())
+    untested = noise.get("n_untested")
+    return [
+        f"Against the baseline '{noise['baseline']}' ({noise['method']}): "
+        f"{noise['n_differ']} of {noise['n_compared']} cells differ "
+        + ("beyond chance" if noise["method"].startswith("McNemar") else "beyond seed noise")
+        + f" (tests used: {tests})."
+        + (
+            f" {untested} cells could not be tested (no predictions, fewer than two seeds)."
+            if untested
+            else ""
+        )
+    ] + [
+        f"- ({d['mean']}, {d['std']}): {d['diff'] * 100:+.2f} points, adjusted p = {d['p_adjusted']:.3g}"
+        for d in noise["differ"]
+    ]
+
+
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     """The summary for people."""
     lines = ["# normsweep summary", ""]
@@ -151,25 +175,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
                 f"Across grid cells: mean accuracy {s['grid_accuracy_mean']:.4f}, "
                 f"sd {s['grid_accuracy_sd_across_cells']:.4f}."
             )
-        noise = s.get("noise")
-        if noise and noise["n_compared"]:
-            lines.append(
-                f"Against the baseline '{noise['baseline']}' ({noise['method']}): "
-                f"{noise['n_differ']} of {noise['n_compared']} cells differ "
-                + ("beyond chance" if noise["method"].startswith("McNemar") else "beyond seed noise")
-                + f" (tests used: {', '.join(f'{t} {n}' for t, n in (noise.get('tests') or {}).items())})."
-                + (
-                    f" {noise['n_untested']} cells could not be tested (no predictions, fewer than two seeds)."
-                    if noise.get("n_untested")
-                    else ""
-                )
-            )
-            lines += [
-                f"- ({d['mean']}, {d['std']}): {d['diff'] * 100:+.2f} points, adjusted p = {d['p_adjusted']:.3g}"
-                for d in noise["differ"]
-            ]
-        elif noise:
-            lines.append(f"Seed noise: {noise['note']}.")
+        lines += noise_lines(s.get("noise"))
         if s.get("seed_sd_mean") is not None:
             lines.append(
                 f"Across seeds of one cell: mean sd {s['seed_sd_mean']:.4f}, largest {s['seed_sd_max']:.4f}."

@@ -10,6 +10,7 @@ from normsweep import cells as ns_cells  # noqa: E402
 from normsweep.cells import rounds as refine_rounds  # noqa: E402
 from normsweep import config as ns_config  # noqa: E402
 from normsweep import images as ns_images  # noqa: E402
+from normsweep import published as ns_published  # noqa: E402
 from normsweep.config import (  # noqa: E402
     ConfigError,
     cell_params,
@@ -227,7 +228,7 @@ def published(wildcards):
     """The model's pretrained weights' own preprocessing and published top-1 (or None)."""
     block = model_config(wildcards)
     arch = ns_catalog.arch_of(wildcards.model, block)
-    own = ns_catalog.preprocessing(arch, block.get("weights"))
+    own = ns_published.preprocessing(arch, block.get("weights"))
     return own.to_dict() if own else None
 
 
