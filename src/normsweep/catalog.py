@@ -43,7 +43,7 @@ class ArchError(ValueError):
 class ModelInfo:
     dataset: str  # the loader its data needs: "mnist" or "imagefolder"
     channels: int  # image channels: how many values a per-channel mean or std has
-    pack: str  # how a pack of its cells trains: "stacked" (normsweep.pack) or "separate" (normsweep.multinet)
+    pack: str  # how a pack of its cells trains: "stacked" (normsweep.stacked) or "separate" (normsweep.separate)
     first_conv: str = "conv1"  # the first nn.Conv2d in module order (the fold check, the init study)
 
 

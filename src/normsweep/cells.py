@@ -69,7 +69,7 @@ CELL_CHECKPOINT = "{model}/checkpoints/mean~{mean}/std~{std}/seed~{seed}.pt"  # 
 INIT_RESULT = "{model}/init/weight~{weight}/bias~{bias}/seed~{seed}.json"  # under RESULTS
 INIT_LOG = "{model}/init/weight~{weight}/bias~{bias}/seed~{seed}.log"  # under LOGS
 INIT_CHECKPOINT = "{model}/init-checkpoints/weight~{weight}/bias~{bias}/seed~{seed}.pt"  # under RESULTS
-#: Packs: many cells of one model and seed trained at once (normsweep.pack). The pack's own file
+#: Packs: many cells of one model and seed trained at once (normsweep.stacked, normsweep.separate, normsweep.evaluation). The pack's own file
 #: lists its members' results; each member still writes its own CELL_RESULT and CELL_LOG.
 PACK_RESULT = "{model}/packs/seed~{seed}/pack~{pack}.json"  # under RESULTS
 PACK_LOG = "{model}/packs/seed~{seed}/pack~{pack}.log"  # under LOGS

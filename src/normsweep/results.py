@@ -64,7 +64,9 @@ class CellResult:
     host: str = field(default_factory=platform.node)
     init_weight: float = 1.0  # factors on the first layer's initial weights and biases
     init_bias: float = 1.0
-    pack: str = ""  # the pack it trained in (normsweep.pack); "" when it trained alone
+    pack: str = (
+        ""  # the pack it trained in (the engine runs packs: normsweep.engine); "" when it trained alone
+    )
     pack_size: int = 1
     num_classes: int = 0  # classes of the data set (chance is 1 / num_classes); 0: not recorded
     data: str = ""  # what it trained and tested on: the data key, the subsets and how they were sampled

@@ -214,7 +214,7 @@ def run_pack(
         level = "INFO" if math.isfinite(record.train_loss) else "WARNING"
         with open(logs[member], "a") as handle:
             handle.write(
-                f"{time.strftime('%Y-%m-%d %H:%M:%S')} normsweep.pack {level} {epoch_message(record, config.epochs)}"
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} normsweep.engine {level} {epoch_message(record, config.epochs)}"
                 f" (pack {pack_id} of {len(members)} cells)\n"
             )
 
