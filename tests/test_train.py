@@ -172,3 +172,20 @@ def test_a_checkpoint_holding_an_object_is_refused_and_named(tiny, tmp_path):
     with pytest.raises(tensorfile.UnsafeFileError, match=r"seed~1998\.pt: refused to load this checkpoint"):
         train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
     assert not marker.exists()  # nothing in the file ran
+
+
+def test_checkpoint_minutes_zero_is_every_batch_in_code_and_refused_in_a_config():
+    """Issue 28 (checked): the engine's ``checkpoint_minutes=0`` saves after every batch (tests
+    use it); a config cannot say 0 (the schema names the key), and a job gets whole seconds
+    (its resource), at least 1."""
+    from normsweep.checkpoint import Every
+    from normsweep.config import ConfigError, checkpoint_seconds, validate_config
+
+    every = Every(0)
+    assert all(every.due() for _ in range(5)) and not Every(None).due()
+    assert not Every(1).due()  # a minute has not passed
+    with pytest.raises(ConfigError, match=r"'models.lenet.training.checkpoint_minutes': 0 is less than"):
+        validate_config(
+            {"models": {"lenet": {"data": str(SMALL_MNIST), "training": {"checkpoint_minutes": 0}}}}
+        )
+    assert checkpoint_seconds({"checkpoint_minutes": 0.001}) == 1 and checkpoint_seconds({}) == 0
