@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -102,7 +103,19 @@ def snakemake(tree: Path, folder: Path, config: Path, *extra: str) -> subprocess
     command = [str(BIN / "snakemake"), "-s", str(tree / "workflow" / "Snakefile"), "-d", str(folder),
                "--configfile", str(config), "--cores", "2", "--workflow-profile", "none",
                "--rerun-triggers", "mtime", "params", "input", "software-env", *extra]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True)
+    # the commit's own package first: the venv's editable install points at this checkout, and
+    # the Snakefile and the jobs' pickled params import normsweep before a rule script can choose
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    return subprocess.run(command, capture_output=True, text=True, env=env)
+
+
+def package_of(tree: Path) -> str:
+    """Where a commit's runs import normsweep from (a check that the comparison compares)."""
+    code = "import normsweep, sys; print(normsweep.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    ).stdout.strip()
 
 
 def run_study(tree: Path, folder: Path, name: str) -> None:
@@ -190,6 +203,12 @@ def main() -> None:
     try:
         for label, commit in (("old", args.old), ("new", args.new)):
             trees[label] = worktree(commit, base / f"tree-{label}")
+            where = package_of(trees[label])
+            if not where.startswith(str(trees[label])):
+                raise SystemExit(
+                    f"{commit}: its runs would import normsweep from {where}, not from its own tree"
+                )
+            print(f"{label} {commit}: normsweep from {where}")
         failures, n = 0, 0
         for name in STUDIES:
             for label in ("old", "new"):
