@@ -189,3 +189,40 @@ def test_checkpoint_minutes_zero_is_every_batch_in_code_and_refused_in_a_config(
             {"models": {"lenet": {"data": str(SMALL_MNIST), "training": {"checkpoint_minutes": 0}}}}
         )
     assert checkpoint_seconds({"checkpoint_minutes": 0.001}) == 1 and checkpoint_seconds({}) == 0
+
+
+def test_precision_is_a_setting_recorded_in_every_result(tiny):
+    """Issue 29: training.precision. bf16 is an autocast (the CPU's too, so the same path is
+    tested here): the forward pass in bfloat16, the loss and the optimizer state in float32;
+    every kind of members runs under it, and the result records it. fp32, the default, is the
+    numbers of before (scripts/compare_commits.py)."""
+    from normsweep.runner import train_cells
+
+    tr, te = tiny
+    fp32 = train_one(spec([0.1307], [0.3081]), tr, te, TrainConfig(epochs=1, threads=1, deterministic=True))
+    config = TrainConfig(epochs=1, threads=1, deterministic=True, precision="bf16")
+    bf16 = train_one(spec([0.1307], [0.3081]), tr, te, config)
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    assert bf16.epochs[0].train_loss != fp32.epochs[0].train_loss  # it did compute in bfloat16
+    assert bf16.epochs[0].train_loss == pytest.approx(fp32.epochs[0].train_loss, rel=0.05)
+    assert bf16.final_accuracy > 0.3  # 256 images, one epoch: well above chance, as in float32
+    stacked = train_cells([spec([0.1307], [0.3081]), spec(None, None)], tr, te, config)
+    assert stacked[0].epochs[0].train_loss == pytest.approx(bf16.epochs[0].train_loss, rel=0.05)
+    evaluated = train_cells(
+        [spec([0.1307], [0.3081]), spec(None, None)], tr, te, TrainConfig(epochs=0, precision="bf16")
+    )
+    assert all(r.precision == "bf16" and 0 <= r.final_accuracy <= 1 for r in evaluated)
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        train_one(spec([0.1307], [0.3081]), tr, te, TrainConfig(epochs=1, precision="fp16"))
+
+
+def test_the_default_precision_stays_out_of_a_cells_params():
+    """Finished studies keep their params when precision arrives (no rerun); another precision
+    is another computation, so it reruns the cells."""
+    from normsweep.config import cell_params, validate_config
+
+    block = validate_config({"models": {"lenet": {"data": str(SMALL_MNIST), "references": {"none": "none"}}}})
+    block = block["models"]["lenet"]
+    assert block["training"]["precision"] == "fp32" and "precision" not in cell_params(block)["training"]
+    block["training"]["precision"] = "bf16"
+    assert cell_params(block)["training"]["precision"] == "bf16"

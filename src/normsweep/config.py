@@ -301,6 +301,11 @@ def round_pack_runtime_minutes(config: Mapping[str, Any], model: str) -> int:
     return pack_runtime_minutes(config, model, int(optuna.get("batch") or config["cluster"]["pack"]))
 
 
+#: Training keys added after studies were finished, at the value those studies computed with:
+#: left out of a cell's params, so that an upgrade reruns nothing (another value reruns the cell).
+NEWER_DEFAULTS = {"precision": "fp32"}
+
+
 def cell_params(model_config: Mapping[str, Any]) -> dict[str, Any]:
     """What makes a cell's result (its rule's params, so that a change reruns the cell): the
     data and the training knobs, without the execution settings (EXECUTION_KEYS) and without
@@ -309,7 +314,11 @@ def cell_params(model_config: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("arch", "arch_kwargs"):  # only when given: studies from before they existed keep their params
         if model_config.get(key):
             params[key] = model_config[key]
-    params["training"] = {k: v for k, v in (params["training"] or {}).items() if k not in EXECUTION_KEYS}
+    params["training"] = {
+        k: v
+        for k, v in (params["training"] or {}).items()
+        if k not in EXECUTION_KEYS and NEWER_DEFAULTS.get(k, object()) != v
+    }
     return params
 
 

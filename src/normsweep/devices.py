@@ -31,6 +31,23 @@ def set_determinism(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def set_precision(precision: str) -> None:
+    """The matmul and cuDNN TF32 switches for ``precision`` (on for tf32 only: fp32 is float32
+    everywhere, as a CPU computes; bf16 is an autocast, :func:`autocast`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The forward pass's autocast: bfloat16 for bf16 (on the CPU too), off otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def free_memory(device: torch.device) -> int | None:
     """Free memory of a CUDA device, or the machine's available memory for the CPU."""
     if device.type == "cuda":

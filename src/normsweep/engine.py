@@ -20,6 +20,7 @@ What differs between kinds of run is only how members are built, stepped and eva
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 
 from .batches import Split
 from .checkpoint import Every, Position, restore_rng, rng_state, save_atomic, usable_checkpoint
-from .devices import device_name, pick_device, set_determinism
+from .devices import autocast, device_name, pick_device, set_determinism, set_precision
 from .errors import PackError
 from .models import build_model, model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
@@ -58,6 +59,7 @@ class Members:
         self.specs = list(specs)
         self.device = device
         self.active = list(range(len(specs)))
+        self.autocast = functools.partial(autocast, device, config.precision)  # every forward pass in it
 
     def train(self) -> None:
         """At an epoch's start: the networks in training mode."""
@@ -124,6 +126,7 @@ def start(specs: Sequence[CellSpec], config: TrainConfig) -> tuple[torch.device,
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
+    set_precision(config.precision)
     set_determinism(specs[0].seed, config.deterministic)
     return device, initial_model(specs[0], device)
 
@@ -362,4 +365,5 @@ def cell_result(
         pack_size=pack_size,
         num_classes=spec.num_classes,
         data=spec.data_key,
+        precision=config.precision,
     )

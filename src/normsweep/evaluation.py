@@ -52,7 +52,9 @@ class Evaluation(Members):
         specs = [self.specs[i] for i in self.active]
         tally = Tally(len(specs), self.device)
         for images, labels in data.batches(None, batch_size):
-            for row, output in enumerate(member_logits(self.net, images, specs, self.eval_images)):
+            with self.autocast():
+                outputs = member_logits(self.net, images, specs, self.eval_images)
+            for row, output in enumerate(outputs):
                 i = self.active[row]
                 tally.add(row, output, labels, predicted[i] if predicted is not None else None)
         return tally.result(len(data))

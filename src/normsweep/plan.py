@@ -38,6 +38,7 @@ class ModelPlan:
     optuna_rounds: int = 0
     optuna_jobs: int = 0
     optuna_gpu_hours: float = 0.0
+    precision: str = "fp32"  # training.precision: the arithmetic its cells compute in
 
 
 def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None = None) -> list[ModelPlan]:
@@ -119,6 +120,7 @@ def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None 
                 to_run=to_run,
                 jobs=to_run,
                 epochs=epochs,
+                precision=str(block["training"].get("precision") or "fp32"),
                 seconds_per_epoch=seconds,
                 seconds_source=source,
                 gpu_hours=to_run * epochs * seconds * gpus / 3600,
@@ -206,7 +208,7 @@ def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
         if pack > 1:
             line += f" |         {p.pack_jobs:>6} {p.pack_seconds_per_epoch:>8.1f} {p.pack_gpu_hours:>10.2f}"
         lines.append(line)
-    lines += [f"  {p.model}: seconds per epoch {p.seconds_source}" for p in plans]
+    lines += [f"  {p.model}: seconds per epoch {p.seconds_source}; precision {p.precision}" for p in plans]
     if pack > 1:
         lines += [f"  {p.model}: seconds per pack epoch {p.pack_seconds_source}" for p in plans]
     total = sum(p.gpu_hours for p in plans)

@@ -70,6 +70,7 @@ class CellResult:
     pack_size: int = 1
     num_classes: int = 0  # classes of the data set (chance is 1 / num_classes); 0: not recorded
     data: str = ""  # what it trained and tested on: the data key, the subsets and how they were sampled
+    precision: str = "fp32"  # fp32 | tf32 | bf16: the arithmetic it trained and evaluated in
     arch: str = ""  # the architecture (normsweep.catalog): "" for results made before models had one
     weights: str = ""  # the weights it started from: a torchvision name or a file; "": random
     preprocessing: dict[str, Any] | None = None  # resize, crop, interpolation; the weights' own values

@@ -50,7 +50,8 @@ class Separate(Members):
                 group["lr"] = rate
             optimizer.zero_grad()
             spec = self.specs[i]
-            loss = F.nll_loss(self.nets[i](normalize(images, spec.mean, spec.std)), labels)
+            with self.autocast():
+                loss = F.nll_loss(self.nets[i](normalize(images, spec.mean, spec.std)), labels)
             loss.backward()
             optimizer.step()
             self.rngs[i] = device_rng(self.device)
@@ -67,7 +68,8 @@ class Separate(Members):
         for images, labels in data.batches(None, batch_size):
             for row, i in enumerate(self.active):
                 spec = self.specs[i]
-                output = self.nets[i](normalize(images, spec.mean, spec.std))
+                with self.autocast():
+                    output = self.nets[i](normalize(images, spec.mean, spec.std))
                 tally.add(row, output, labels, predicted[i] if predicted is not None else None)
         return tally.result(len(data))
 

@@ -40,6 +40,7 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch; None leaves torch's default
     deterministic: bool = False
     checkpoint_minutes: float | None = None  # also save inside an epoch this often (None: at its end only)
+    precision: str = "fp32"  # fp32 | tf32 | bf16 (normsweep.devices.precision)
 
 
 @dataclass

@@ -120,7 +120,8 @@ class Stacked(Members):
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: Sequence[float]) -> torch.Tensor:
         rows, rates = self._rows_and_rates(lr)
-        losses = self.batched_loss(self.params, self.mean[rows], self.std[rows], images, labels)
+        with self.autocast():
+            losses = self.batched_loss(self.params, self.mean[rows], self.std[rows], images, labels)
         grads = torch.autograd.grad(losses.sum(), [self.params[n] for n in self.names])
         with torch.no_grad():
             for n, g in zip(self.names, grads, strict=True):
@@ -150,9 +151,8 @@ class Stacked(Members):
         for images, labels in data.batches(None, batch_size):
             for lo in range(0, k, chunk):
                 part = {n: p[lo : lo + chunk].detach() for n, p in self.params.items()}
-                out = forward(
-                    part, mean[lo : lo + chunk], std[lo : lo + chunk], images
-                )  # chunk x B x classes
+                with self.autocast():  # chunk x B x classes
+                    out = forward(part, mean[lo : lo + chunk], std[lo : lo + chunk], images).float()
                 nll = -out.gather(2, labels.expand(out.shape[0], -1).unsqueeze(2)).squeeze(2)
                 loss_sum[lo : lo + chunk] += nll.double().sum(dim=1)
                 guess = out.argmax(dim=2)
