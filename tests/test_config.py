@@ -45,6 +45,7 @@ def test_good_config_gets_the_notebook_defaults():
         "threads": 1,
         "checkpoint_minutes": None,
         "deterministic": False,
+        "precision": "fp32",
     }
     assert config["models"]["lenet"]["seeds"] == [1998]
     from normsweep.runner import train_config
