@@ -45,7 +45,7 @@ net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4), torch.nn.AdaptiveA
                           torch.nn.Linear(8, 10), torch.nn.LogSoftmax(dim=1))
 members = Separate([CellSpec("net", "imagefolder", "none", "none", None, None, 0, arch="custom")], net,
                    TrainConfig(lr=0.01), torch.device("cpu"), 3)
-engine._train_epoch(members, split, 64, torch.Generator().manual_seed(0), {{0: 0.01}}, None, lambda at: None, None)
+engine._train_epoch(members, split, 64, torch.Generator().manual_seed(0), {{0: 0.01}}, None, lambda *at: None, None)
 members.evaluate(split, 256)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """

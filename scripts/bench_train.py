@@ -95,7 +95,7 @@ def time_ours(root: Path, limit: int | None, device: torch.device, train: bool) 
         members = Separate(
             [cell], LeNet().to(device), TrainConfig(lr=1.0), device, 1
         )  # a one-cell run's member
-        engine._train_epoch(members, tensors, 64, generator, {0: 1.0}, None, lambda at: None, None)
+        engine._train_epoch(members, tensors, 64, generator, {0: 1.0}, None, lambda *at: None, None)
     else:
         order = torch.randperm(len(tensors), generator=generator).to(device)
         for start in range(0, len(tensors), 64):

@@ -146,7 +146,7 @@ net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn
 net(torch.zeros(1, 3, 32, 32))
 spec = CellSpec("net", "imagefolder", "0.5", "0.25", [0.5], [0.25], 0, arch="custom")
 members = Separate([spec], net, TrainConfig(lr=0.01), torch.device("cpu"), 3)
-engine._train_epoch(members, split, 64, torch.Generator().manual_seed(0), {{0: 0.01}}, None, lambda at: None, None)
+engine._train_epoch(members, split, 64, torch.Generator().manual_seed(0), {{0: 0.01}}, None, lambda *at: None, None)
 members.evaluate(split, 256)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
@@ -197,7 +197,7 @@ def test_one_training_step_changes_the_weights_and_evaluation_does_not():
     members.evaluate(data, 8)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     generator = torch.Generator().manual_seed(0)
-    engine._train_epoch(members, data, 8, generator, {0: 0.01}, None, lambda at: None, None)  # one step
+    engine._train_epoch(members, data, 8, generator, {0: 0.01}, None, lambda *at: None, None)  # one step
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 

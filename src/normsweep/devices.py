@@ -4,6 +4,7 @@ A primitive: it imports nothing of the package."""
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -43,9 +44,11 @@ def set_precision(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
 
 
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The forward pass's autocast: bfloat16 for bf16 (on the CPU too), off otherwise."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """The forward pass's autocast: bfloat16 for bf16 (on the CPU too); nothing otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def free_memory(device: torch.device) -> int | None:

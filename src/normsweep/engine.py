@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,6 @@ class Tally:
     def __init__(self, k: int, device: torch.device):
         self.correct = torch.zeros(k, dtype=torch.int64, device=device)
         self.loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
-        self.n = 0
 
     def add(self, row: int, log_probs: torch.Tensor, labels: torch.Tensor, predicted: list | None) -> None:
         """One member's (``row``) log-probabilities for one batch."""
@@ -139,16 +138,16 @@ class Progress:
     histories: list[list[EpochRecord]]
     status: list[str]
     epoch: int = 0
-    _log: list[OnEpoch] = field(default_factory=list)
+    on_epoch: OnEpoch | None = None  # told of every record
 
     @classmethod
-    def fresh(cls, k: int, lr: float) -> Progress:
-        return cls(Plateau(lr=[float(lr)] * k), [[] for _ in range(k)], [STATUS_OK] * k)
+    def fresh(cls, k: int, lr: float, on_epoch: OnEpoch | None = None) -> Progress:
+        return cls(Plateau(lr=[float(lr)] * k), [[] for _ in range(k)], [STATUS_OK] * k, on_epoch=on_epoch)
 
     def record(self, member: int, entry: EpochRecord) -> None:
         self.histories[member].append(entry)
-        for on_epoch in self._log:
-            on_epoch(member, entry)
+        if self.on_epoch is not None:
+            self.on_epoch(member, entry)
 
     def to_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "status": self.status, "plateau": self.plateau.state_dict(),
@@ -181,11 +180,8 @@ def run(
     names = [s.member for s in specs]
     made_by = [fingerprint(spec, config) for spec in specs]
     shuffle = torch.Generator().manual_seed(specs[0].seed)
-    progress = Progress.fresh(len(specs), config.lr)
-
+    progress = Progress.fresh(len(specs), config.lr, on_epoch)
     position = _resume(checkpoint, made_by, names, device, progress, members, shuffle, pack_id)
-    if on_epoch is not None:
-        progress._log.append(on_epoch)
 
     def save(epoch_done: int, at: Position | None = None) -> None:
         if checkpoint is not None:
@@ -203,9 +199,11 @@ def run(
         tic = time.perf_counter()
         lr = {i: progress.plateau.lr[i] for i in members.active}  # the rates this epoch trains with
 
-        def save_inside(at: Position, epoch: int = epoch) -> None:
+        def save_inside(
+            batch: int, loss_sum: torch.Tensor, shuffle_state: torch.Tensor, epoch: int = epoch
+        ) -> None:
             if every.due():
-                save(epoch - 1, at)
+                save(epoch - 1, Position(batch, loss_sum, shuffle_state))
 
         train_loss = _train_epoch(
             members, train_d, config.batch_size, shuffle, lr, position, save_inside, on_step
@@ -287,13 +285,13 @@ def _train_epoch(
     shuffle: torch.Generator,
     lr: dict[int, float],
     position: Position | None,
-    save: Callable[[Position], None],
+    save: Callable[[int, torch.Tensor, torch.Tensor], None],
     on_step: OnStep | None,
 ) -> dict[int, float]:
     """One pass of every active member over the epoch's shuffled batches, from ``position``
     when resuming inside the epoch; each member's mean batch loss (NaN or infinite: it
-    diverged), with one device sync. ``save(position)`` is offered the position after every
-    batch (it decides whether to save)."""
+    diverged), with one device sync. ``save(batch, loss_sum, shuffle_state)`` is offered the
+    position after every batch (it decides whether to save, and only then makes a Position)."""
     members.train()
     k = len(members.specs)
     if position is None:
@@ -313,7 +311,7 @@ def _train_epoch(
         else:
             sums[rows] += losses.double()
         n_batches += 1
-        save(Position(n_batches, sums, position.shuffle_state))
+        save(n_batches, sums, position.shuffle_state)
         if on_step is not None:  # e.g. a test comparing kinds step by step, or killing a run
             on_step(n_batches, active, losses)
     mean = (sums / max(n_batches, 1)).tolist()

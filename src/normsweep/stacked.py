@@ -30,7 +30,7 @@ from torch.func import functional_call, vmap
 from .batches import Split
 from .catalog import model_info
 from .devices import device_name, free_memory
-from .engine import Members
+from .engine import Members, Tally
 from .errors import PackError
 from .norm import per_channel
 from .spec import CellSpec, TrainConfig
@@ -145,8 +145,7 @@ class Stacked(Members):
         rows = torch.tensor(self.active, dtype=torch.int64, device=self.device)
         mean, std = self.mean[rows], self.std[rows]
         k, chunk = len(self.active), self.eval_chunk
-        correct = torch.zeros(k, dtype=torch.int64, device=self.device)
-        loss_sum = torch.zeros(k, dtype=torch.float64, device=self.device)
+        tally = Tally(k, self.device)
         forward = vmap(self.log_probs, in_dims=(0, 0, 0, None))
         for images, labels in data.batches(None, batch_size):
             for lo in range(0, k, chunk):
@@ -154,14 +153,13 @@ class Stacked(Members):
                 with self.autocast():  # chunk x B x classes
                     out = forward(part, mean[lo : lo + chunk], std[lo : lo + chunk], images).float()
                 nll = -out.gather(2, labels.expand(out.shape[0], -1).unsqueeze(2)).squeeze(2)
-                loss_sum[lo : lo + chunk] += nll.double().sum(dim=1)
+                tally.loss_sum[lo : lo + chunk] += nll.double().sum(dim=1)
                 guess = out.argmax(dim=2)
-                correct[lo : lo + chunk] += (guess == labels).sum(dim=1)
+                tally.correct[lo : lo + chunk] += (guess == labels).sum(dim=1)
                 if predicted is not None:
                     for row, g in enumerate(guess, start=lo):
                         predicted[self.active[row]].append(g.to(torch.int16))
-        n = max(len(data), 1)
-        return (correct.double() / n).tolist(), (loss_sum / n).tolist()
+        return tally.result(len(data))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "params": {n: p.detach() for n, p in self.params.items()},
