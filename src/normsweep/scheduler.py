@@ -33,8 +33,6 @@ FINISHED = {"COMPLETED", "REVOKED"}
 #: States of a job SLURM still holds that has not started (or waits to start again).
 WAITING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
            "SUSPENDED"}  # fmt: skip
-#: States of a job that holds its node: running, or stopped, signalled, staging out, resizing.
-HOLDING = {"RUNNING", "COMPLETING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
 QUEUE_FIELDS = "%i|%T|%r|%N|%M|%Z|%k"  # id, state, reason, nodes, elapsed, working directory, comment
 SACCT_FIELDS = ("JobID", "State", "NodeList", "Elapsed", "Start", "WorkDir%400", "Comment%400")
 
@@ -56,8 +54,9 @@ class Job:
 
     @property
     def active(self) -> bool:
-        """SLURM still holds the job: any state but an ended one (a state unknown to this
-        version counts as held, so that its cell is never called lost and run twice)."""
+        """SLURM still holds the job: any state but an ended one, so WAITING and the states of a
+        job on its node (RUNNING, COMPLETING, STOPPED, SIGNALING, STAGE_OUT, RESIZING); a state
+        unknown to this version counts as held, so that its cell is never called lost and run twice."""
         return self.state not in ENDED and self.state not in FINISHED
 
     def log(self, workdir: str | Path = ".") -> str:
