@@ -30,17 +30,17 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from normsweep import batches, images  # noqa: E402
+from normsweep import batches, images, shards  # noqa: E402
 
 MEMORY = """
 import resource, sys, torch
 sys.path.insert(0, {src!r})
 from pathlib import Path
-from normsweep import batches, engine, images
+from normsweep import batches, engine, shards
 from normsweep.separate import Separate
 from normsweep.spec import CellSpec, TrainConfig
 torch.set_num_threads(1)
-split = batches.Streamed(images.ShardedSplit.open(Path({folder!r}), "val"), prefetch=2)
+split = batches.Streamed(shards.ShardedSplit.open(Path({folder!r}), "val"), prefetch=2)
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                           torch.nn.Linear(8, 10), torch.nn.LogSoftmax(dim=1))
 members = Separate([CellSpec("net", "imagefolder", "none", "none", None, None, 0, arch="custom")], net,
@@ -104,7 +104,7 @@ def main() -> None:
         )
         prepare_s = time.perf_counter() - tic
         manifest["pixels"] = "x.npy"
-        split = batches.Streamed(images.ShardedSplit(tmp, [manifest], part["classes"]), prefetch=1)
+        split = batches.Streamed(shards.ShardedSplit(tmp, [manifest], part["classes"]), prefetch=1)
         shuffled = torch.randperm(n, generator=torch.Generator().manual_seed(0))
         tic = time.perf_counter()
         for _ in split.batches(shuffled, args.batch):

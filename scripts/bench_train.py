@@ -88,7 +88,7 @@ def time_ours(root: Path, limit: int | None, device: torch.device, train: bool) 
     tic = time.perf_counter()
     split = data.load_mnist(root, train=True, limit=limit)
     tensors = TensorData.from_uint8(split.images, split.labels)
-    tensors = TensorData(normalize(tensors.images, [MEAN], [STD]), tensors.labels).to(device)
+    tensors = TensorData(normalize(tensors.floats(), [MEAN], [STD]), tensors.labels).to(device)
     generator = torch.Generator().manual_seed(1998)
     if train:
         cell = CellSpec("lenet", "mnist", "none", "none", None, None, 1998)  # the data is normalized above

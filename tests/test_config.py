@@ -46,6 +46,9 @@ def test_good_config_gets_the_notebook_defaults():
         "checkpoint_minutes": None,
         "deterministic": False,
         "precision": "fp32",
+        "channels_last": "auto",
+        "cudnn_benchmark": "auto",
+        "compile": False,
     }
     assert config["models"]["lenet"]["seeds"] == [1998]
     from normsweep.runner import train_config

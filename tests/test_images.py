@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import ROOT, train_one
-from normsweep import batches, data, engine, images
+from normsweep import batches, data, engine, images, shards
 from normsweep.data import DataError
 from normsweep.models import Classifier
 from normsweep.runner import load_splits
@@ -56,7 +56,7 @@ def test_prepared_shards_are_the_notebook_pipelines_exact_pixels_in_any_order(pr
     assert manifest["sha256"] == hashlib.sha256((prepared / "shards/val-00001.npy").read_bytes()).hexdigest()
     assert np.load(prepared / "shards/val-00001.npy").shape == (5, 3, 32, 32)  # a plain .npy file
     theirs, labels = notebook_pixels("val")
-    split = batches.Streamed(images.ShardedSplit.open(prepared, "val"))
+    split = batches.Streamed(shards.ShardedSplit.open(prepared, "val"))
     ours, our_labels = next(split.batches(None, 100))
     assert torch.equal(ours, theirs) and our_labels.tolist() == labels  # bit-exact, across two shards
     order = torch.randperm(12, generator=torch.Generator().manual_seed(0))
@@ -97,19 +97,19 @@ def test_a_truncated_or_missing_shard_names_its_file(prepared, tmp_path):
     shutil.copytree(prepared, copy)
     pixels = copy / "shards/val-00001.npy"
     pixels.write_bytes(pixels.read_bytes()[:-100])
-    split = images.ShardedSplit.open(copy, "val")
+    split = shards.ShardedSplit.open(copy, "val")
     with pytest.raises(DataError, match=r"val-00001\.npy: truncated"):
         split.read(np.arange(12))
     pixels.unlink()
     with pytest.raises(DataError, match=r"val-00001\.npy: a prepared shard is missing"):
-        images.ShardedSplit.open(copy, "val").read(np.arange(12))
+        shards.ShardedSplit.open(copy, "val").read(np.arange(12))
 
 
 def test_statistics_summed_from_shard_histograms_are_exact(prepared):
     manifests = [json.loads((prepared / name).read_text()) for name in json.loads(
         (prepared / "files.json").read_text())["train"]["shards"]]  # fmt: skip
     mean, std, n_images, n_pixels = images.histogram_stats(manifests)
-    every = images.ShardedSplit.open(prepared, "train").read(np.arange(30))
+    every = shards.ShardedSplit.open(prepared, "train").read(np.arange(30))
     exact = data.exact_stats(torch.from_numpy(every), channel_dim=1)
     assert (n_images, n_pixels) == (30, 30 * 32 * 32)
     assert np.allclose(mean, exact.mean, rtol=0, atol=1e-12) and np.allclose(
@@ -128,7 +128,7 @@ def synthetic_split(folder, n, size=32):
             handle.write(rng.integers(0, 256, (min(1000, n - lo), 3, size, size), dtype=np.uint8).tobytes())
     manifest = {"pixels": "x.npy", "shape": [n, 3, size, size], "header_bytes": len(header),
                 "labels": [i % 10 for i in range(n)], "files": [f"{i}.jpg" for i in range(n)]}  # fmt: skip
-    return images.ShardedSplit(folder, [manifest], [str(c) for c in range(10)])
+    return shards.ShardedSplit(folder, [manifest], [str(c) for c in range(10)])
 
 
 PEAK = """
@@ -222,15 +222,15 @@ def test_a_subset_of_an_image_folder_is_a_stratified_seeded_sample():
     """Issue 17 (subsets): an ImageFolder lists class by class, so the first N images were one
     class; the sample has every class in proportion, the same indices for every cell."""
     labels = torch.tensor([0] * 100 + [1] * 100 + [2] * 50 + [3] * 5)  # in class order, as listed
-    sample = images.stratified_sample(labels, 51, seed=0)
+    sample = shards.stratified_sample(labels, 51, seed=0)
     counts = torch.bincount(labels[sample], minlength=4).tolist()
     assert sum(counts) == 51 and counts == [20, 20, 10, 1]  # each class its share
-    assert torch.equal(sample, images.stratified_sample(labels, 51, seed=0))  # the same for every cell
-    assert not torch.equal(sample, images.stratified_sample(labels, 51, seed=1))
+    assert torch.equal(sample, shards.stratified_sample(labels, 51, seed=0))  # the same for every cell
+    assert not torch.equal(sample, shards.stratified_sample(labels, 51, seed=1))
     assert torch.equal(sample, torch.sort(sample).values) and len(set(sample.tolist())) == 51
-    tiny = torch.bincount(labels[images.stratified_sample(labels, 4, seed=0)], minlength=4).tolist()
+    tiny = torch.bincount(labels[shards.stratified_sample(labels, 4, seed=0)], minlength=4).tolist()
     assert tiny == [1, 1, 1, 1]  # every class while n allows, even the small one
-    assert images.stratified_sample(labels, None) is None and images.stratified_sample(labels, 255) is None
+    assert shards.stratified_sample(labels, None) is None and shards.stratified_sample(labels, 255) is None
     assert torch.bincount(labels[:51], minlength=4).tolist() == [51, 0, 0, 0]  # what the first N was
 
 
@@ -239,9 +239,11 @@ def test_a_cell_on_an_image_subset_sees_every_class_and_reads_only_its_sample(pr
     _, test, classes = load_splits("resnet18", config, prepared)
     assert len(test) == 6 and torch.bincount(test.labels, minlength=classes).tolist() == [2, 2, 2]
     read = []
-    original = images.ShardedSplit.read
+    original = shards.ShardedSplit.read
     monkeypatch.setattr(
-        images.ShardedSplit, "read", lambda self, ix: read.extend(ix.tolist()) or original(self, ix)
+        shards.ShardedSplit,
+        "read",
+        lambda self, ix, out=None: read.extend(ix.tolist()) or original(self, ix, out),
     )
     _, labels = next(test.batches(None, 100))
     assert sorted(read) == test.index.tolist() and labels.tolist() == [0, 0, 1, 1, 2, 2]
@@ -259,13 +261,13 @@ def test_a_stratified_sample_has_exactly_n_images_whatever_the_class_sizes():
     over random class sizes and every n below the split's size, exactly n images, no class
     over its size, every class present when n allows."""
     labels = torch.tensor([0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
-    assert len(images.stratified_sample(labels, 5)) == 5
+    assert len(shards.stratified_sample(labels, 5)) == 5
     rng = np.random.default_rng(28)
     for case in range(300):
         sizes = rng.integers(1, 20, rng.integers(1, 10))
         labels = torch.tensor(np.repeat(np.arange(len(sizes)), sizes))
         for n in {1, len(sizes), int(rng.integers(1, sizes.sum() + 1)), int(sizes.sum()) - 1} - {0}:
-            picked = images.stratified_sample(labels, n, seed=case)
+            picked = shards.stratified_sample(labels, n, seed=case)
             if n >= sizes.sum():
                 continue
             counts = torch.bincount(labels[picked], minlength=len(sizes))

@@ -27,7 +27,7 @@ def spec(mean, std, seed=1998, checkpoint=None):
 
 def test_normalize_equals_torchvision_per_sample_transform():
     split = data.load_mnist(SMALL_MNIST, train=True, limit=8)
-    batch = batches.TensorData.from_uint8(split.images, split.labels).images
+    batch = batches.TensorData.from_uint8(split.images, split.labels).floats()
     ours = normalize(batch, [0.1307], [0.3081])
     pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
     theirs = torch.stack([pipeline(img.numpy()) for img in split.images])

@@ -38,10 +38,12 @@ def log_peak_memory() -> None:
 
 def model_config(smk) -> dict:
     """The model block a training job runs with: its rule's params (what the cell is) plus how
-    the job runs (its threads and the torch_device and checkpoint_seconds resources, kept out of the params so that
-    changing them retrains nothing)."""
-    from normsweep.config import with_execution
+    the job runs (its threads and the torch_device, checkpoint_seconds and switch resources,
+    kept out of the params so that changing them retrains nothing)."""
+    from normsweep.config import SWITCHES, with_execution
 
+    resources = smk.resources
+    switches = {k: getattr(resources, f"torch_{k}") for k in SWITCHES if hasattr(resources, f"torch_{k}")}
     return with_execution(
-        smk.params.cell, smk.threads, smk.resources.torch_device, smk.resources.checkpoint_seconds
+        smk.params.cell, smk.threads, resources.torch_device, resources.checkpoint_seconds, switches
     )

@@ -338,16 +338,31 @@ def checkpoint_seconds(training: Mapping[str, Any]) -> int:
 
 
 def with_execution(
-    cell: Mapping[str, Any], threads: int, device: str, checkpoint_seconds: int = 0
+    cell: Mapping[str, Any],
+    threads: int,
+    device: str,
+    checkpoint_seconds: int = 0,
+    switches: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A model block for the training code from a rule's params and how its job runs
-    (``checkpoint_seconds``: 0 saves at epoch ends only)."""
+    (``checkpoint_seconds``: 0 saves at epoch ends only; ``switches``: channels_last,
+    cudnn_benchmark and compile as the job's resources carry them)."""
     execution = {
         "threads": int(threads),
         "device": str(device),
         "checkpoint_minutes": checkpoint_seconds / 60.0 if checkpoint_seconds else None,
+        **{k: v for k, v in (switches or {}).items() if k in SWITCHES},
     }
     return {**cell, "training": {**cell.get("training", {}), **execution}}
+
+
+#: The execution switches a training job gets as resources ``torch_<switch>`` (auto | true | false, as strings).
+SWITCHES = ("channels_last", "cudnn_benchmark", "compile")
+
+
+def switch_resources(training: Mapping[str, Any]) -> dict[str, str]:
+    """A model's execution switches as a job's resources (strings: a resource is a number or a string)."""
+    return {k: str(training.get(k, "auto" if k != "compile" else False)).lower() for k in SWITCHES}
 
 
 def cluster_resources(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,15 @@
-"""Which device a run uses, what it is called in a result, and torch's determinism switch.
+"""Which device a run uses, what it is called in a result, and how it computes there: torch's
+determinism switch, the precision, and the execution switches (channels_last, cuDNN's
+benchmark, torch.compile), which change how fast a cell runs, not what it computes.
 A primitive: it imports nothing of the package."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -49,6 +54,87 @@ def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def switch(value: object, auto: bool, key: str) -> bool:
+    """A setting that is ``auto``, ``true`` or ``false`` (the strings a job's resources carry
+    too) as a bool; ``auto`` takes ``auto``."""
+    if value is None or value == "auto":
+        return auto
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"training.{key}: {value!r} is none of auto, true, false")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run computes on its device, resolved from the training settings (``auto``: what
+    suits the device). None of it changes what a cell is, only how fast it runs (and the float
+    rounding, as another device does), so none of it retrains a finished cell.
+
+    - ``channels_last``: convolutional networks and their input batches in NHWC, the layout
+      tensor cores read; ``auto``: on CUDA with tf32 or bf16 (fp32 runs no tensor cores, and
+      keeps the notebook's layout). Dropout on feature maps draws its mask in memory order,
+      so a network with it (LeNet) draws other, equally random masks in NHWC, as another
+      device does.
+    - ``cudnn_benchmark``: cuDNN times its convolution algorithms on the first batch of each
+      shape and keeps the fastest (every batch but an epoch's last has one shape); ``auto``:
+      on CUDA unless ``deterministic`` (the timing picks algorithms run to run).
+    - ``compile``: the step's forward pass through ``torch.compile`` (fewer kernel launches
+      for a small network; a compile of a minute or so at the start); off unless asked. Its
+      random draws come from torch's generator as uncompiled (inductor's ``fallback_random``),
+      so a compiled cell draws the same dropout masks as its uncompiled run."""
+
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    compile: bool = False
+
+    @classmethod
+    def resolve(cls, device: torch.device, deterministic: bool, channels_last: object = "auto",
+                cudnn_benchmark: object = "auto", compile: object = False, precision: str = "fp32") -> Execution:  # fmt: skip
+        cuda = device.type == "cuda"
+        benchmark = switch(cudnn_benchmark, cuda and not deterministic, "cudnn_benchmark")
+        if benchmark and deterministic:
+            raise ValueError(
+                "training.cudnn_benchmark: true with training.deterministic: true: cuDNN's benchmark "
+                "picks algorithms by timing them, so runs differ; set cudnn_benchmark to auto or false"
+            )
+        tensor_cores = cuda and precision in ("tf32", "bf16")
+        return cls(switch(channels_last, tensor_cores, "channels_last"), benchmark, switch(compile, False, "compile"))
+
+    def apply(self) -> None:
+        """The process-wide switch: cuDNN's benchmark."""
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+
+    def record(self) -> dict[str, bool]:
+        return {
+            "channels_last": self.channels_last,
+            "cudnn_benchmark": self.cudnn_benchmark,
+            "compile": self.compile,
+        }
+
+    def layout(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` in the run's memory format (its convolutions' weights NHWC with channels_last)."""
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def compiled(self, forward: Callable[..., Any]) -> Callable[..., Any]:
+        """``forward`` compiled when the run compiles (the module or function itself stays as
+        it is: its state_dict keeps its keys); else ``forward``."""
+        if not self.compile:
+            return forward
+        import torch._inductor.config as inductor
+
+        inductor.fallback_random = True  # dropout draws from torch's generator: the uncompiled run's masks
+        return torch.compile(forward, dynamic=False)
+
+
+#: The plain execution: NCHW, no benchmark, no compile (the CPU's, and a kind's default).
+PLAIN = Execution()
 
 
 def free_memory(device: torch.device) -> int | None:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .batches import Split
 from .checkpoint import Every, Position, restore_rng, rng_state, save_atomic, usable_checkpoint
-from .devices import autocast, device_name, pick_device, set_determinism, set_precision
+from .devices import PLAIN, Execution, autocast, device_name, pick_device, set_determinism, set_precision
 from .errors import PackError
 from .models import build_model, model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
@@ -52,12 +52,14 @@ OnStep = Callable[[int, list[int], torch.Tensor], None]
 
 class Members:
     """K members of one kind, as the engine drives them. ``active`` lists the members still
-    training (indices into ``specs``); every method works on those, in that order."""
+    training (indices into ``specs``); every method works on those, in that order.
+    ``execution``: how they compute (a kind that cannot use channels_last turns it off)."""
 
     def __init__(self, specs: Sequence[CellSpec], base: torch.nn.Module, config: TrainConfig,
-                 device: torch.device, channels: int) -> None:  # fmt: skip
+                 device: torch.device, channels: int, execution: Execution = PLAIN) -> None:  # fmt: skip
         self.specs = list(specs)
         self.device = device
+        self.execution = execution
         self.active = list(range(len(specs)))
         self.autocast = functools.partial(autocast, device, config.precision)  # every forward pass in it
 
@@ -118,16 +120,19 @@ def initial_model(spec: CellSpec, device: torch.device) -> torch.nn.Module:
     return scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
 
 
-def start(specs: Sequence[CellSpec], config: TrainConfig) -> tuple[torch.device, torch.nn.Module]:
-    """The device and the members' common starting network (threads, device, seed and
-    determinism first), after checking they share a start."""
+def start(specs: Sequence[CellSpec], config: TrainConfig) -> tuple[torch.device, Execution, torch.nn.Module]:
+    """The device, how the run computes there and the members' common starting network
+    (threads, device, seed and determinism first), after checking they share a start."""
     same_start(specs)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
     set_precision(config.precision)
+    execution = Execution.resolve(device, config.deterministic, config.channels_last, config.cudnn_benchmark,
+                                  config.compile, config.precision)  # fmt: skip
     set_determinism(specs[0].seed, config.deterministic)
-    return device, initial_model(specs[0], device)
+    execution.apply()
+    return device, execution, initial_model(specs[0], device)
 
 
 @dataclass
@@ -175,8 +180,8 @@ def run(
     one result each, in the order of ``specs``. ``checkpoint``: where the run saves and
     resumes (None: it does not)."""
     started = time.perf_counter()
-    device, base = start(specs, config)
-    members = kind(specs, base, config, device, train.channels)
+    device, execution, base = start(specs, config)
+    members = kind(specs, base, config, device, train.channels, execution)
     names = [s.member for s in specs]
     made_by = [fingerprint(spec, config) for spec in specs]
     shuffle = torch.Generator().manual_seed(specs[0].seed)
@@ -191,8 +196,9 @@ def run(
 
     plateau = model_spec(specs[0].architecture).plateau
     every = Every(config.checkpoint_minutes if checkpoint is not None else None)
-    train_d = train.to(device) if config.epochs > 0 else train
-    test_d = test.to(device)
+    layout = members.execution.channels_last
+    train_d = train.to(device, layout) if config.epochs > 0 else train
+    test_d = test.to(device, layout)
     for epoch in range(progress.epoch + 1, config.epochs + 1):
         if not members.active:
             break
@@ -242,7 +248,7 @@ def run(
     results = []
     for i, spec in enumerate(specs):
         result = cell_result(spec, progress.status[i], progress.histories[i], config, len(train), len(test), wall,
-                             device, pack_id, len(specs))  # fmt: skip
+                             device, pack_id, len(specs), members.execution)  # fmt: skip
         result.predictions = torch.cat(predicted[i]).cpu().numpy() if predicted[i] else None
         results.append(result)
     return results
@@ -329,6 +335,7 @@ def cell_result(
     device: torch.device,
     pack: str = "",
     pack_size: int = 1,
+    execution: Execution = PLAIN,
 ) -> CellResult:
     """A cell's result from its run: a diverged cell has no final accuracy (NaN)."""
     accuracies = [r.test_accuracy for r in history]
@@ -364,4 +371,5 @@ def cell_result(
         num_classes=spec.num_classes,
         data=spec.data_key,
         precision=config.precision,
+        execution=execution.record(),
     )

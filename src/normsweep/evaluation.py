@@ -9,11 +9,12 @@ forward pass, which is what fills a GPU when the test batch is small.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from .batches import Split
+from .devices import PLAIN, Execution
 from .engine import Members, Tally
 from .norm import normalize
 from .spec import CellSpec, TrainConfig
@@ -21,7 +22,10 @@ from .spec import CellSpec, TrainConfig
 
 @torch.inference_mode()
 def member_logits(
-    net: torch.nn.Module, images: torch.Tensor, specs: Sequence[CellSpec], eval_images: int = 256
+    net: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    specs: Sequence[CellSpec],
+    eval_images: int = 256,
 ) -> list[torch.Tensor]:
     """The network's outputs for one batch normalized as each member asks, the members'
     copies concatenated up to ``eval_images`` images per forward pass."""
@@ -40,9 +44,10 @@ class Evaluation(Members):
     eval_images = 256
 
     def __init__(self, specs: Sequence[CellSpec], base: torch.nn.Module, config: TrainConfig,
-                 device: torch.device, channels: int) -> None:  # fmt: skip
-        super().__init__(specs, base, config, device, channels)
-        self.net = base
+                 device: torch.device, channels: int, execution: Execution = PLAIN) -> None:  # fmt: skip
+        super().__init__(specs, base, config, device, channels, execution)
+        self.net = execution.layout(base)
+        self.forward = execution.compiled(self.net)
 
     @torch.inference_mode()
     def evaluate(
@@ -53,7 +58,7 @@ class Evaluation(Members):
         tally = Tally(len(specs), self.device)
         for images, labels in data.batches(None, batch_size):
             with self.autocast():
-                outputs = member_logits(self.net, images, specs, self.eval_images)
+                outputs = member_logits(self.forward, images, specs, self.eval_images)
             for row, output in enumerate(outputs):
                 i = self.active[row]
                 tally.add(row, output, labels, predicted[i] if predicted is not None else None)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .batches import Split
 from .checkpoint import device_rng, set_device_rng
+from .devices import PLAIN, Execution
 from .engine import Members, Tally
 from .models import model_spec
 from .norm import normalize
@@ -29,11 +30,13 @@ class Separate(Members):
     """K networks, each batch read once for all of them."""
 
     def __init__(self, specs: Sequence[CellSpec], base: torch.nn.Module, config: TrainConfig,
-                 device: torch.device, channels: int) -> None:  # fmt: skip
-        super().__init__(specs, base, config, device, channels)
+                 device: torch.device, channels: int, execution: Execution = PLAIN) -> None:  # fmt: skip
+        super().__init__(specs, base, config, device, channels, execution)
         info = model_spec(specs[0].architecture)
         rng = device_rng(device)  # after building the network: where each one-cell run is now
+        base = execution.layout(base)
         self.nets = [base] + [copy.deepcopy(base) for _ in specs[1:]]
+        self.forward = [execution.compiled(net) for net in self.nets]  # the nets' own state_dict keys stay
         self.optimizers = [info.make_optimizer(net.parameters(), config.lr) for net in self.nets]
         self.rngs = [{k: (v.clone() if v is not None else None) for k, v in rng.items()} for _ in specs]
 
@@ -51,7 +54,7 @@ class Separate(Members):
             optimizer.zero_grad()
             spec = self.specs[i]
             with self.autocast():
-                loss = F.nll_loss(self.nets[i](normalize(images, spec.mean, spec.std)), labels)
+                loss = F.nll_loss(self.forward[i](normalize(images, spec.mean, spec.std)), labels)
             loss.backward()
             optimizer.step()
             self.rngs[i] = device_rng(self.device)
@@ -69,7 +72,7 @@ class Separate(Members):
             for row, i in enumerate(self.active):
                 spec = self.specs[i]
                 with self.autocast():
-                    output = self.nets[i](normalize(images, spec.mean, spec.std))
+                    output = self.forward[i](normalize(images, spec.mean, spec.std))
                 tally.add(row, output, labels, predicted[i] if predicted is not None else None)
         return tally.result(len(data))
 

@@ -17,12 +17,12 @@ from .errors import PackError
 
 #: Training keys that say how a job runs, not what it computes: changing them neither retrains
 #: a finished cell nor discards a checkpoint.
-EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes")
+EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes", "channels_last", "cudnn_benchmark", "compile")
 #: The modules whose code computes a cell: the runner and everything it imports
 #: (tests/test_code.py keeps this list equal to the import graph). A checkpoint's fingerprint
 #: hashes these only, so editing the plots or the status never discards a running checkpoint.
 TRAINING_CODE = (
-    "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "data", "models",
+    "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "shards", "data", "models",
     "catalog", "published", "fold", "nets", "norm", "spec", "checkpoint", "schedule", "devices", "cells", "results",
     "tensorfile", "errors",
 )  # fmt: skip
@@ -41,6 +41,10 @@ class TrainConfig:
     deterministic: bool = False
     checkpoint_minutes: float | None = None  # also save inside an epoch this often (None: at its end only)
     precision: str = "fp32"  # fp32 | tf32 | bf16 (normsweep.devices.precision)
+    # how it computes on the device (normsweep.devices.Execution): auto | true | false
+    channels_last: str | bool = "auto"
+    cudnn_benchmark: str | bool = "auto"
+    compile: bool = False
 
 
 @dataclass

@@ -20,6 +20,7 @@ Networks with BatchNorm cannot be stacked (their statistics would be shared acro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from torch.func import functional_call, vmap
 
 from .batches import Split
 from .catalog import model_info
-from .devices import device_name, free_memory
+from .devices import PLAIN, Execution, device_name, free_memory
 from .engine import Members, Tally
 from .errors import PackError
 from .norm import per_channel
@@ -90,8 +91,11 @@ class Stacked(Members):
     eval_chunk = 8  # members per evaluation pass: a large test batch times many members stays in memory
 
     def __init__(self, specs: Sequence[CellSpec], base: torch.nn.Module, config: TrainConfig,
-                 device: torch.device, channels: int) -> None:  # fmt: skip
-        super().__init__(specs, base, config, device, channels)
+                 device: torch.device, channels: int, execution: Execution = PLAIN) -> None:  # fmt: skip
+        # the stacked parameters have a leading member axis: no NHWC layout for them
+        super().__init__(
+            specs, base, config, device, channels, dataclasses.replace(execution, channels_last=False)
+        )
         check_stackable(specs[0].architecture, specs[0].arch_kwargs)
         k = len(specs)
         check_fits(k, sum(p.numel() for p in base.parameters()), config.batch_size, device)
@@ -105,7 +109,8 @@ class Stacked(Members):
         self.acc_delta = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self.mean = torch.stack([per_channel(s.mean, 0.0, channels) for s in specs]).to(device)
         self.std = torch.stack([per_channel(s.std, 1.0, channels) for s in specs]).to(device)
-        self.log_probs, self.batched_loss = _stacked(base)
+        self.log_probs, batched_loss = _stacked(base)
+        self.batched_loss = self.execution.compiled(batched_loss)
         self._rates: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
     def _rows_and_rates(self, lr: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -272,6 +272,19 @@ TRAIN_DEVICE = per_model({m: config["models"][m]["training"]["device"] for m in 
 TRAIN_CHECKPOINT_SECONDS = per_model(
     {m: ns_config.checkpoint_seconds(config["models"][m]["training"]) for m in MODELS}
 )
+# How a training job runs, as its resources (every training rule has them; none retrains a
+# cell): torch_device, checkpoint_seconds, and the switches torch_channels_last,
+# torch_cudnn_benchmark and torch_compile (auto | true | false).
+TRAIN_EXECUTION = {
+    "torch_device": TRAIN_DEVICE,
+    "checkpoint_seconds": TRAIN_CHECKPOINT_SECONDS,
+    **{
+        f"torch_{key}": per_model(
+            {m: ns_config.switch_resources(config["models"][m]["training"])[key] for m in MODELS}
+        )
+        for key in ns_config.SWITCHES
+    },
+}
 
 
 # Packs (cluster.pack > 1): the cells still to do, K at a time per model and seed, each pack

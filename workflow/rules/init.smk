@@ -22,9 +22,8 @@ rule train_init_cell:
     threads: TRAIN_THREADS
     resources:
         **CLUSTER,
+        **TRAIN_EXECUTION,
         runtime=RUNTIME,
-        torch_device=TRAIN_DEVICE,
-        checkpoint_seconds=TRAIN_CHECKPOINT_SECONDS,
     params:
         cell=TRAINING_PARAMS,
         init_study=init_study,

@@ -15,9 +15,8 @@ rule train_pack:
     threads: TRAIN_THREADS
     resources:
         **CLUSTER,
+        **TRAIN_EXECUTION,
         runtime=PACK_RUNTIME,
-        torch_device=TRAIN_DEVICE,
-        checkpoint_seconds=TRAIN_CHECKPOINT_SECONDS,
     params:
         cell=TRAINING_PARAMS,
         members=pack_members,

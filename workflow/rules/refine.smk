@@ -63,9 +63,8 @@ rule train_round_pack:
     threads: TRAIN_THREADS
     resources:
         **CLUSTER,
+        **TRAIN_EXECUTION,
         runtime=ROUND_PACK_RUNTIME,
-        torch_device=TRAIN_DEVICE,
-        checkpoint_seconds=TRAIN_CHECKPOINT_SECONDS,
     params:
         cell=TRAINING_PARAMS,
         study=STUDY,

@@ -15,9 +15,8 @@ rule train_cell:
         **CLUSTER,
         # sized from the config's `cluster` block (see config/README.md); used by profiles/slurm:
         # mem_mb, gpu, gpu_model, cpus_per_gpu, slurm_partition, slurm_account
+        **TRAIN_EXECUTION,
         runtime=RUNTIME,
-        torch_device=TRAIN_DEVICE,
-        checkpoint_seconds=TRAIN_CHECKPOINT_SECONDS,
     params:
         cell=TRAINING_PARAMS,
     script:
