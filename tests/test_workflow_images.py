@@ -20,6 +20,7 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     cfg = test_config("resnet.yaml")
     shutil.copytree(cfg["models"]["resnet18"]["data"], tmp_path / "photos")
     cfg["models"]["resnet18"]["data"] = str(tmp_path / "photos")
+    cfg["models"]["resnet18"]["training"]["channels_last"] = True  # a job resource, recorded per cell
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
@@ -38,6 +39,7 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
         ).read_text()
     )
     assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01
+    assert imagenet["execution"] == {"channels_last": True, "cudnn_benchmark": False, "compile": False}
     assert sorted(p.name for p in (folder / "shards").glob("*.npy")) == [
         "train-00000.npy", "train-00001.npy", "val-00000.npy"
     ]  # fmt: skip

@@ -105,7 +105,9 @@ class Execution:
                 "picks algorithms by timing them, so runs differ; set cudnn_benchmark to auto or false"
             )
         tensor_cores = cuda and precision in ("tf32", "bf16")
-        return cls(switch(channels_last, tensor_cores, "channels_last"), benchmark, switch(compile, False, "compile"))
+        return cls(
+            switch(channels_last, tensor_cores, "channels_last"), benchmark, switch(compile, False, "compile")
+        )
 
     def apply(self) -> None:
         """The process-wide switch: cuDNN's benchmark."""
