@@ -7,8 +7,9 @@ import torch
 
 from conftest import SMALL_MNIST, train_one
 from normsweep import batches, data
-from normsweep.config import SWITCHES, cell_params, switch_resources, validate_config, with_execution
+from normsweep.config import validate_config
 from normsweep.devices import Execution
+from normsweep.jobs import SWITCHES, cell_params, switch_resources, with_execution
 from normsweep.runner import train_cells, train_config
 from normsweep.spec import CellSpec, TrainConfig, fingerprint
 

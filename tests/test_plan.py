@@ -11,7 +11,8 @@ import yaml
 from test_results import make_result
 
 from conftest import BIN, ROOT, SMALL_MNIST, job_counts
-from normsweep.config import cluster_resources, runtime_minutes, validate_config
+from normsweep.config import validate_config
+from normsweep.jobs import cluster_resources, runtime_minutes
 from normsweep.plan import format_plan, plan
 from normsweep.results import EpochRecord, write_result
 
@@ -197,7 +198,7 @@ def test_the_full_refinement_fits_a_clusters_time_limit(tmp_path):
 
 def test_a_round_trained_as_one_pack_gets_the_limit_of_its_batch_not_of_cluster_pack():
     """A refinement round packs its optuna.batch trial cells, whatever cluster.pack is."""
-    from normsweep.config import pack_runtime_minutes, round_pack_runtime_minutes
+    from normsweep.jobs import pack_runtime_minutes, round_pack_runtime_minutes
 
     cfg = config(pack=64, seconds_per_epoch=15)
     cfg["models"]["lenet"]["optuna"] = {"n_trials": 16, "batch": 4}

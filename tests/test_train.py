@@ -179,7 +179,8 @@ def test_checkpoint_minutes_zero_is_every_batch_in_code_and_refused_in_a_config(
     use it); a config cannot say 0 (the schema names the key), and a job gets whole seconds
     (its resource), at least 1."""
     from normsweep.checkpoint import Every
-    from normsweep.config import ConfigError, checkpoint_seconds, validate_config
+    from normsweep.config import ConfigError, validate_config
+    from normsweep.jobs import checkpoint_seconds
 
     every = Every(0)
     assert all(every.due() for _ in range(5)) and not Every(None).due()
@@ -219,7 +220,8 @@ def test_precision_is_a_setting_recorded_in_every_result(tiny):
 def test_the_default_precision_stays_out_of_a_cells_params():
     """Finished studies keep their params when precision arrives (no rerun); another precision
     is another computation, so it reruns the cells."""
-    from normsweep.config import cell_params, validate_config
+    from normsweep.config import validate_config
+    from normsweep.jobs import cell_params
 
     block = validate_config({"models": {"lenet": {"data": str(SMALL_MNIST), "references": {"none": "none"}}}})
     block = block["models"]["lenet"]

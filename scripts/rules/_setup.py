@@ -40,7 +40,7 @@ def model_config(smk) -> dict:
     """The model block a training job runs with: its rule's params (what the cell is) plus how
     the job runs (its threads and the torch_device, checkpoint_seconds and switch resources,
     kept out of the params so that changing them retrains nothing)."""
-    from normsweep.config import SWITCHES, with_execution
+    from normsweep.jobs import SWITCHES, with_execution
 
     resources = smk.resources
     switches = {k: getattr(resources, f"torch_{k}") for k in SWITCHES if hasattr(resources, f"torch_{k}")}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -184,6 +184,23 @@ class Streamed:
 
         reads = (lambda lo=lo: read(lo) for lo in cuts)
         yield from ahead(prefetched(reads, self.prefetch), self.device, self.channels_last)
+
+
+def relabeled(split: Split, mapping: Sequence[int]) -> Split:
+    """``split`` with each label ``i`` read as ``mapping[i]`` (a folder's classes as the
+    weights' outputs: normsweep.classes)."""
+    moved = copy.copy(split)
+    moved.labels = torch.as_tensor(list(mapping), dtype=torch.int64, device=split.labels.device)[split.labels]
+    return moved
+
+
+def recorded_classes(folder: str | Path | None) -> list[str] | None:
+    """The class names the data check recorded for an ImageFolder (None: MNIST, or no record)."""
+    record_path = Path(folder) / "files.json" if folder is not None else None
+    if record_path is None or not record_path.exists():
+        return None
+    classes = json.loads(record_path.read_text()).get("val", {}).get("classes")
+    return list(classes) if classes else None
 
 
 def open_splits(

@@ -45,6 +45,7 @@ class ModelInfo:
     channels: int  # image channels: how many values a per-channel mean or std has
     pack: str  # how a pack of its cells trains: "stacked" (normsweep.stacked) or "separate" (normsweep.separate)
     first_conv: str = "conv1"  # the first nn.Conv2d in module order (the fold check, the init study)
+    outputs: int = 10  # the network's own classes (its last layer's outputs; what its weights carry)
 
 
 def arch_of(name: str, block: Mapping[str, Any] | None) -> str:
@@ -142,7 +143,7 @@ def model_info(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> Model
     if arch == LENET:
         return ModelInfo(dataset="mnist", channels=1, pack="stacked")
     kwargs = json.dumps(dict(arch_kwargs or {}), sort_keys=True)
-    kept = _cached(["info", arch, kwargs], lambda: vars(_derived_info(arch, kwargs)), source(arch))
+    kept = _cached(["info 2", arch, kwargs], lambda: vars(_derived_info(arch, kwargs)), source(arch))
     return ModelInfo(**kept)
 
 
@@ -225,9 +226,22 @@ def _derived_info(arch: str, kwargs_json: str) -> ModelInfo:
     # A pack of any network but LeNet trains K separate networks, each batch read once: right
     # for BatchNorm (batch statistics per network) and for any module; the stacked (vmap) pack
     # and its memory model are LeNet's.
-    return ModelInfo(
-        dataset=DATASETS[conv.in_channels], channels=conv.in_channels, pack="separate", first_conv=name
-    )
+    _, head = last_layer(net)
+    outputs = head.out_features if isinstance(head, torch.nn.Linear) else head.out_channels
+    return ModelInfo(dataset=DATASETS[conv.in_channels], channels=conv.in_channels, pack="separate",
+                     first_conv=name, outputs=int(outputs))  # fmt: skip
+
+
+def last_layer(net: Any) -> tuple[str, Any]:
+    """A network's classifier: its last ``nn.Linear`` or, failing that, its last ``nn.Conv2d``
+    (SqueezeNet's), with its name."""
+    import torch.nn as nn
+
+    layers = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    layers = layers or [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    if not layers:
+        raise ArchError(f"{type(net).__name__} has no nn.Linear or nn.Conv2d as its classifier")
+    return layers[-1]
 
 
 def build_network(arch: str, arch_kwargs: Mapping[str, Any] | None = None) -> Any:

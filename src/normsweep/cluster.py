@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import pack_runtime_minutes, runtime_minutes
+from .jobs import pack_runtime_minutes, runtime_minutes
 
 
 @dataclass

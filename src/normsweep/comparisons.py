@@ -91,6 +91,8 @@ def summarize(
         modes = {"pack": int((rows["pack_size"] > 1).sum()), "alone": int((rows["pack_size"] <= 1).sum())}
         entry["training_modes"] = modes
         entry["mixed_modes"] = bool(modes["pack"] and modes["alone"])
+        heads = rows["head"].value_counts().to_dict() if "head" in rows else {}
+        entry["heads"] = {str(k): int(v) for k, v in heads.items() if k}
         if trained and "epochs_to_threshold" in rows.columns:  # an evaluation-only model learns nothing
             levels = {**DEFAULT_CONVERGENCE, **(convergence or {}).get(str(model), {})}
             entry["speed"] = speed_summary(str(model), rows, entry["baseline"], levels)

@@ -114,9 +114,9 @@ class Tally:
 def initial_model(spec: CellSpec, device: torch.device) -> torch.nn.Module:
     """The cell's network at its start, built from torch's generator as ``set_determinism``
     left it: every member of a run starts from these same weights."""
-    model = build_model(
-        spec.architecture, spec.num_classes, spec.weights, spec.weights_sha256, spec.arch_kwargs
-    )
+    keep = spec.class_map if spec.predict_over == "folder" else None
+    model = build_model(spec.architecture, spec.outputs or spec.num_classes, spec.weights, spec.weights_sha256,
+                        spec.arch_kwargs, keep)  # fmt: skip
     return scale_first_layer(model, spec.init_weight, spec.init_bias).to(device)
 
 
@@ -370,6 +370,8 @@ def cell_result(
         pack_size=pack_size,
         num_classes=spec.num_classes,
         data=spec.data_key,
+        head=spec.head,
+        predict_over=spec.predict_over if spec.head == "mapped" else "",
         precision=config.precision,
         execution=execution.record(),
     )

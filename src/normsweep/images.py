@@ -97,9 +97,15 @@ def list_folder(
     for split in splits:
         out[split] = list_split(root, split, shard_size)
     if len(splits) == 2 and out["train"]["classes"] != out["val"]["classes"]:
-        raise DataError(
-            f"{root}: train/ has classes {out['train']['classes']} but val/ has {out['val']['classes']}"
-        )
+        train, val = out["train"]["classes"], out["val"]["classes"]
+        if not set(val) <= set(train):
+            raise DataError(
+                f"{root}: val/ has classes that train/ has not: {sorted(set(val) - set(train))}; "
+                "a network cannot be tested on classes it never trained on"
+            )
+        index = {c: i for i, c in enumerate(train)}  # val/ without some classes: labels as train/'s
+        out["val"]["labels"] = [index[val[label]] for label in out["val"]["labels"]]
+        out["val"]["classes"] = list(train)
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from .catalog import (
     check_weights,
     import_timm,
     is_weights_name,
+    last_layer,
     source,
 )
 from .fold import first_conv
@@ -38,6 +39,7 @@ class Classifier(nn.Module):
         weights: str | None = None,
         weights_sha256: str | None = None,
         arch_kwargs: Mapping[str, Any] | None = None,
+        keep: Sequence[int] | None = None,
     ):
         super().__init__()
         kwargs = dict(arch_kwargs or {})
@@ -55,9 +57,14 @@ class Classifier(nn.Module):
                 file = check_weights(arch, weights, weights_sha256)
                 self.net.load_state_dict(torch.load(file, map_location="cpu", weights_only=True))
         replace_head(self.net, num_classes)
+        # keep: only these outputs, in this order (a prediction over the folder's classes)
+        self.keep = torch.as_tensor(list(keep), dtype=torch.int64) if keep is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(main_logits(self.net(x)), dim=1)
+        logits = main_logits(self.net(x))
+        if self.keep is not None:
+            logits = logits[:, self.keep.to(logits.device)]
+        return F.log_softmax(logits, dim=1)
 
 
 def main_logits(output: Any) -> torch.Tensor:
@@ -69,13 +76,9 @@ def main_logits(output: Any) -> torch.Tensor:
 
 
 def replace_head(net: nn.Module, num_classes: int) -> None:
-    """Give ``net`` ``num_classes`` outputs: its last ``nn.Linear`` (or, failing that, its last
-    ``nn.Conv2d``, e.g. SqueezeNet's) made anew when its output count differs."""
-    layers = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
-    layers = layers or [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
-    if not layers:
-        raise ValueError(f"{type(net).__name__} has no nn.Linear or nn.Conv2d to give {num_classes} outputs")
-    name, layer = layers[-1]
+    """Give ``net`` ``num_classes`` outputs: its classifier (:func:`normsweep.catalog.last_layer`)
+    made anew when its output count differs."""
+    name, layer = last_layer(net)
     if isinstance(layer, nn.Linear):
         if layer.out_features == num_classes:
             return
@@ -133,12 +136,14 @@ def build_model(
     weights: str | None = None,
     weights_sha256: str | None = None,
     arch_kwargs: Mapping[str, Any] | None = None,
+    keep: Sequence[int] | None = None,
 ) -> nn.Module:
-    """The network a cell starts from, from torch's generator as it stands."""
+    """The network a cell starts from, from torch's generator as it stands (``keep``: only
+    these of its outputs, e.g. a folder's classes among the weights' 1000)."""
     if arch == LENET:
         if num_classes != 10:
             raise ValueError(f"LeNet has 10 outputs (MNIST); this data set has {num_classes} classes")
         if weights:
             raise ValueError("LeNet has no pretrained weights: set weights to null")
         return LeNet(**dict(arch_kwargs or {}))
-    return Classifier(arch, num_classes, weights, weights_sha256, arch_kwargs)
+    return Classifier(arch, num_classes, weights, weights_sha256, arch_kwargs, keep)

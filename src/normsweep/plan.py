@@ -44,7 +44,7 @@ class ModelPlan:
 def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None = None) -> list[ModelPlan]:
     """One line per model: cells, jobs and GPU-hours one job per cell, and with ``pack`` cells
     per job (default: the config's ``cluster.pack``; packs hold cells of one seed)."""
-    from .config import pack_seconds_per_epoch
+    from .jobs import pack_seconds_per_epoch
 
     workdir = Path(workdir)
     study = config["study"]

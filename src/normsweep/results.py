@@ -71,6 +71,10 @@ class CellResult:
     num_classes: int = 0  # classes of the data set (chance is 1 / num_classes); 0: not recorded
     data: str = ""  # what it trained and tested on: the data key, the subsets and how they were sampled
     precision: str = "fp32"  # fp32 | tf32 | bf16: the arithmetic it trained and evaluated in
+    # how its classifier met the folder's classes (normsweep.classes): new, mapped, kept, replaced;
+    # "" for results made before it was recorded. predict_over: a mapped head's argmax (all | folder)
+    head: str = ""
+    predict_over: str = ""
     # how it computed on its device (normsweep.devices.Execution): channels_last, cudnn_benchmark,
     # compile; {} for results made before these were settings
     execution: dict[str, bool] = field(default_factory=dict)

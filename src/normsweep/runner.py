@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from . import data
-from .batches import Split, open_splits
+from .batches import Split, open_splits, recorded_classes, relabeled
 from .catalog import arch_of, kwargs_of, model_info
+from .classes import Head, check_head, plan_head
 from .engine import Members, OnEpoch, OnStep, run
 from .evaluation import Evaluation
 from .models import model_spec
@@ -72,6 +73,29 @@ def load_splits(
     return open_splits(model_config["data"], data_folder, subsets, prefetch)
 
 
+def head_of(model: str, model_config: Mapping[str, Any], classes: list[str]) -> Head:
+    """How the model's classifier meets the data's ``classes`` (normsweep.classes); an
+    evaluation-only study of a random head is refused."""
+    arch = arch_of(model, model_config)
+    outputs = model_info(arch, kwargs_of(model_config)).outputs
+    head = plan_head(classes, bool(model_config.get("weights")), outputs)
+    epochs = int(model_config.get("training", {}).get("epochs", 1))
+    check_head(head, epochs, model, str(model_config.get("weights")), model_config["data"], len(classes))
+    return head
+
+
+def cell_data(
+    model: str, model_config: Mapping[str, Any], data_folder: str | Path | None
+) -> tuple[Split, Split, int, Head]:
+    """A cell's data, its class count and its head; with a mapped head predicted over all the
+    weights' outputs, the labels are the weights' indices of the folder's classes."""
+    train, test, num_classes = load_splits(model, model_config, data_folder)
+    head = head_of(model, model_config, recorded_classes(data_folder) or [str(i) for i in range(num_classes)])
+    if head.class_map is not None and model_config.get("predict_over", "all") == "all":
+        train, test = relabeled(train, head.class_map), relabeled(test, head.class_map)
+    return train, test, num_classes, head
+
+
 def cell_spec(
     model: str,
     mean_label: str,
@@ -82,8 +106,10 @@ def cell_spec(
     num_classes: int,
     checkpoint: str | Path | None = None,
     init: tuple[float, float] = (1.0, 1.0),
+    head: Head | None = None,
 ) -> CellSpec:
-    """What one cell trains, its labels resolved to values (``dataset``: the statistics)."""
+    """What one cell trains, its labels resolved to values (``dataset``: the statistics);
+    ``head``: how its classifier meets the classes (None: a new head, as without weights)."""
     mean, std = resolve_normalization(
         mean_label, std_label, stats.mean if stats else None, stats.std if stats else None
     )
@@ -106,6 +132,10 @@ def cell_spec(
         arch=arch,
         arch_kwargs=kwargs,
         preprocessing=image_record(arch, model_config),
+        head=head.kind if head else "",
+        outputs=head.outputs if head and head.kind in ("mapped", "kept") else 0,
+        class_map=list(head.class_map) if head and head.class_map else None,
+        predict_over=str(model_config.get("predict_over") or "all"),
     )
 
 
@@ -154,10 +184,12 @@ def run_cell(
 ) -> CellResult:
     """Train one cell and write its result atomically; the checkpoint goes once it is written."""
     stats = data.DatasetStats.from_json(stats_path) if stats_path else None
-    train, test, num_classes = load_splits(
+    train, test, num_classes, head = cell_data(
         model, model_config, Path(stats_path).parent if stats_path else None
     )
-    spec = cell_spec(model, mean_label, std_label, seed, model_config, stats, num_classes, checkpoint, init)
+    spec = cell_spec(
+        model, mean_label, std_label, seed, model_config, stats, num_classes, checkpoint, init, head
+    )
     mean, std = spec.mean, spec.std
     log.info(
         "cell %s mean=%s std=%s seed=%s: %d train / %d test images",
@@ -204,8 +236,8 @@ def run_pack(
     writes its own result (``outputs``) and its own per-epoch log lines (``logs``), as a cell
     trained alone does. The pack's checkpoint goes once every result is written."""
     stats = data.DatasetStats.from_json(stats_path)
-    train, test, num_classes = load_splits(model, model_config, Path(stats_path).parent)
-    specs = [cell_spec(model, m, s, seed, model_config, stats, num_classes) for m, s in members]
+    train, test, num_classes, head = cell_data(model, model_config, Path(stats_path).parent)
+    specs = [cell_spec(model, m, s, seed, model_config, stats, num_classes, head=head) for m, s in members]
     config = train_config(specs[0].architecture, model_config.get("training", {}))
     for path in logs:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

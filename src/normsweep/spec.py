@@ -22,7 +22,7 @@ EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes", "channels_last", "c
 #: (tests/test_code.py keeps this list equal to the import graph). A checkpoint's fingerprint
 #: hashes these only, so editing the plots or the status never discards a running checkpoint.
 TRAINING_CODE = (
-    "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "shards", "data", "models",
+    "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "shards", "data", "models", "classes",
     "catalog", "published", "fold", "nets", "norm", "spec", "checkpoint", "schedule", "devices", "cells", "results",
     "tensorfile", "errors",
 )  # fmt: skip
@@ -68,6 +68,10 @@ class CellSpec:
     init_bias: float = 1.0
     data_key: str = ""  # what the data is: folder, image size, subsets (runner.cell_spec)
     preprocessing: dict[str, Any] | None = None  # the weights' own (published.Preprocessing), to record
+    head: str = ""  # how the network's classifier meets the folder's classes (normsweep.classes.Head)
+    outputs: int = 0  # the network's outputs (0: num_classes); the weights' 1000 for a mapped head
+    class_map: list[int] | None = None  # mapped: each folder class's output
+    predict_over: str = "all"  # mapped: a prediction over all outputs, or over the folder's classes
 
     @property
     def architecture(self) -> str:
@@ -84,7 +88,7 @@ def same_start(specs: Sequence[CellSpec]) -> None:
 
     def start(spec: CellSpec) -> tuple:
         return (spec.model, spec.architecture, repr(spec.arch_kwargs), spec.seed, spec.num_classes, spec.weights,
-                spec.init_weight, spec.init_bias)  # fmt: skip
+                spec.init_weight, spec.init_bias, spec.outputs, spec.class_map, spec.predict_over)  # fmt: skip
 
     if not specs:
         raise PackError("a pack holds at least one cell")
@@ -129,6 +133,11 @@ def fingerprint(spec: CellSpec, config: TrainConfig) -> dict[str, Any]:
         "weights_sha256": spec.weights_sha256,
         "init": [spec.init_weight, spec.init_bias],
         "data": spec.data_key,
+        **(
+            {"head": [spec.head, spec.outputs, spec.class_map, spec.predict_over]}
+            if spec.head == "mapped"
+            else {}
+        ),
         "training": knobs,
         "code": source_hash(TRAINING_CODE),
     }

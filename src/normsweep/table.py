@@ -157,6 +157,8 @@ def cells_table(
                 "num_classes": r.num_classes,
                 "arch": r.arch or r.model,
                 "weights": r.weights,
+                "head": r.head,  # normsweep.classes: new, mapped, kept, replaced ("": not recorded)
+                "predict_over": r.predict_over,
                 "batch_size": r.batch_size,
                 "lr": r.lr,
                 "wall_seconds": r.wall_seconds,

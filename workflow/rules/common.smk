@@ -11,15 +11,15 @@ from normsweep.cells import rounds as refine_rounds  # noqa: E402
 from normsweep import config as ns_config  # noqa: E402
 from normsweep import images as ns_images  # noqa: E402
 from normsweep import published as ns_published  # noqa: E402
-from normsweep.config import (  # noqa: E402
-    ConfigError,
+from normsweep import jobs as ns_jobs  # noqa: E402
+from normsweep.config import ConfigError, validate_config  # noqa: E402
+from normsweep.jobs import (  # noqa: E402
     cell_params,
     cluster_resources,
     pack_runtime_minutes,
     per_model,
     round_pack_runtime_minutes,
     runtime_minutes,
-    validate_config,
 )
 
 
@@ -265,12 +265,12 @@ def final_targets():
 # What changes a cell's result: its data and training knobs (not the grid or the references,
 # so adding grid points reruns no finished cell; not threads or device, which change how a
 # cell runs, not what it is: they reach the job as its threads and the torch_device resource).
-TRAINING_PARAMS = per_model({m: cell_params(config["models"][m]) for m in MODELS})
+TRAINING_PARAMS = per_model({m: cell_params(config["models"][m], m) for m in MODELS})
 TRAIN_THREADS = per_model({m: config["models"][m]["training"]["threads"] for m in MODELS})
 TRAIN_DEVICE = per_model({m: config["models"][m]["training"]["device"] for m in MODELS})
 # inside-epoch checkpoints (0: at epoch ends only), a resource like the device: changing it retrains nothing
 TRAIN_CHECKPOINT_SECONDS = per_model(
-    {m: ns_config.checkpoint_seconds(config["models"][m]["training"]) for m in MODELS}
+    {m: ns_jobs.checkpoint_seconds(config["models"][m]["training"]) for m in MODELS}
 )
 # How a training job runs, as its resources (every training rule has them; none retrains a
 # cell): torch_device, checkpoint_seconds, and the switches torch_channels_last,
@@ -280,9 +280,9 @@ TRAIN_EXECUTION = {
     "checkpoint_seconds": TRAIN_CHECKPOINT_SECONDS,
     **{
         f"torch_{key}": per_model(
-            {m: ns_config.switch_resources(config["models"][m]["training"])[key] for m in MODELS}
+            {m: ns_jobs.switch_resources(config["models"][m]["training"])[key] for m in MODELS}
         )
-        for key in ns_config.SWITCHES
+        for key in ns_jobs.SWITCHES
     },
 }
 
