@@ -40,29 +40,51 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     )
     assert imagenet["mean"] == [0.485, 0.456, 0.406] and imagenet["lr"] == 0.01
     assert imagenet["execution"] == {"channels_last": True, "cudnn_benchmark": False, "compile": False}
-    assert sorted(p.name for p in (folder / "shards").glob("*.npy")) == [
-        "train-00000.npy", "train-00001.npy", "val-00000.npy"
-    ]  # fmt: skip
+    cache = tmp_path / "results/data" / folder.name  # the data cache: one copy per folder and image size
+    shards = sorted(p.name.rsplit("-", 1)[0] for p in cache.glob("*.npy"))
+    assert shards == ["train-00000", "train-00001", "val-00000"] and not (folder / "shards").exists()
     assert mpimg.imread(tmp_path / "results/rn/plots/heatmap.png").shape[0] > 300
     # (the RGB Optuna study: tests/test_slurm.py::test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs)
-    # another photo under a training image's name: its shard alone is prepared again
+    # another study elsewhere, pointed at this cache: it lists the folder and prepares nothing
+    other = tmp_path / "other"
+    (other / "config").mkdir(parents=True)
+    (other / "config" / "config.yaml").write_text(
+        yaml.safe_dump({**cfg, "study": "rn2", "data_cache": str(cache.parent)})
+    )
+    shared = snakemake(
+        "--cores",
+        "2",
+        "--directory",
+        str(other),
+        f"{data_dir(other, cfg, 'resnet18').relative_to(other)}/files.json".replace("/rn/", "/rn2/"),
+        cwd=other,
+    )
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    said = shared.stdout + shared.stderr
+    assert "list_images" in said and "check_data" in said and "prepare_shard" not in said, said[-3000:]
+    # a shard deleted by hand is noticed and prepared again
+    val_shard = next(cache.glob("val-00000-*.npy"))
+    val_shard.unlink()
+    plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
+    assert job_counts(plan.stdout)["prepare_shard"] == 1, plan.stdout
+    # another photo under a training image's name: its shard alone is prepared again, as a new
+    # file (another study may be reading the old one)
     listing = json.loads((folder / "listing.json").read_text())
     victim = tmp_path / "photos/train" / listing["train"]["files"][20]  # in the second train shard
     shutil.copy(tmp_path / "photos/train" / listing["train"]["files"][0], victim.with_suffix(".tmp"))
     victim.with_suffix(".tmp").rename(victim)
-    before = (folder / "shards/train-00000.npy").stat().st_mtime_ns
+    first = next(cache.glob("train-00000-*.npy"))
+    before = first.stat().st_mtime_ns
     target = "results/rn/resnet18/tables/cells.parquet"
     changed = snakemake("--cores", "2", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert changed.returncode == 0, changed.stderr[-3000:]
-    assert len(re.findall(r"rule prepare_shard:", changed.stdout + changed.stderr)) == 1, changed.stderr[
+    assert len(re.findall(r"rule prepare_shard:", changed.stdout + changed.stderr)) == 2, changed.stderr[
         -3000:
     ]
-    assert (folder / "shards/train-00000.npy").stat().st_mtime_ns == before
-    manifest = json.loads((folder / "shards/train-00001.json").read_text())
-    assert (
-        manifest["signature"]
-        == json.loads((folder / "listing.json").read_text())["train"]["shards"][1]["signature"]
-    )
+    assert first.stat().st_mtime_ns == before and val_shard.exists()
+    signature = json.loads((folder / "listing.json").read_text())["train"]["shards"][1]["signature"]
+    assert json.loads((cache / f"train-00001-{signature}.json").read_text())["signature"] == signature
+    assert len(list(cache.glob("train-00001-*.npy"))) == 2  # the old copy stays for its readers
     # a new image size: the data rules see it in their params and prepare it, and the cells
     # run again on it (issue 10: before, every cell failed with "no tensor cache"); with
     # epochs: 0 their pack is an evaluation pack: one network, each test batch read once
@@ -84,7 +106,7 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     cfg["models"]["resnet18"]["training"]["epochs"] = 1
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     back = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), target, cwd=tmp_path)
-    assert job_counts(back.stdout)["train_pack"] == 1 and "check_data" not in job_counts(back.stdout), (
+    assert job_counts(back.stdout).get("train_pack") == 1 and "check_data" not in job_counts(back.stdout), (
         back.stdout
     )
 

@@ -3,6 +3,7 @@ params.data allows it; an ImageFolder's record of its prepared shards (from the 
 shards' manifests), which the cells read."""
 
 import json
+import os
 
 import _setup
 from normsweep import data, images
@@ -16,7 +17,8 @@ if settings["image"] is None:  # MNIST (a 1-channel network)
     log.info("%s: %d files, md5 checked", root, len(sums))
     record = {"root": str(root), "md5": sums}
 else:
-    listing_file, *manifest_files = snakemake.input
+    listing_file, *shard_files = snakemake.input
+    manifest_files = [f for f in shard_files if f.endswith(".json")]  # (and their .npy pixel files)
     with open(listing_file) as handle:
         listing = json.load(handle)
     signatures = {(s["split"], s["index"]): s["signature"] for s in map(images.read_manifest, manifest_files)}
@@ -26,5 +28,15 @@ else:
                 raise data.DataError(f"{split} shard {index}: prepared from other images; rerun snakemake")
         log.info("%s/%s: %d images, %d classes, %d shards", root, split, len(listing[split]["files"]),
                  len(listing[split]["classes"]), len(listing[split]["shards"]))  # fmt: skip
-    record = images.data_record(root, settings["image"], listing)
+    # the shards' manifests in the data cache, by absolute path (a job's folder may differ)
+    by_split = {split: [os.path.abspath(f) for f in manifest_files if images.read_manifest(f)["split"] == split]
+                for split in images.listed_splits(listing)}  # fmt: skip
+    record = images.data_record(root, settings["image"], listing, by_split)
+    # shards the record before this one named that were prepared again since it was written
+    # (deleted from the cache by hand); rules/common.smk: missing_shards keeps its param stable
+    record["repaired"] = images.repaired_shards(snakemake.output[0])
+    if record["repaired"]:
+        log.info(
+            "prepared again after they went missing from the data cache: %s", ", ".join(record["repaired"])
+        )
 write_json_atomic(snakemake.output[0], record)

@@ -1,24 +1,23 @@
-"""Rule prepare_shard (a CPU job): decode one shard of the listing (RGB, Resize, CenterCrop:
-the notebook's pixels) into a .npy file of uint8 pixels and its manifest."""
+"""Rule prepare_shard (a CPU job): one shard of an ImageFolder in the data cache (RGB, Resize,
+CenterCrop: the notebook's pixels, as a .npy file of uint8 pixels and its manifest), reused
+when another study or model made it already (normsweep.cache). A bad image ends the job with
+one line naming the file and the fix, no traceback."""
 
-import json
+import sys
 
 import _setup
-from normsweep import images
-from normsweep.data import DataError
-from normsweep.results import write_json_atomic
+from normsweep.cache import provide_shard
+from normsweep.errors import DataError
 
 log = _setup.start_logging(snakemake.log)
-split, index = snakemake.wildcards.split, int(snakemake.wildcards.shard)
-with open(snakemake.input[0]) as handle:
-    listing = json.load(handle)
-if listing[split]["shards"][index]["signature"] != snakemake.params.signature:
-    raise DataError(f"{snakemake.input[0]}: changed since this job was planned; rerun snakemake")
-image = snakemake.params.image
-manifest = images.prepare_shard(
-    listing["root"], listing, split, index, image["resize"], image["crop"], snakemake.output.pixels,
-    image.get("interpolation") or "bilinear",
-)  # fmt: skip
-write_json_atomic(snakemake.output.manifest, manifest)
-log.info("%s shard %d: %d images at %d px, sha256 %s", split, index, manifest["shape"][0], image["crop"],
-         manifest["sha256"][:16])  # fmt: skip
+w = snakemake.wildcards
+try:
+    manifest, how = provide_shard(
+        snakemake.input, w.split, int(w.shard), w.signature, snakemake.params.image,
+        snakemake.output.pixels, snakemake.output.manifest,
+    )  # fmt: skip
+except DataError as error:
+    log.error("%s", error)
+    sys.exit(1)
+log.info("%s shard %s: %d images at %d px, sha256 %s, %s", w.split, w.shard, manifest["shape"][0],
+         manifest["shape"][-1], manifest["sha256"][:16], how)  # fmt: skip

@@ -156,6 +156,16 @@ def _npy_header(shape: tuple[int, ...]) -> bytes:
     return buffer.getvalue()
 
 
+def shard_transform(resize: int, crop: int, interpolation: str = "bilinear") -> dict[str, Any]:
+    """How a shard's pixels are made and stored, as its manifest records it."""
+    return {
+        "resize": resize,
+        "crop": crop,
+        "interpolation": interpolation_text(interpolation),
+        "storage": STORAGE,
+    }
+
+
 def prepare_shard(
     root: str | Path,
     listing: dict[str, Any],
@@ -196,12 +206,7 @@ def prepare_shard(
         "header_bytes": len(header),
         "sha256": digest.hexdigest(),
         "signature": shard["signature"],
-        "transform": {
-            "resize": resize,
-            "crop": crop,
-            "interpolation": interpolation_text(interpolation),
-            "storage": STORAGE,
-        },  # fmt: skip
+        "transform": shard_transform(resize, crop, interpolation),
         "files": files,
         "labels": part["labels"][lo:hi],
         "histogram": histogram.tolist(),
@@ -218,18 +223,38 @@ def shard_stem(split: str, index: int) -> str:
     return f"shards/{split}-{index:05d}"
 
 
-def data_record(root: str | Path, image: dict[str, Any], listing: dict[str, Any]) -> dict[str, Any]:
+def data_record(
+    root: str | Path,
+    image: dict[str, Any],
+    listing: dict[str, Any],
+    manifests: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
     """What the data check records (``files.json``): per split its image count, classes and
-    shard manifests, in order; readers open the shards from it."""
+    shard manifests, in order (``manifests``: their paths, e.g. in the data cache; default: in
+    the record's own folder); readers open the shards from it."""
     record: dict[str, Any] = {"root": str(root), "image": dict(image)}
     for split in listed_splits(listing):
         part = listing[split]
         record[split] = {
             "images": len(part["files"]),
             "classes": part["classes"],
-            "shards": [f"{shard_stem(split, i)}.json" for i in range(len(part["shards"]))],
+            "shards": (manifests or {}).get(split)
+            or [f"{shard_stem(split, i)}.json" for i in range(len(part["shards"]))],
         }
     return record
+
+
+def repaired_shards(record_file: str | Path) -> list[str]:
+    """The pixel files of shards that the record at ``record_file`` names and that were made
+    again after it was written (gone from the data cache, then prepared again), with those it
+    already listed as such."""
+    path = Path(record_file)
+    if not path.exists():
+        return []
+    record, written = json.loads(path.read_text()), path.stat().st_mtime_ns
+    named = [Path(m).with_suffix(".npy") for split in SPLITS for m in record.get(split, {}).get("shards", [])]
+    again = {str(p) for p in named if p.is_absolute() and p.exists() and p.stat().st_mtime_ns > written}
+    return sorted(again | set(record.get("repaired", [])))
 
 
 def prepare_folder(

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+from normsweep import cache as ns_cache  # noqa: E402
 from normsweep import catalog as ns_catalog  # noqa: E402
 from normsweep import cells as ns_cells  # noqa: E402
 from normsweep.cells import rounds as refine_rounds  # noqa: E402
@@ -101,6 +102,7 @@ wildcard_constraints:
     datakey=ns_cells.WILDCARD_PATTERNS["datakey"],
     split="train|val",
     shard=r"[0-9]{5}",
+    signature=r"[0-9a-f]{16}",
     pack=ns_cells.WILDCARD_PATTERNS["pack"],
     round=r"[0-9]+",
 
@@ -115,6 +117,12 @@ def model_config(wildcards):
 DATA_DIR = {
     m: f"{RESULTS}/{m}/data/{ns_cells.data_key(config['models'][m], m in IMAGE_MODELS)}" for m in MODELS
 }
+# The prepared shards themselves live in the data cache, one copy per folder and preprocessing
+# (the data key), shared by every model and study that asks for it (normsweep.cache).
+DATA_CACHE = config["data_cache"]
+KEY_MODELS = {}
+for _m in IMAGE_MODELS:
+    KEY_MODELS.setdefault(ns_cells.data_key(config["models"][_m], True), []).append(_m)
 
 
 def data_stats(wildcards):
@@ -143,8 +151,8 @@ def data_params(wildcards):
 
 def image_params(wildcards):
     """How a shard is made: the image size and, when not bilinear, the interpolation (the
-    shard's images come from the listing)."""
-    image = model_config(wildcards)["image"]
+    shard's images come from the listing); the same for every model of its data key."""
+    image = config["models"][KEY_MODELS[wildcards.datakey][0]]["image"]
     return {k: image[k] for k in ("resize", "crop", "interpolation") if k in image}
 
 
@@ -173,22 +181,25 @@ def listing_path(wildcards):
     return f"{RESULTS}/{wildcards.model}/data/{wildcards.datakey}/listing.json"
 
 
-def shard_manifests(wildcards, splits=ns_images.SPLITS):
+def shard_manifests(wildcards, splits=ns_images.SPLITS, pixels=False):
+    """The manifests of the model's shards in the data cache (their names carry the images'
+    signature), and with ``pixels`` their pixel files too (a file deleted by hand is then missing
+    input, and its shard is prepared again)."""
     listing = read_listing(wildcards)
-    folder = f"{RESULTS}/{wildcards.model}/data/{wildcards.datakey}"
-    return [
-        f"{folder}/{ns_images.shard_stem(split, i)}.json"
+    paths = [
+        ns_cache.cache_paths(DATA_CACHE, wildcards.datakey, split, i, shard["signature"])
         for split in splits
         if split in listing
-        for i in range(len(listing[split]["shards"]))
+        for i, shard in enumerate(listing[split]["shards"])
     ]
+    return [str(m) for _, m in paths] + ([str(p) for p, _ in paths] if pixels else [])
 
 
 def data_inputs(wildcards):
     """The data record's inputs: an ImageFolder's listing and every shard's manifest; MNIST none."""
     if wildcards.model not in IMAGE_MODELS:
         return []
-    return [ancient(listing_path(wildcards)), *shard_manifests(wildcards)]
+    return [ancient(listing_path(wildcards)), *shard_manifests(wildcards, pixels=True)]
 
 
 def train_shard_manifests(wildcards):
@@ -199,8 +210,28 @@ def train_shard_manifests(wildcards):
     return shard_manifests(wildcards, ("train",)) or shard_manifests(wildcards, ("val",))
 
 
-def shard_signature(wildcards):
-    return read_listing(wildcards)[wildcards.split]["shards"][int(wildcards.shard)]["signature"]
+def missing_shards(wildcards):
+    """The shards the model's data record names that are gone from the data cache (deleted by
+    hand): a change of this param reruns the data check, whose inputs then prepare them again
+    (snakemake alone would not remake a missing file that an up-to-date output was made from)."""
+    record_file = f"{RESULTS}/{wildcards.model}/data/{wildcards.datakey}/files.json"
+    if wildcards.model not in IMAGE_MODELS or not os.path.exists(record_file):
+        return []
+    with open(record_file) as handle:
+        record = json.load(handle)
+    named = [m for split in ns_images.SPLITS for m in record.get(split, {}).get("shards", [])]
+    pixels = {m: m[: -len(".json")] + ".npy" for m in named}  # a shard is named by its pixel file
+    missing = {npy for m, npy in pixels.items() if not (os.path.exists(m) and os.path.exists(npy))}
+    # with the ones repaired before (the record keeps them): the param stays the same after a repair
+    return sorted(missing | set(record.get("repaired", [])))
+
+
+def key_listings(wildcards):
+    """Every listing of this study with the data key of a cache shard (the prepare job takes its
+    images from the one that holds the shard's signature)."""
+    return [
+        ancient(f"{RESULTS}/{m}/data/{wildcards.datakey}/listing.json") for m in KEY_MODELS[wildcards.datakey]
+    ]
 
 
 # A prepare job holds one image at a time (plus torch and PIL): its memory does not grow with
@@ -209,7 +240,8 @@ PREPARE_MEM_MB = 2000
 
 
 def prepare_runtime(wildcards):
-    return 10 + (model_config(wildcards)["image"]["shard_size"] + 599) // 600
+    size = max(config["models"][m]["image"]["shard_size"] for m in KEY_MODELS[wildcards.datakey])
+    return 10 + (size + 599) // 600
 
 
 def cell_roles(wildcards):

@@ -1,9 +1,10 @@
 # The data. MNIST: checked (md5) on the login node, fetched there when missing and allowed.
 # An ImageFolder: listed once on the login node (a checkpoint: the listing decides the shards),
 # then each shard of `image.shard_size` images prepared by its own job, on CPUs only; the record
-# (files.json) and the exact statistics are summed from the shards' manifests. Outputs stay
-# under results/<study>/<model>/data/<key>/ (the key: a hash of the folder and image size): the
-# rules never delete or rewrite the data.
+# (files.json) and the exact statistics are summed from the shards' manifests. The listing, record
+# and statistics stay under results/<study>/<model>/data/<key>/ (the key: a hash of the folder
+# and image size); the shards go to the data cache (config `data_cache`), one copy per key for
+# every model and study. The rules never delete or rewrite the data.
 
 
 checkpoint list_images:
@@ -24,12 +25,14 @@ checkpoint list_images:
 
 rule prepare_shard:
     input:
-        ancient(f"{RESULTS}/{{model}}/data/{{datakey}}/listing.json"),
+        key_listings,
     output:
-        pixels=f"{RESULTS}/{{model}}/data/{{datakey}}/shards/{{split}}-{{shard}}.npy",
-        manifest=f"{RESULTS}/{{model}}/data/{{datakey}}/shards/{{split}}-{{shard}}.json",
+        # in the data cache, shared by models and studies: never deleted before the job (update),
+        # which locks the shard and reuses a copy whose sha256 holds (normsweep.cache)
+        pixels=update(f"{DATA_CACHE}/{{datakey}}/{{split}}-{{shard}}-{{signature}}.npy"),
+        manifest=update(f"{DATA_CACHE}/{{datakey}}/{{split}}-{{shard}}-{{signature}}.json"),
     log:
-        f"{LOGS}/{{model}}/data/{{datakey}}/shards/{{split}}-{{shard}}.log",
+        f"{LOGS}/data/{{datakey}}/{{split}}-{{shard}}-{{signature}}.log",
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -39,8 +42,6 @@ rule prepare_shard:
         runtime=prepare_runtime,
     params:
         image=image_params,
-        # its images' names, sizes and times: a changed image prepares its shard again
-        signature=shard_signature,
     script:
         "../../scripts/rules/prepare_shard.py"
 
@@ -49,7 +50,8 @@ rule check_data:
     input:
         data_inputs,
     output:
-        f"{RESULTS}/{{model}}/data/{{datakey}}/files.json",
+        # update: the script reads the record it replaces (which shards were prepared again)
+        update(f"{RESULTS}/{{model}}/data/{{datakey}}/files.json"),
     log:
         f"{LOGS}/{{model}}/data/{{datakey}}/check.log",
     localrule: True
@@ -57,6 +59,8 @@ rule check_data:
         "../../envs/train.yaml"
     params:
         data=data_params,
+        # shards deleted from the data cache by hand: named here, so that they are prepared again
+        missing=missing_shards,
     script:
         "../../scripts/rules/check_data.py"
 
