@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from normsweep.cli import load_study, study_parser  # noqa: E402
 from normsweep.cluster import check_request, read_partition  # noqa: E402
-from normsweep.plan import data_plan, format_plan, plan, weights_line  # noqa: E402
+from normsweep.plan import data_plans, format_data_plans, format_plan, plan, weights_line  # noqa: E402
 
 
 def main() -> int:
@@ -34,9 +34,9 @@ def main() -> int:
     config = load_study(args)
     workdir = Path(args.directory)
     print(format_plan(plan(config, workdir, args.pack), config["cluster"]["gpus_per_cell"]))
+    if data := format_data_plans(data_plans(config, workdir)):
+        print(data)
     for model, block in config["models"].items():
-        if (data := data_plan(model, block, config["study"], workdir)) is not None:
-            print(data.line())
         if (weights := weights_line(model, block)) is not None:
             print(weights)
     partition = read_partition(config["cluster"]["partition"]) if not args.no_cluster else None

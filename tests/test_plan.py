@@ -113,6 +113,9 @@ def test_plan_script_runs_on_config_files(tmp_path):
         return
     assert zoo.returncode == 0, zoo.stderr
     assert f"{9 * 228} cells to run" in zoo.stdout, zoo.stdout
+    # one prepared copy per distinct preprocessing (issue 30), not one per model
+    assert "data: 6 prepared copies for 9 image model(s)" in zoo.stdout, zoo.stdout
+    assert "(resize 256, crop 224, bilinear) for resnet18, vgg16, vit_b_16: 12 val images" in zoo.stdout
     assert (
         "resnet50 weights IMAGENET1K_V2 (torchvision ResNet50_Weights.IMAGENET1K_V2, published top-1 0.8086): "
         f"MISSING: put https://download.pytorch.org/models/resnet50-11ad3fa6.pth (downloaded elsewhere) at "

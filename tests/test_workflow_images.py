@@ -62,6 +62,12 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert shared.returncode == 0, shared.stderr[-3000:]
     said = shared.stdout + shared.stderr
     assert "list_images" in said and "check_data" in said and "prepare_shard" not in said, said[-3000:]
+    planned = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/plan.py"), "--directory", str(other),
+                              "--configfile", str(other / "config/config.yaml"), "--no-cluster"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert (
+        "3 shards in" in planned.stdout and "0 to prepare on CPUs, 3 reused from the cache" in planned.stdout
+    )
     # a shard deleted by hand is noticed and prepared again
     val_shard = next(cache.glob("val-00000-*.npy"))
     val_shard.unlink()
@@ -109,6 +115,15 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert job_counts(back.stdout).get("train_pack") == 1 and "check_data" not in job_counts(back.stdout), (
         back.stdout
     )
+    # a file named as an image that is none: its shard's job fails with one line naming it and
+    # the fix, and no Python traceback in its log
+    (tmp_path / "photos/val/n01440764/ILSVRC2012_val_broken.JPEG").write_text("not a photo")
+    bad = snakemake("--cores", "1", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert bad.returncode != 0
+    log = max((tmp_path / "logs/rn/data").glob("*/val-00000-*.log"), key=lambda f: f.stat().st_mtime_ns)
+    text = log.read_text()
+    assert "ILSVRC2012_val_broken.JPEG: not a readable image" in text and "remove or replace it" in text
+    assert "Traceback" not in text, text
 
 
 def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_status(tmp_path):

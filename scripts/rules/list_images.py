@@ -2,15 +2,22 @@
 nothing trains), in ImageFolder's order, with each file's size and time, cut into shards of
 ``image.shard_size`` images."""
 
+import sys
+
 import _setup
 from normsweep import images
+from normsweep.errors import DataError
 from normsweep.results import write_json_atomic
 
 log = _setup.start_logging(snakemake.log)
 settings = snakemake.params.data
-listing = images.list_folder(
-    settings["root"], settings["image"]["shard_size"], settings.get("splits", images.SPLITS)
-)
+try:
+    listing = images.list_folder(
+        settings["root"], settings["image"]["shard_size"], settings.get("splits", images.SPLITS)
+    )
+except DataError as error:  # a missing split, an empty class folder, a flat val/ without labels
+    log.error("%s", error)
+    sys.exit(1)
 for split in images.listed_splits(listing):
     part = listing[split]
     log.info("%s/%s: %d images of %d classes, %d shards", settings["root"], split, len(part["files"]),

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError
+from .imagenet import flat_labels, is_flat
 
 IMAGENET_CLASSES = 1000
 WNID = re.compile(r"^n[0-9]{8}$")
@@ -101,9 +102,10 @@ def check_head(head: Head, epochs: int, model: str, weights: str, folder: str | 
 def folder_classes(root: str | Path, split: str = "val") -> list[str]:
     """The class names of an ImageFolder split, as ImageFolder sorts them (cheap: one listing
     of the split's folder); [] when it has none (yet)."""
+    folder = Path(root) / split
     try:
-        return sorted(
-            e.name for e in (Path(root) / split).iterdir() if e.is_dir() and not e.name.startswith(".")
-        )
-    except OSError:
+        if is_flat(folder):  # ImageNet's own validation layout: its labels file names the classes
+            return sorted(set(flat_labels(folder).values()))
+        return sorted(e.name for e in folder.iterdir() if e.is_dir() and not e.name.startswith("."))
+    except (OSError, DataError):
         return []

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import imagenet
 from .errors import DataError
 
 if TYPE_CHECKING:
@@ -53,6 +54,11 @@ def _classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
             f"{folder}: no such folder. An ImageFolder data set needs {root}/train/<class>/ "
             f"and {root}/val/<class>/ with images in them."
         )
+    if imagenet.is_flat(folder):  # ImageNet's validation split as it ships: labels from a file
+        labelled = imagenet.flat_labels(folder)
+        classes = sorted(set(labelled.values()))
+        index = {c: i for i, c in enumerate(classes)}
+        return classes, [(str(folder / name), index[wnid]) for name, wnid in labelled.items()]
     try:
         classes, index = find_classes(str(folder))
         samples = make_dataset(str(folder), index, extensions=IMG_EXTENSIONS)

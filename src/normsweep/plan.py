@@ -136,61 +136,92 @@ def plan(config: Mapping[str, Any], workdir: str | Path = ".", pack: int | None 
 
 @dataclass
 class DataPlan:
-    """An ImageFolder model's preparation: images per split, prepare jobs (CPU only) and the
-    disk their shards take; ``listed``: from the listing of a run, else counted now."""
+    """One prepared copy of an ImageFolder (a folder and its preprocessing: the data key) in the
+    data cache, for every model that reads it: images per split, shards (prepare jobs, CPU
+    only) and those already in the cache, and the disk; ``listed``: from this study's listing,
+    else counted now."""
 
-    model: str
+    key: str
+    folder: str
+    models: list[str]
+    image: dict[str, Any]
     images: dict[str, int]
-    shard_size: int
-    crop: int
-    jobs: int
-    done: int
+    shards: int
+    cached: int
     listed: bool
+    cache: Path
 
     @property
-    def shard_bytes(self) -> int:
-        return sum(self.images.values()) * 3 * self.crop * self.crop
+    def bytes(self) -> int:
+        return sum(self.images.values()) * 3 * self.image["crop"] ** 2
 
     def line(self) -> str:
         counts = " + ".join(f"{n:,} {split}" for split, n in self.images.items())
         source = "listed" if self.listed else "counted now; the first run lists them"
+        new = self.bytes * (self.shards - self.cached) / max(self.shards, 1)
+        how = f"resize {self.image['resize']}, crop {self.image['crop']}, {self.image.get('interpolation') or 'bilinear'}"
         return (
-            f"  {self.model} data: {counts} images ({source}) -> {self.jobs} prepare jobs on CPUs "
-            f"({self.shard_size:,} images each, {self.done} done), {self.shard_bytes / 1e9:.1f} GB of "
-            f"uint8 shards at {self.crop} px"
+            f"  {self.folder} ({how}) for {', '.join(self.models)}: {counts} images ({source}) -> {self.shards} "
+            f"shard{'s' if self.shards != 1 else ''} in {self.cache / self.key}: {self.shards - self.cached} to prepare on CPUs, {self.cached} "
+            f"reused from the cache; {self.bytes / 1e9:.2f} GB ({new / 1e9:.2f} GB new)"
         )
 
 
-def data_plan(model: str, block: Mapping[str, Any], study: str, workdir: str | Path = ".") -> DataPlan | None:
-    """What preparing a model's ImageFolder costs; None for MNIST (read as it is)."""
+def data_plans(config: Mapping[str, Any], workdir: str | Path = ".") -> list[DataPlan]:
+    """What preparing the study's ImageFolders costs: one copy per data key (folder and
+    preprocessing), shared by the models that ask for it and by other studies (the data cache)."""
     import json
     import os
 
+    from .cache import cache_paths
     from .config import image_splits, info_of
-    from .images import shard_stem
+    from .imagenet import is_flat
 
-    if info_of(model, block).dataset == "mnist":
-        return None
-    image = block["image"]
-    size = image.get("shard_size", 10_000)
-    folder = Path(workdir) / cellnames.results_dir(study) / model / "data" / cellnames.data_key(block, True)
-    listing_file = folder / "listing.json"
-    splits = image_splits(block)  # val/ alone when nothing trains
-    listing = json.loads(listing_file.read_text()) if listing_file.exists() else {}
-    if all(split in listing for split in splits):
-        images = {split: len(listing[split]["files"]) for split in splits}
-    else:
-        listing = {}
-        images = {}
+    groups: dict[str, list[str]] = {}
+    for model, block in config["models"].items():
+        if info_of(model, block).dataset != "mnist":
+            groups.setdefault(cellnames.data_key(block, True), []).append(model)
+    cache = Path(config.get("data_cache") or "results/data")
+    cache = cache if cache.is_absolute() else Path(workdir) / cache
+    plans = []
+    for key, models in groups.items():
+        blocks = [config["models"][m] for m in models]
+        splits = [s for s in ("train", "val") if any(s in image_splits(b) for b in blocks)]
+        size = blocks[0]["image"].get("shard_size", 10_000)
+        study = Path(workdir) / cellnames.results_dir(config["study"])
+        listings = [study / m / "data" / key / "listing.json" for m in models]
+        listing = next((json.loads(f.read_text()) for f in listings if f.exists()), {})
+        if not all(split in listing for split in splits):
+            listing = {}
+        images, cached, shards = {}, 0, 0
         for split in splits:
-            root = Path(block["data"]) / split
-            classes = [e.path for e in os.scandir(root) if e.is_dir()] if root.is_dir() else []
-            images[split] = sum(sum(1 for e in os.scandir(c) if e.is_file()) for c in classes)
-    shards = {split: -(-n // size) for split, n in images.items()}
-    done = sum(
-        (folder / f"{shard_stem(split, i)}.json").exists() for split, n in shards.items() for i in range(n)
-    )
-    return DataPlan(model, images, size, image["crop"], sum(shards.values()), done, bool(listing))
+            if listing:
+                images[split] = len(listing[split]["files"])
+                signatures = [s["signature"] for s in listing[split]["shards"]]
+                cached += sum(
+                    cache_paths(cache, key, split, i, sig)[0].exists() for i, sig in enumerate(signatures)
+                )
+            else:
+                root = Path(blocks[0]["data"]) / split
+                classes = [e.path for e in os.scandir(root) if e.is_dir()] if root.is_dir() else []
+                if is_flat(root):  # ImageNet's own validation layout (normsweep.imagenet)
+                    classes = [str(root)]
+                images[split] = sum(sum(1 for e in os.scandir(c) if e.is_file()) for c in classes)
+                present = len(list((cache / key).glob(f"{split}-*.npy"))) if (cache / key).is_dir() else 0
+                cached += min(present, -(-images[split] // size))
+            shards += -(-images[split] // size)
+        plans.append(DataPlan(key, str(blocks[0]["data"]), models, dict(blocks[0]["image"]), images, shards,
+                              min(cached, shards), bool(listing), cache))  # fmt: skip
+    return plans
+
+
+def format_data_plans(plans: list[DataPlan]) -> str:
+    if not plans:
+        return ""
+    models = sum(len(p.models) for p in plans)
+    lines = [f"data: {len(plans)} prepared cop{'y' if len(plans) == 1 else 'ies'} for {models} image model(s) "
+             "(one per folder and preprocessing, shared with every study using the same data cache)"]  # fmt: skip
+    return "\n".join(lines + [p.line() for p in plans])
 
 
 def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:

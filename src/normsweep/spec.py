@@ -22,7 +22,7 @@ EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes", "channels_last", "c
 #: (tests/test_code.py keeps this list equal to the import graph). A checkpoint's fingerprint
 #: hashes these only, so editing the plots or the status never discards a running checkpoint.
 TRAINING_CODE = (
-    "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "shards", "data", "models", "classes",
+    "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "shards", "data", "models", "classes", "imagenet",
     "catalog", "published", "fold", "nets", "norm", "spec", "checkpoint", "schedule", "devices", "cells", "results",
     "tensorfile", "errors",
 )  # fmt: skip
