@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.patches
 
 matplotlib.use("Agg")
@@ -107,13 +108,21 @@ def heatmap_panel(
         bar.set_ticks(
             range(low, high + 1) if high - low <= 12 else matplotlib.ticker.MaxNLocator(integer=True)
         )
+    if not np.isfinite(matrix).any():  # every cell grey (never): a colour scale would show made-up values
+        bar.remove()
     if matrix.size <= 100:
         _write_values(ax, cell, means, stds, matrix, metric)
 
     grid = ranked(cell)  # cells with a diverged seed are not candidates for the best
     handles = []
     handles += _outline_differing(ax, grid, differ, means, stds)
-    if not grid.empty:
+    word = "best" if higher_better else "fastest"
+    top = grid["accuracy"].max() if higher_better else grid["accuracy"].min()
+    tied = int(np.isclose(grid["accuracy"], top, rtol=0, atol=1e-9).sum()) if not grid.empty else 0
+    if tied > 1:  # a star on one of them would be arbitrary: none is marked, and the legend says so
+        handles.append(matplotlib.lines.Line2D([], [], linestyle="none", label=(
+            f"no {word} cell marked: {tied} grid cells tie at {fmt.format(top * scale)}")))  # fmt: skip
+    elif not grid.empty:
         best = grid.loc[grid["accuracy"].idxmax() if higher_better else grid["accuracy"].idxmin()]
         handles.append(
             ax.scatter(
@@ -124,7 +133,7 @@ def heatmap_panel(
                 c="gold",
                 edgecolors="black",
                 zorder=5,
-                label=f"{'best' if higher_better else 'fastest'} grid cell ({best['mean_label']}, "
+                label=f"{word} grid cell ({best['mean_label']}, "
                 f"{best['std_label']}): {fmt.format(best['accuracy'] * scale)}",
             )
         )
@@ -139,7 +148,11 @@ def heatmap_panel(
     ax.set_title(
         f"{model}: {what}\n"
         f"{len(means)}×{len(stds)} cells, {n_seeds} seed(s), "
-        + ("evaluation only (epochs 0)" if epochs == [0] else f"epochs {epochs}, {n_train} training images"),
+        + (
+            "evaluation only (epochs 0)"
+            if epochs == [0]
+            else f"{_listed(epochs)} epoch{'s' if epochs != [1] else ''}, {_listed(n_train)} training images"
+        ),
         fontsize=10,
     )
     if handles:
@@ -151,6 +164,12 @@ def heatmap_panel(
             ncol=1 if max(len(h.get_label()) for h in handles) > 45 else 2,
             frameon=False,
         )
+
+
+def _listed(values: list[int]) -> str:
+    """Numbers for a title: "2", "1 or 2", "4,000"; never a Python list."""
+    text = [f"{v:,}" for v in values]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " or " + text[-1]
 
 
 def _write_values(

@@ -4,7 +4,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+# this file's folder, workflow/rules/ (not workflow.basedir: used as a module, that is the user's folder)
+REPO = Path(str(workflow.current_basedir)).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
 from normsweep import cache as ns_cache  # noqa: E402
 from normsweep import catalog as ns_catalog  # noqa: E402
 from normsweep import cells as ns_cells  # noqa: E402
@@ -60,7 +62,7 @@ if not config:
         "when --configfile is left out)"
     )
 try:
-    validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+    validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
 except ConfigError as error:
     raise WorkflowError(f"Invalid config: {error}") from None
 
@@ -78,7 +80,7 @@ if OLD_CHANNEL_NAMES := ns_cells.old_channel_names(STUDY, models=[m for m in MOD
     raise WorkflowError(
         f"study {STUDY} holds {len(OLD_CHANNEL_NAMES)} per-channel cell folders named the old way, "
         f"with commas (e.g. {OLD_CHANNEL_NAMES[0]}); rename them once, keeping every result: "
-        f"{sys.executable} {Path(workflow.basedir).parent / 'scripts' / 'rename_channel_labels.py'} "
+        f"{sys.executable} {REPO / 'scripts' / 'rename_channel_labels.py'} "
         f"with the same --configfile (and --directory) as this run"
     )
 CELLS = {m: ns_cells.study_cells(m, config["models"][m]) for m in MODELS}
