@@ -1,6 +1,7 @@
 """Any model on the grid through the real workflow (issue 18): LeNet beside torchvision models
 by name, a user's own class and a timm model, evaluated only, one evaluation pack per model."""
 
+import copy
 import hashlib
 import json
 import re
@@ -10,6 +11,12 @@ import pandas as pd
 import yaml
 
 from conftest import SMALL_CNN, snakemake, test_config
+from normsweep.cells import data_key
+from normsweep.config import validate_config
+
+
+def results_of(work):
+    return work / "results/zoo"
 
 
 def test_any_model_on_the_grid_torchvision_by_name_a_users_class_and_timm(tmp_path):
@@ -50,7 +57,15 @@ def test_any_model_on_the_grid_torchvision_by_name_a_users_class_and_timm(tmp_pa
     log = run.stdout + run.stderr
     image_models = [m for m in ("resnet18", "mobilenet_v3_small", "vit") if m in cfg["models"]]
     assert len(re.findall(r"rule train_pack:", log)) == len(cfg["models"])  # one pack per model
-    assert len(re.findall(r"rule prepare_shard:", log)) == len(image_models)  # val/ only
+    # val/ only, one prepared copy per distinct preprocessing (issue 30): resnet18 and the vit share
+    # 40/32 bilinear, mobilenet_v3_small's weights bring their own interpolation
+    images_only = {"models": {m: copy.deepcopy(cfg["models"][m]) for m in image_models}}
+    validated = validate_config(images_only)  # with the weights' own preprocessing filled in
+    copies = {data_key(validated["models"][m], True) for m in image_models}
+    assert len(re.findall(r"rule prepare_shard:", log)) == len(copies)
+    assert len(copies) == 2 if "vit" in image_models else len(copies) == len(image_models)
+    mobilenet = pd.read_parquet(results_of(tmp_path) / "mobilenet_v3_small/tables/cells.parquet")
+    assert (mobilenet["head"] == "mapped").all()  # 1000-class weights on three wnid folders
     expected = {"lenet": 3, "resnet18": 4, "mobilenet_v3_small": 4, "mine": 3, "vit": 4}
     results = tmp_path / "results/zoo"
     for model in cfg["models"]:
