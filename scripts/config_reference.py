@@ -37,7 +37,9 @@ def kind(node: dict[str, Any], defs: dict[str, Any]) -> str:
     return " or ".join(types) if isinstance(types, list) else types
 
 
-def rows(node: dict[str, Any], path: str, defs: dict[str, Any], out: list[tuple[str, dict[str, Any]]]) -> None:
+def rows(
+    node: dict[str, Any], path: str, defs: dict[str, Any], out: list[tuple[str, dict[str, Any]]]
+) -> None:
     """Every key below ``node`` as (dotted path, its schema), depth first."""
     for key, sub in (node.get("properties") or {}).items():
         sub = resolve(sub, defs)
@@ -74,8 +76,12 @@ def render(schema: dict[str, Any]) -> tuple[str, list[str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="compare only; exit 1 when stale or undocumented")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="compare only; exit 1 when stale or undocumented"
+    )
     args = parser.parse_args()
     text, undocumented = render(yaml.safe_load(SCHEMA.read_text()))
     if undocumented:

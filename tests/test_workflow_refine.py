@@ -22,7 +22,7 @@ def test_optuna_refines_in_rounds_survives_a_kill_and_grows_with_n_trials(tmp_pa
     cfg = tiny_config(mean=[0.0, 1.0], std=[0.5])
     block = cfg["models"]["lenet"]
     block["references"] = {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"}
-    block["training"].update(epochs=2, train_subset=1500, deterministic=True)
+    block["training"].update(epochs=2, train_subset=900, deterministic=True)  # epoch 2 long enough to kill in
     block["optuna"] = {"n_trials": 3, "batch": 2, "mean": [-1, 2], "std": [0.05, 1], "retrain_seeds": [1, 2]}
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
