@@ -33,11 +33,14 @@ def test_a_users_folder_runs_the_workflow_as_a_module(tmp_path):
     plan = snakemake("-n", "--quiet", "rules")
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert job_counts(plan.stdout)["train_cell"] == 2, plan.stdout
-    run = snakemake()
+    tables = (
+        "results/mine/lenet/tables/cells.csv"  # the cells and their table (the figures: test_workflow.py)
+    )
+    run = snakemake(tables)
     assert run.returncode == 0, run.stderr[-3000:]
-    cells = tmp_path / "results/mine/lenet/tables/cells.csv"
-    assert len(cells.read_text().splitlines()) == 3  # a header and the two cells, in the user's folder
-    assert (tmp_path / "results/mine/plots/heatmap.png").exists()
+    assert (
+        len((tmp_path / tables).read_text().splitlines()) == 3
+    )  # a header and two cells, in the user's folder
     assert not (ROOT / "results/mine").exists()
-    again = snakemake("-n")
+    again = snakemake("-n", tables)
     assert "Nothing to be done" in again.stdout + again.stderr

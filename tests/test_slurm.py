@@ -421,7 +421,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
         grid={"mean": [0.1307], "std": [0.3081]},
         references={},
         epochs=epochs,
-        train_subset=3000,
+        train_subset=1600,
         deterministic=True,
     )
     write_config(tmp_path, cfg)
@@ -495,7 +495,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
 
     # deterministic on the CPU: the resumed cell equals an uninterrupted run, to the last digit
-    tr = data.load_mnist(SMALL_MNIST, train=True, limit=3000)
+    tr = data.load_mnist(SMALL_MNIST, train=True, limit=1600)
     te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
     whole = train_one(
         CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),

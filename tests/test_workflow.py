@@ -37,6 +37,22 @@ def test_the_tables_hold_every_cell(study):
     assert len(epochs) == 7 and (epochs["epoch"] == 1).all()
 
 
+def test_docs_outputs_names_every_column_the_tables_have(study):
+    """Issue 31: docs/outputs.md lists every column of cells, epochs and cell_stats."""
+    import re
+    from pathlib import Path
+
+    work, _ = study
+    text = (Path(__file__).resolve().parents[1] / "docs/outputs.md").read_text()
+    named = set(re.findall(r"`([a-z0-9_<>]+)`", text))
+    named |= {
+        n.replace("<metric>", m) for n in named for m in ("epoch1_accuracy", "epochs_to_threshold", "auc")
+    }
+    for name in ("cells", "epochs", "cell_stats"):
+        columns = pd.read_parquet(work / f"results/tiny/lenet/tables/{name}.parquet").columns
+        assert not sorted(set(columns) - named), f"docs/outputs.md lacks {name} columns"
+
+
 def test_dataset_cell_trains_with_the_exact_statistics(study):
     work, _ = study
     stats = json.loads((data_dir(work, tiny_config()) / "stats.json").read_text())
@@ -295,19 +311,3 @@ def test_init_study_target_scales_conv1_and_draws_its_map(study):
     assert table["final_accuracy"].nunique() > 1  # the factors change what is learned
     assert mpimg.imread(work / "results/tiny/lenet/init/heatmap.png").shape[0] > 300
     assert {p: p.stat().st_mtime_ns for p in grid} == grid  # the grid's cells were not trained again
-
-
-def test_docs_outputs_names_every_column_the_tables_have(study):
-    """Issue 31: docs/outputs.md lists every column of cells, epochs and cell_stats."""
-    import re
-    from pathlib import Path
-
-    work, _ = study
-    text = (Path(__file__).resolve().parents[1] / "docs/outputs.md").read_text()
-    named = set(re.findall(r"`([a-z0-9_<>]+)`", text))
-    named |= {
-        n.replace("<metric>", m) for n in named for m in ("epoch1_accuracy", "epochs_to_threshold", "auc")
-    }
-    for name in ("cells", "epochs", "cell_stats"):
-        columns = pd.read_parquet(work / f"results/tiny/lenet/tables/{name}.parquet").columns
-        assert not sorted(set(columns) - named), f"docs/outputs.md lacks {name} columns"

@@ -62,12 +62,12 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert shared.returncode == 0, shared.stderr[-3000:]
     said = shared.stdout + shared.stderr
     assert "list_images" in said and "check_data" in said and "prepare_shard" not in said, said[-3000:]
-    planned = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/plan.py"), "--directory", str(other),
-                              "--configfile", str(other / "config/config.yaml"), "--no-cluster"],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert (
-        "3 shards in" in planned.stdout and "0 to prepare on CPUs, 3 reused from the cache" in planned.stdout
-    )
+    from normsweep.config import validate_config
+    from normsweep.plan import data_plans, format_data_plans
+
+    other_config = validate_config(yaml.safe_load((other / "config/config.yaml").read_text()))
+    planned = format_data_plans(data_plans(other_config, other))  # what scripts/plan.py prints
+    assert "3 shards in" in planned and "0 to prepare on CPUs, 3 reused from the cache" in planned, planned
     # a shard deleted by hand is noticed and prepared again
     val_shard = next(cache.glob("val-00000-*.npy"))
     val_shard.unlink()

@@ -10,6 +10,7 @@ from typing import Any
 
 import matplotlib
 import matplotlib.patches
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -127,6 +128,7 @@ def histogram(cells: pd.DataFrame, path: str | Path) -> None:
             )
         ax.set_xlabel("test accuracy (%), mean over seeds")
         ax.set_ylabel("number of grid cells")
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole cells
         title = f"{model}: accuracy of {len(grid)} grid cells"
         if n_div:
             title += f" ({n_div} diverged, not shown)"
@@ -170,7 +172,9 @@ def learning_curves(cells: pd.DataFrame, epochs: pd.DataFrame, path: str | Path)
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.2)
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{model}: learning curves of the reference cells", fontsize=10)
+        ax.set_title(
+            f"{model}: learning curves of the reference cells and the best and worst grid cells", fontsize=10
+        )
         if not ep.empty:
             last = int(ep["epoch"].max())
             ax.set_xlim(0.5, last + 0.5)
