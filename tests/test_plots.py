@@ -62,3 +62,24 @@ def test_titles_hold_no_python_lists_and_a_tie_marks_no_cell():
     _, labels = panel([0.9, 0.9, 0.9, 0.9])
     assert not any(label.startswith("best grid cell") for label in labels)
     assert "no best cell marked: 4 grid cells tie at 90.00" in labels
+
+
+def test_trials_over_the_grid_star_no_trial_when_several_tie(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    config = {"grid": {"mean": [0.0, 1.0], "std": [0.5, 1.0]}, "references": {}}
+    results = [make_result(0.9, mean_label=m, std_label=s, mean=[float(m)], std=[float(s)])
+               for m, s in [("0", "0.5"), ("0", "1"), ("1", "0.5"), ("1", "1")]]  # fmt: skip
+    cells = table.cells_table(results, {"lenet": cell_roles("lenet", config)})
+    legends = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: legends.append(
+        [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]))  # fmt: skip
+
+    def trials(values):
+        return pd.DataFrame({"state": "COMPLETE", "value": values, "params_mean": [0.2, 0.4, 0.6][: len(values)],
+                             "params_std": 0.3, "user_attrs_source": "optuna"})  # fmt: skip
+
+    plots.trials_over_grid(cells, trials([0.9, 0.9]), "lenet", tmp_path / "tied.png")
+    plots.trials_over_grid(cells, trials([0.95, 0.9]), "lenet", tmp_path / "one.png")
+    assert "no best trial marked: 2 trials tie at 90.00%" in legends[0]
+    assert any(label.startswith("best trial (0.2, 0.3): 95.00%") for label in legends[1])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.patches
 import matplotlib.ticker
 
@@ -39,19 +40,20 @@ def trials_over_grid(cells: pd.DataFrame, trials: pd.DataFrame, model: str, path
             zorder=8,
             label=f"Optuna trials ({len(new)})",
         )
+    handles, _ = ax.get_legend_handles_labels()
+    best = done["value"].max() if len(done) else math.nan
+    tied = int(np.isclose(done["value"], best, rtol=0, atol=1e-9).sum()) if len(done) else 0
+    if tied > 1:  # a star on one of them would be arbitrary (as on the heatmap)
+        handles.append(matplotlib.lines.Line2D([], [], linestyle="none", label=(
+            f"no best trial marked: {tied} trials tie at {best * PERCENT:.2f}%")))  # fmt: skip
+    elif tied == 1:
         top = done.loc[done["value"].idxmax()]
-        ax.scatter(
-            [top["params_mean"]],
-            [top["params_std"]],
-            marker="*",
-            s=300,
-            c="tab:red",
-            edgecolors="black",
-            zorder=9,
-            label=f"best trial ({top['params_mean']:.3g}, {top['params_std']:.3g}): "
-            f"{top['value'] * PERCENT:.2f}%",
-        )
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2, frameon=False)
+        handles.append(ax.scatter([top["params_mean"]], [top["params_std"]], marker="*", s=300, c="tab:red",
+                                  edgecolors="black", zorder=9, label=f"best trial ({top['params_mean']:.3g}, "
+                                  f"{top['params_std']:.3g}): {top['value'] * PERCENT:.2f}%"))  # fmt: skip
+    ax.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, ncol=2, frameon=False
+    )
     ax.set_title(f"{model}: Optuna trials over the grid", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
