@@ -6,7 +6,7 @@ import json
 import os
 
 import _setup
-from normsweep import data, images
+from normsweep import cache, data, images
 from normsweep.results import write_json_atomic
 
 log = _setup.start_logging(snakemake.log)
@@ -18,10 +18,11 @@ if settings["image"] is None:  # MNIST (a 1-channel network)
     record = {"root": str(root), "md5": sums}
 else:
     listing_file, *shard_files = snakemake.input
-    manifest_files = [f for f in shard_files if f.endswith(".json")]  # (and their .npy pixel files)
+    # each manifest read once (the inputs hold their .npy pixel files too)
+    manifests = {f: images.read_manifest(f) for f in shard_files if f.endswith(".json")}
     with open(listing_file) as handle:
         listing = json.load(handle)
-    signatures = {(s["split"], s["index"]): s["signature"] for s in map(images.read_manifest, manifest_files)}
+    signatures = {(m["split"], m["index"]): m["signature"] for m in manifests.values()}
     for split in images.listed_splits(listing):
         for index, shard in enumerate(listing[split]["shards"]):
             if signatures[(split, index)] != shard["signature"]:
@@ -29,12 +30,12 @@ else:
         log.info("%s/%s: %d images, %d classes, %d shards", root, split, len(listing[split]["files"]),
                  len(listing[split]["classes"]), len(listing[split]["shards"]))  # fmt: skip
     # the shards' manifests in the data cache, by absolute path (a job's folder may differ)
-    by_split = {split: [os.path.abspath(f) for f in manifest_files if images.read_manifest(f)["split"] == split]
+    by_split = {split: [os.path.abspath(f) for f, m in manifests.items() if m["split"] == split]
                 for split in images.listed_splits(listing)}  # fmt: skip
     record = images.data_record(root, settings["image"], listing, by_split)
     # shards the record before this one named that were prepared again since it was written
     # (deleted from the cache by hand); rules/common.smk: missing_shards keeps its param stable
-    record["repaired"] = images.repaired_shards(snakemake.output[0])
+    record["repaired"] = cache.repaired_shards(snakemake.output[0])
     if record["repaired"]:
         log.info(
             "prepared again after they went missing from the data cache: %s", ", ".join(record["repaired"])

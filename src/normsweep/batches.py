@@ -194,15 +194,6 @@ def relabeled(split: Split, mapping: Sequence[int]) -> Split:
     return moved
 
 
-def recorded_classes(folder: str | Path | None) -> list[str] | None:
-    """The class names the data check recorded for an ImageFolder (None: MNIST, or no record)."""
-    record_path = Path(folder) / "files.json" if folder is not None else None
-    if record_path is None or not record_path.exists():
-        return None
-    classes = json.loads(record_path.read_text()).get("val", {}).get("classes")
-    return list(classes) if classes else None
-
-
 def open_splits(
     root: str | Path,
     folder: str | Path | None,

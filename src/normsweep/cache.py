@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError
-from .images import prepare_shard, shard_stem, shard_transform
+from .images import SPLITS, prepare_shard, shard_stem, shard_transform
+from .results import write_json_atomic
 
 
 @contextmanager
@@ -67,12 +68,6 @@ def usable(manifest: Path, pixels: Path, signature: str, transform: dict[str, An
     return kept if file_sha256(pixels) == kept.get("sha256") else None
 
 
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
-
-
 def provide_shard(
     listings: Sequence[str | Path],
     split: str,
@@ -84,35 +79,35 @@ def provide_shard(
 ) -> tuple[dict[str, Any], str]:
     """Shard ``index`` of ``split`` (its images: ``signature``) at ``pixels`` and ``manifest``
     in the cache, from whichever listing in ``listings`` has it; its manifest and how it came
-    there: ``reused``, ``linked from <file>`` or ``prepared``."""
+    there: ``reused``, ``linked from <file>`` or ``prepared``. A listing is read only when the
+    shard has to be decoded (ImageNet's is some hundred MB of JSON)."""
     pixels, manifest = Path(pixels), Path(manifest)
-    found = [(Path(p), json.loads(Path(p).read_text())) for p in listings]
-    matching = [(p, listing) for p, listing in found if _signature(listing, split, index) == signature]
-    if not matching:
-        raise DataError(
-            f"{split} shard {index}: no listing holds it with these images any more; rerun snakemake"
-        )
-    listing_path, listing = matching[0]
     interpolation = image.get("interpolation") or "bilinear"
     transform = shard_transform(image["resize"], image["crop"], interpolation)
     with locked(pixels):
         if (kept := usable(manifest, pixels, signature, transform)) is not None:
             return kept, "reused"
-        for path, _ in matching:  # a study's own shard from before the cache existed
+        for path in map(Path, listings):  # a study's own shard from before the cache existed
             old = path.parent / f"{shard_stem(split, index)}.json"
             if (kept := usable(old, old.with_suffix(".npy"), signature, transform)) is not None:
                 _link(old.with_suffix(".npy"), pixels)
-                _write_json(manifest, {**kept, "pixels": pixels.name})
+                write_json_atomic(manifest, {**kept, "pixels": pixels.name})
                 return kept, f"linked from {old.with_suffix('.npy')}"
+        listing = _holding(listings, split, index, signature)
         made = prepare_shard(listing["root"], listing, split, index, image["resize"], image["crop"], pixels,
                              interpolation)  # fmt: skip
-        _write_json(manifest, made)
+        write_json_atomic(manifest, made)
         return made, "prepared"
 
 
-def _signature(listing: dict[str, Any], split: str, index: int) -> str | None:
-    shards = listing.get(split, {}).get("shards", [])
-    return shards[index]["signature"] if index < len(shards) else None
+def _holding(listings: Sequence[str | Path], split: str, index: int, signature: str) -> dict[str, Any]:
+    """The first of ``listings`` whose shard ``index`` of ``split`` has ``signature``, read one by one."""
+    for path in listings:
+        listing = json.loads(Path(path).read_text())
+        shards = listing.get(split, {}).get("shards", [])
+        if index < len(shards) and shards[index]["signature"] == signature:
+            return listing
+    raise DataError(f"{split} shard {index}: no listing holds it with these images any more; rerun snakemake")
 
 
 def _link(source: Path, target: Path) -> None:
@@ -131,3 +126,34 @@ def cache_paths(cache: str | Path, key: str, split: str, index: int, signature: 
     """Where a shard's pixels and manifest live in the cache."""
     stem = Path(cache) / key / f"{split}-{index:05d}-{signature}"
     return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+
+def record_shards(record: dict[str, Any]) -> list[tuple[Path, Path]]:
+    """Every shard a data record (``files.json``) names, as (manifest, pixel file)."""
+    named = [Path(m) for split in SPLITS for m in record.get(split, {}).get("shards", [])]
+    return [(m, m.with_suffix(".npy")) for m in named]
+
+
+def missing_shards(record_file: str | Path) -> list[str]:
+    """The pixel files of the shards the record at ``record_file`` names that are gone from the
+    cache (deleted by hand), with those it lists as prepared again before (so that, used as a
+    param, it stays the same once they are back); [] without a record."""
+    path = Path(record_file)
+    if not path.exists():
+        return []
+    record = json.loads(path.read_text())
+    missing = {str(npy) for m, npy in record_shards(record) if not (m.exists() and npy.exists())}
+    return sorted(missing | set(record.get("repaired", [])))
+
+
+def repaired_shards(record_file: str | Path) -> list[str]:
+    """The pixel files of shards that the record at ``record_file`` names and that were made
+    again after it was written (gone from the data cache, then prepared again), with those it
+    already listed as such."""
+    path = Path(record_file)
+    if not path.exists():
+        return []
+    record, written = json.loads(path.read_text()), path.stat().st_mtime_ns
+    again = {str(npy) for _, npy in record_shards(record)
+             if npy.is_absolute() and npy.exists() and npy.stat().st_mtime_ns > written}  # fmt: skip
+    return sorted(again | set(record.get("repaired", [])))

@@ -35,8 +35,6 @@ from .imagenet import flat_labels, is_flat
 
 IMAGENET_CLASSES = 1000
 WNID = re.compile(r"^n[0-9]{8}$")
-HEADS = ("new", "mapped", "kept", "replaced")
-PREDICT_OVER = ("all", "folder")
 
 
 @functools.cache
@@ -60,18 +58,10 @@ def wnid_map(classes: Sequence[str]) -> list[int] | None:
 
 @dataclass(frozen=True)
 class Head:
-    kind: str  # one of HEADS
-    outputs: int  # the network's outputs
+    kind: str  # new | mapped | kept | replaced
+    outputs: int  # the network's outputs (replaced or new: the folder's classes)
     class_map: tuple[int, ...] | None = None  # mapped: each folder class's output
     weights_outputs: int = 0  # the outputs the weights came with (0: no weights)
-
-    def describe(self, classes: int) -> str:
-        return {
-            "new": f"a new {classes}-class head (no weights)",
-            "mapped": f"the weights' own {self.outputs}-class head, each folder class on its wnid's output",
-            "kept": f"the weights' own {self.outputs}-class head, in the folder's class order",
-            "replaced": f"the weights' {self.weights_outputs}-class head replaced by a new random {classes}-class one",
-        }[self.kind]
 
 
 def plan_head(classes: Sequence[str], has_weights: bool, outputs: int) -> Head:
@@ -86,13 +76,13 @@ def plan_head(classes: Sequence[str], has_weights: bool, outputs: int) -> Head:
     return Head("replaced", len(classes), None, outputs)
 
 
-def check_head(head: Head, epochs: int, model: str, weights: str, folder: str | Path, classes: int) -> None:
+def check_head(head: Head, epochs: int, model: str, weights: str, folder: str | Path) -> None:
     """Refuse to evaluate a random head: an evaluation-only study whose weights' classes
     cannot be matched to the folder's."""
     if head.kind == "replaced" and epochs == 0:
         raise DataError(
             f"models.{model}: the weights {weights} have {head.weights_outputs} outputs but {folder} has "
-            f"{classes} classes that are not ImageNet-1k WordNet ids (n01440764, ...), so no output "
+            f"{head.outputs} classes that are not ImageNet-1k WordNet ids (n01440764, ...), so no output "
             f"belongs to a class; an evaluation-only study (epochs: 0) would score a new random last "
             f"layer, i.e. chance. Name the class folders by their wnids as the weights do, or train "
             f"the new head (training.epochs >= 1)"

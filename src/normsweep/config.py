@@ -195,8 +195,7 @@ def check_model(name: str, model: Mapping[str, Any]) -> None:
     head = model_head(name, model)
     if head is not None:
         try:
-            check_head(head, model["training"]["epochs"], name, model["weights"], model["data"],
-                       len(folder_classes(model["data"], "val") or folder_classes(model["data"], "train")))  # fmt: skip
+            check_head(head, model["training"]["epochs"], name, model["weights"], model["data"])
         except DataError as error:
             raise ConfigError(str(error)) from None
     if model.get("weights") and arch_of(name, model) == "lenet":

@@ -20,16 +20,13 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import imagenet
 from .errors import DataError
-
-if TYPE_CHECKING:
-    pass
 
 SPLITS = ("train", "val")
 #: How a shard's pixels were made and stored (recorded in each manifest).
@@ -248,19 +245,6 @@ def data_record(
             or [f"{shard_stem(split, i)}.json" for i in range(len(part["shards"]))],
         }
     return record
-
-
-def repaired_shards(record_file: str | Path) -> list[str]:
-    """The pixel files of shards that the record at ``record_file`` names and that were made
-    again after it was written (gone from the data cache, then prepared again), with those it
-    already listed as such."""
-    path = Path(record_file)
-    if not path.exists():
-        return []
-    record, written = json.loads(path.read_text()), path.stat().st_mtime_ns
-    named = [Path(m).with_suffix(".npy") for split in SPLITS for m in record.get(split, {}).get("shards", [])]
-    again = {str(p) for p in named if p.is_absolute() and p.exists() and p.stat().st_mtime_ns > written}
-    return sorted(again | set(record.get("repaired", [])))
 
 
 def prepare_folder(

@@ -68,7 +68,7 @@ def cell_params(model_config: Mapping[str, Any], name: str = "") -> dict[str, An
         params["predict_over"] = model_config["predict_over"]
     if name and (head := model_head(name, model_config)) is not None and head.kind == "mapped":
         # scored on the weights' own outputs: cells scored before on a random head are redone
-        params["head"] = {"kind": "mapped", "predict_over": model_config.get("predict_over") or "all"}
+        params["head"] = "mapped"  # (predict_over, when not all, is a param of its own above)
     return params
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data
-from .batches import Split, open_splits, recorded_classes, relabeled
+from .batches import Split, open_splits, relabeled
 from .catalog import arch_of, kwargs_of, model_info
 from .classes import Head, check_head, plan_head
 from .engine import Members, OnEpoch, OnStep, run
@@ -80,7 +80,7 @@ def head_of(model: str, model_config: Mapping[str, Any], classes: list[str]) -> 
     outputs = model_info(arch, kwargs_of(model_config)).outputs
     head = plan_head(classes, bool(model_config.get("weights")), outputs)
     epochs = int(model_config.get("training", {}).get("epochs", 1))
-    check_head(head, epochs, model, str(model_config.get("weights")), model_config["data"], len(classes))
+    check_head(head, epochs, model, str(model_config.get("weights")), model_config["data"])
     return head
 
 
@@ -90,7 +90,8 @@ def cell_data(
     """A cell's data, its class count and its head; with a mapped head predicted over all the
     weights' outputs, the labels are the weights' indices of the folder's classes."""
     train, test, num_classes = load_splits(model, model_config, data_folder)
-    head = head_of(model, model_config, recorded_classes(data_folder) or [str(i) for i in range(num_classes)])
+    classes = getattr(test, "classes", None) or [str(i) for i in range(num_classes)]  # MNIST: digits
+    head = head_of(model, model_config, list(classes))
     if head.class_map is not None and model_config.get("predict_over", "all") == "all":
         train, test = relabeled(train, head.class_map), relabeled(test, head.class_map)
     return train, test, num_classes, head

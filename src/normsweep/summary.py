@@ -135,17 +135,18 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
                 "the mode. The `pack_size` column says which is which; retrain one group for a clean comparison.",
                 "",
             ]
-        if s.get("heads", {}).get("replaced"):
+        heads = s.get("heads", {})  # cells per kind of head (normsweep.classes)
+        if heads.get("replaced"):
             lines += [
                 f"**Note:** the weights' classes could not be matched to the data set's, so their last layer "
-                f"was replaced by a new random one in {s['heads']['replaced']} cells (`head: replaced`): "
+                f"was replaced by a new random one in {heads['replaced']} cells (`head: replaced`): "
                 "those cells measure a head trained from random on top of the pretrained features. Name "
                 "the class folders by their ImageNet WordNet ids to score the weights' own outputs.",
                 "",
             ]
-        if s.get("heads", {}).get("mapped"):
+        if heads.get("mapped"):
             lines += [
-                f"Scored on the weights' own outputs ({s['heads']['mapped']} cells, `head: mapped`): each "
+                f"Scored on the weights' own outputs ({heads['mapped']} cells, `head: mapped`): each "
                 "class folder is the weights' output for its WordNet id.",
                 "",
             ]

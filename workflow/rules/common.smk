@@ -216,16 +216,9 @@ def missing_shards(wildcards):
     """The shards the model's data record names that are gone from the data cache (deleted by
     hand): a change of this param reruns the data check, whose inputs then prepare them again
     (snakemake alone would not remake a missing file that an up-to-date output was made from)."""
-    record_file = f"{RESULTS}/{wildcards.model}/data/{wildcards.datakey}/files.json"
-    if wildcards.model not in IMAGE_MODELS or not os.path.exists(record_file):
+    if wildcards.model not in IMAGE_MODELS:
         return []
-    with open(record_file) as handle:
-        record = json.load(handle)
-    named = [m for split in ns_images.SPLITS for m in record.get(split, {}).get("shards", [])]
-    pixels = {m: m[: -len(".json")] + ".npy" for m in named}  # a shard is named by its pixel file
-    missing = {npy for m, npy in pixels.items() if not (os.path.exists(m) and os.path.exists(npy))}
-    # with the ones repaired before (the record keeps them): the param stays the same after a repair
-    return sorted(missing | set(record.get("repaired", [])))
+    return ns_cache.missing_shards(f"{RESULTS}/{wildcards.model}/data/{wildcards.datakey}/files.json")
 
 
 def key_listings(wildcards):
