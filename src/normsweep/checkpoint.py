@@ -45,8 +45,15 @@ def restore_rng(state: dict, shuffle: torch.Generator) -> None:
     ``map_location`` on a GPU has moved them there, and torch's setters take CPU byte tensors."""
     shuffle.set_state(state["shuffle_rng"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    present = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for index, saved in present_generators(state.get("cuda_rng"), present):
+        torch.cuda.set_rng_state(saved.cpu(), index)
+
+
+def present_generators(saved: list[torch.Tensor] | None, present: int) -> list[tuple[int, torch.Tensor]]:
+    """The saved CUDA generator states of the devices this job has (a checkpoint saved with two
+    visible GPUs resumes with one: the states of absent devices are left aside)."""
+    return list(enumerate(saved or []))[:present]
 
 
 def device_rng(device: torch.device) -> dict[str, torch.Tensor | None]:

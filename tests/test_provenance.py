@@ -1,0 +1,32 @@
+"""Each output keyed on what made it (issue 35): the generators of the devices present, the
+determinism switch, the last training batch, labels and data versions, tables of the
+configured cells, one plan of packs."""
+
+import pytest
+import torch
+
+from normsweep import checkpoint
+
+
+def test_a_checkpoint_of_two_gpus_resumes_on_one(monkeypatch):
+    """Saved with two visible GPUs, resumed with one: the present device's generator is
+    restored, the absent one's left aside (set_rng_state_all raised for device 1)."""
+    restored = []
+
+    def set_rng_state(state, device="cuda"):
+        index = device if isinstance(device, int) else torch.device(device).index or 0
+        if index >= 1:
+            raise RuntimeError(f"CUDA error: invalid device ordinal {index}")
+        restored.append((index, state.clone()))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    shuffle = torch.Generator().manual_seed(3)
+    gpu0, gpu1 = torch.full((16,), 1, dtype=torch.uint8), torch.full((16,), 2, dtype=torch.uint8)
+    state = {"shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(), "cuda_rng": [gpu0, gpu1]}
+    checkpoint.restore_rng(state, shuffle)
+    assert [i for i, _ in restored] == [0] and torch.equal(restored[0][1], gpu0)
+    assert checkpoint.present_generators([gpu0, gpu1], 0) == []
+    assert [i for i, _ in checkpoint.present_generators([gpu0], 4)] == [0]
