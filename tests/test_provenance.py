@@ -30,3 +30,28 @@ def test_a_checkpoint_of_two_gpus_resumes_on_one(monkeypatch):
     assert [i for i, _ in restored] == [0] and torch.equal(restored[0][1], gpu0)
     assert checkpoint.present_generators([gpu0, gpu1], 0) == []
     assert [i for i, _ in checkpoint.present_generators([gpu0], 4)] == [0]
+
+
+def test_deterministic_warns_instead_of_failing_and_names_the_operations():
+    """PyTorch documents AdaptiveAvgPool2d's CUDA backward (VGG, AlexNet) as having no
+    deterministic kernel: use_deterministic_algorithms(True) raised there at the first
+    backward. Now it warns, and the run names those operations (a 1 x 1 output is a mean)."""
+    from torchvision import models
+
+    from normsweep.devices import nondeterministic_ops, set_determinism
+    from normsweep.models import build_model
+
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        set_determinism(0, True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    vgg = nondeterministic_ops(models.vgg11())
+    assert vgg == ["avgpool: AdaptiveAvgPool2d(output_size=(7, 7)) backward"]
+    assert nondeterministic_ops(models.alexnet()) == ["avgpool: AdaptiveAvgPool2d(output_size=(6, 6)) backward"]
+    assert nondeterministic_ops(models.resnet18()) == []  # AdaptiveAvgPool2d((1, 1)): a mean
+    assert nondeterministic_ops(build_model("lenet", 10)) == []
+    odd = torch.nn.Sequential(torch.nn.ReflectionPad2d(1), torch.nn.Upsample(scale_factor=2, mode="bilinear"),
+                              torch.nn.Upsample(scale_factor=2, mode="nearest"), torch.nn.MaxPool3d(2))  # fmt: skip
+    assert [op.split(":")[0] for op in nondeterministic_ops(odd)] == ["0", "1", "3"]

@@ -33,8 +33,51 @@ def set_determinism(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        # warn_only: an operation without a deterministic CUDA kernel runs as it is (and the
+        # result records it: nondeterministic_ops) instead of failing the job at its first backward
+        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+
+
+def _adaptive(module: torch.nn.Module) -> bool:
+    size = module.output_size  # type: ignore[attr-defined]
+    sizes = size if isinstance(size, tuple | list) else (size,)
+    return any(s != 1 for s in sizes)  # an output of 1 x 1 is a mean (deterministic)
+
+
+#: Modules whose CUDA kernels have no deterministic version (torch.use_deterministic_algorithms'
+#: documented list), with the pass that lacks it and, where it depends on them, the settings.
+NONDETERMINISTIC_CUDA: tuple[tuple[type[torch.nn.Module], str, Callable[[torch.nn.Module], bool]], ...] = (
+    (torch.nn.AvgPool3d, "backward", lambda m: True),
+    (torch.nn.AdaptiveAvgPool2d, "backward", _adaptive),
+    (torch.nn.AdaptiveAvgPool3d, "backward", _adaptive),
+    (torch.nn.MaxPool3d, "backward", lambda m: True),
+    (torch.nn.AdaptiveMaxPool2d, "backward", lambda m: True),
+    (torch.nn.FractionalMaxPool2d, "backward", lambda m: True),
+    (torch.nn.FractionalMaxPool3d, "backward", lambda m: True),
+    (torch.nn.MaxUnpool1d, "forward", lambda m: True),
+    (torch.nn.MaxUnpool2d, "forward", lambda m: True),
+    (torch.nn.MaxUnpool3d, "forward", lambda m: True),
+    (torch.nn.Upsample, "backward", lambda m: m.mode in ("linear", "bilinear", "bicubic", "trilinear")),  # type: ignore[attr-defined]
+    (torch.nn.ReflectionPad1d, "backward", lambda m: True),
+    (torch.nn.ReflectionPad2d, "backward", lambda m: True),
+    (torch.nn.ReflectionPad3d, "backward", lambda m: True),
+    (torch.nn.ReplicationPad3d, "backward", lambda m: True),
+    (torch.nn.CTCLoss, "backward", lambda m: True),
+    (torch.nn.EmbeddingBag, "backward", lambda m: m.mode == "max"),  # type: ignore[attr-defined]
+)
+
+
+def nondeterministic_ops(model: torch.nn.Module) -> list[str]:
+    """The modules of ``model`` that compute without a deterministic kernel on CUDA, named with
+    their pass (``features.5: AdaptiveAvgPool2d(output_size=(7, 7)) backward``): what a
+    ``deterministic: true`` run on a GPU does not make deterministic."""
+    found = []
+    for name, module in model.named_modules():
+        for kind, which, applies in NONDETERMINISTIC_CUDA:
+            if type(module) is kind and applies(module):
+                found.append(f"{name or type(model).__name__}: {module} {which}")
+    return found
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -93,6 +136,8 @@ class Execution:
     channels_last: bool = False
     cudnn_benchmark: bool = False
     compile: bool = False
+    # a deterministic run on CUDA: the network's operations without a deterministic kernel
+    nondeterministic: tuple[str, ...] = ()
 
     @classmethod
     def resolve(cls, device: torch.device, deterministic: bool, channels_last: object = "auto",
@@ -113,12 +158,15 @@ class Execution:
         """The process-wide switch: cuDNN's benchmark."""
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
 
-    def record(self) -> dict[str, bool]:
-        return {
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "channels_last": self.channels_last,
             "cudnn_benchmark": self.cudnn_benchmark,
             "compile": self.compile,
         }
+        if self.nondeterministic:
+            out["nondeterministic"] = list(self.nondeterministic)
+        return out
 
     def layout(self, model: torch.nn.Module) -> torch.nn.Module:
         """``model`` in the run's memory format (its convolutions' weights NHWC with channels_last)."""

@@ -20,6 +20,7 @@ What differs between kinds of run is only how members are built, stepped and eva
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -34,7 +35,16 @@ import torch.nn.functional as F
 
 from .batches import Split
 from .checkpoint import Every, Position, restore_rng, rng_state, save_atomic, usable_checkpoint
-from .devices import PLAIN, Execution, autocast, device_name, pick_device, set_determinism, set_precision
+from .devices import (
+    PLAIN,
+    Execution,
+    autocast,
+    device_name,
+    nondeterministic_ops,
+    pick_device,
+    set_determinism,
+    set_precision,
+)
 from .errors import PackError
 from .models import build_model, model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
@@ -132,7 +142,12 @@ def start(specs: Sequence[CellSpec], config: TrainConfig) -> tuple[torch.device,
                                   config.compile, config.precision)  # fmt: skip
     set_determinism(specs[0].seed, config.deterministic)
     execution.apply()
-    return device, execution, initial_model(specs[0], device)
+    model = initial_model(specs[0], device)
+    if config.deterministic and device.type == "cuda" and (ops := nondeterministic_ops(model)):
+        log.warning("deterministic: these operations have no deterministic CUDA kernel and run as "
+                    "they are (recorded in each result): %s", "; ".join(ops))  # fmt: skip
+        execution = dataclasses.replace(execution, nondeterministic=tuple(ops))
+    return device, execution, model
 
 
 @dataclass

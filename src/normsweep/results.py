@@ -77,7 +77,7 @@ class CellResult:
     predict_over: str = ""
     # how it computed on its device (normsweep.devices.Execution): channels_last, cudnn_benchmark,
     # compile; {} for results made before these were settings
-    execution: dict[str, bool] = field(default_factory=dict)
+    execution: dict[str, Any] = field(default_factory=dict)
     arch: str = ""  # the architecture (normsweep.catalog): "" for results made before models had one
     weights: str = ""  # the weights it started from: a torchvision name or a file; "": random
     preprocessing: dict[str, Any] | None = None  # resize, crop, interpolation; the weights' own values
