@@ -120,7 +120,8 @@ class TensorData:
     def batches(
         self, order: torch.Tensor | None, batch_size: int, start: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches ``start``, ``start + 1``, ... of ``order`` (None: the stored order)."""
+        """Batches ``start``, ``start + 1``, ... of ``order`` (None: the stored order; an order
+        may leave images out)."""
         if order is None:
             for lo in range(start * batch_size, len(self), batch_size):
                 yield (
@@ -129,7 +130,7 @@ class TensorData:
                 )
             return
         order = order.to(self.images.device)
-        for lo in range(start * batch_size, len(self), batch_size):
+        for lo in range(start * batch_size, len(order), batch_size):  # an order may leave images out
             index = order[lo : lo + batch_size]
             yield as_float(self.images[index], self.channels_last), self.labels[index]
 
@@ -172,7 +173,7 @@ class Streamed:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         positions = torch.arange(len(self)) if order is None else order.cpu()
         wanted = positions if self.index is None else self.index[positions]
-        cuts = range(start * batch_size, len(self), batch_size)
+        cuts = range(start * batch_size, len(positions), batch_size)
 
         pin = self.device.type == "cuda"  # page-locked: the copy to the GPU runs beside the compute
 

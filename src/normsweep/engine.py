@@ -45,7 +45,7 @@ from .devices import (
     set_determinism,
     set_precision,
 )
-from .errors import PackError
+from .errors import DataError, PackError
 from .models import build_model, model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
 from .schedule import Plateau
@@ -210,6 +210,7 @@ def run(
                                      **rng_state(shuffle)})  # fmt: skip
 
     plateau = model_spec(specs[0].architecture).plateau
+    dropped = left_out(base, len(train), config.batch_size) if config.epochs > 0 else 0
     every = Every(config.checkpoint_minutes if checkpoint is not None else None)
     layout = members.execution.channels_last
     train_d = train.to(device, layout) if config.epochs > 0 else train
@@ -227,7 +228,7 @@ def run(
                 save(epoch - 1, Position(batch, loss_sum, shuffle_state))
 
         train_loss = _train_epoch(
-            members, train_d, config.batch_size, shuffle, lr, position, save_inside, on_step
+            members, train_d, config.batch_size, shuffle, lr, position, save_inside, on_step, dropped
         )
         position = None
         diverged = [i for i in members.active if not math.isfinite(train_loss[i])]
@@ -263,7 +264,7 @@ def run(
     results = []
     for i, spec in enumerate(specs):
         result = cell_result(spec, progress.status[i], progress.histories[i], config, len(train), len(test), wall,
-                             device, pack_id, len(specs), members.execution)  # fmt: skip
+                             device, pack_id, len(specs), members.execution, dropped)  # fmt: skip
         result.predictions = torch.cat(predicted[i]).cpu().numpy() if predicted[i] else None
         results.append(result)
     return results
@@ -299,6 +300,22 @@ def _resume(
     return position
 
 
+def left_out(model: torch.nn.Module, n_train: int, batch_size: int) -> int:
+    """Training images left out of each epoch: the one image of a last batch of one when the
+    network has batch normalization (it cannot normalize over one image in training mode),
+    else none. Every other last batch is kept, smaller, as the notebook's DataLoader keeps it
+    (timm's drops every incomplete one): a LeNet study's numbers do not change."""
+    norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not norm or n_train % batch_size != 1:
+        return 0
+    if n_train == 1:
+        raise DataError(
+            "a training set of one image cannot train a network with batch normalization; "
+            "raise training.train_subset (or use a larger data set)"
+        )
+    return 1
+
+
 def _train_epoch(
     members: Members,
     data: Split,
@@ -308,6 +325,7 @@ def _train_epoch(
     position: Position | None,
     save: Callable[[int, torch.Tensor, torch.Tensor], None],
     on_step: OnStep | None,
+    dropped: int = 0,
 ) -> dict[int, float]:
     """One pass of every active member over the epoch's shuffled batches, from ``position``
     when resuming inside the epoch; each member's mean batch loss (NaN or infinite: it
@@ -320,6 +338,8 @@ def _train_epoch(
     else:
         shuffle.set_state(position.shuffle_state)
     order = torch.randperm(len(data), generator=shuffle)
+    if dropped:  # the epoch's last image(s) in this order sit out (see left_out)
+        order = order[: len(order) - dropped]
     sums = position.loss_sum.to(members.device)
     active = list(members.active)
     rows = torch.tensor(active, dtype=torch.int64, device=members.device)
@@ -351,6 +371,7 @@ def cell_result(
     pack: str = "",
     pack_size: int = 1,
     execution: Execution = PLAIN,
+    dropped: int = 0,
 ) -> CellResult:
     """A cell's result from its run: a diverged cell has no final accuracy (NaN)."""
     accuracies = [r.test_accuracy for r in history]
@@ -389,4 +410,5 @@ def cell_result(
         predict_over=spec.predict_over if spec.head == "mapped" else "",
         precision=config.precision,
         execution=execution.record(),
+        train_left_out=dropped,
     )

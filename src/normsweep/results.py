@@ -81,6 +81,8 @@ class CellResult:
     arch: str = ""  # the architecture (normsweep.catalog): "" for results made before models had one
     weights: str = ""  # the weights it started from: a torchvision name or a file; "": random
     preprocessing: dict[str, Any] | None = None  # resize, crop, interpolation; the weights' own values
+    # training images left out of each epoch (a last batch of one image under batch norm: engine.left_out)
+    train_left_out: int = 0
     schema_version: int = SCHEMA_VERSION
     # an evaluation cell's predicted class per test image, in the split's order (kept beside the
     # result by write_predictions, not in it)
