@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from normsweep.cli import load_study, study_parser  # noqa: E402
 from normsweep.cluster import check_request, read_partition  # noqa: E402
-from normsweep.plan import data_plans, format_data_plans, format_plan, plan, weights_line  # noqa: E402
+from normsweep.plan import data_plans, format_data_plans, format_plan, plan, stale_data, weights_line  # noqa: E402
 
 
 def main() -> int:
@@ -36,6 +36,8 @@ def main() -> int:
     print(format_plan(plan(config, workdir, args.pack), config["cluster"]["gpus_per_cell"]))
     if data := format_data_plans(data_plans(config, workdir)):
         print(data)
+    for said in stale_data(config, workdir):
+        print(f"\ndata changed: {said}")
     for model, block in config["models"].items():
         if (weights := weights_line(model, block)) is not None:
             print(weights)

@@ -2,6 +2,7 @@
 determinism switch, the last training batch, labels and data versions, tables of the
 configured cells, one plan of packs."""
 
+import pytest
 import torch
 
 from normsweep import checkpoint
@@ -88,3 +89,101 @@ def test_a_last_training_batch_of_one_image_never_fails_batch_norm(tmp_path):
     small = batches.TensorData.from_uint8(mnist.images, mnist.labels)
     lenet = train_one(CellSpec("lenet", "mnist", "m", "s", None, None, 1998), small, small, config)
     assert lenet.train_left_out == 0 and lenet.status == "ok"
+
+
+def _folder(root, train, val=None):
+    """An ImageFolder of one 8 x 8 PNG per class (classes: wnids) in train/ and val/."""
+    from PIL import Image
+
+    for split, wnids in (("train", train), ("val", val or train)):
+        for i, wnid in enumerate(wnids):
+            path = root / split / wnid / f"{wnid}-{split}.png"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (8, 8), (40 * i, 80, 120)).save(path)
+
+
+def _study(root, cache, folder, splits=("train", "val")):
+    """What the workflow's data jobs do for one study: list, provide each shard from the shared
+    cache, record; the val split as a cell opens it."""
+    import json
+
+    from normsweep import cache as ns_cache
+    from normsweep import images, shards
+    from normsweep.results import write_json_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image = {"resize": 8, "crop": 8, "shard_size": 4}
+    listing = images.list_folder(root, 4, splits)
+    (folder / "listing.json").write_text(json.dumps(listing))
+    manifests, how = {}, []
+    for split in images.listed_splits(listing):
+        for index, shard in enumerate(listing[split]["shards"]):
+            pixels, manifest = ns_cache.cache_paths(cache, "key", split, index, shard["signature"])
+            how.append(ns_cache.provide_shard([folder / "listing.json"], split, index, shard["signature"], image,
+                                              pixels, manifest)[1])  # fmt: skip
+            manifests.setdefault(split, []).append(str(manifest))
+    write_json_atomic(folder / "files.json", images.data_record(root, image, listing, manifests))
+    val = shards.ShardedSplit.open(folder, "val")
+    return val.labels.tolist(), val.classes, how
+
+
+def test_a_class_added_to_train_renumbers_a_reused_val_shard(tmp_path):
+    """The val shard is prepared with 2 classes; a third (sorting first) is added to train/
+    only: the next listing numbers val [1, 2], and the reused shard must not bring [0, 1]."""
+    _folder(tmp_path / "d", ["n02", "n03"])
+    assert _study(tmp_path / "d", tmp_path / "cache", tmp_path / "a")[:2] == ([0, 1], ["n02", "n03"])
+    _folder(tmp_path / "d", ["n01", "n02", "n03"], ["n02", "n03"])
+    labels, classes, how = _study(tmp_path / "d", tmp_path / "cache", tmp_path / "b")
+    assert labels == [1, 2] and classes == ["n01", "n02", "n03"]
+    assert "reused" in how  # the val pixels are shared, their labels are not
+
+
+@pytest.mark.parametrize("first", ["evaluation", "training"])
+def test_two_studies_of_one_folder_share_a_cache_in_either_order(tmp_path, first):
+    """An evaluation-only study (val/ alone: its own numbering) and a training study (val/ as
+    train/ numbers it) share `data_cache`: each gets its own labels, in either order."""
+    _folder(tmp_path / "d", ["n01", "n02", "n03"], ["n02", "n03"])
+    cache = tmp_path / "cache"
+    runs = {
+        "evaluation": lambda: _study(tmp_path / "d", cache, tmp_path / "eval", ("val",)),
+        "training": lambda: _study(tmp_path / "d", cache, tmp_path / "train"),
+    }
+    order = [first, *(k for k in runs if k != first)]
+    got = {name: runs[name]() for name in order}
+    assert got["evaluation"][:2] == ([0, 1], ["n02", "n03"])
+    assert got["training"][:2] == ([1, 2], ["n01", "n02", "n03"])
+    assert "reused" in got[order[1]][2]
+
+
+def test_a_data_version_is_of_the_content_and_names_cells_of_another(tmp_path):
+    """The version follows labels, classes, shards and MNIST's sums, not the path; results
+    older than the record and of another version are named, others never read."""
+    import json
+    import os
+
+    from normsweep import provenance
+
+    record = {"root": "/a", "val": {"classes": ["x", "y"], "labels": [[0, 3]], "signatures": ["s1"]}}
+    same = provenance.content_version({**record, "root": "/elsewhere"})
+    assert provenance.content_version(record) == same
+    relabeled = {**record, "val": {**record["val"], "labels": [[1, 3]]}}
+    assert provenance.content_version(relabeled) != same
+    assert provenance.content_version({"md5": {"a": "1"}}) != provenance.content_version({"md5": {"a": "2"}})
+    files = tmp_path / "files.json"
+    old, new, unrecorded = (tmp_path / f"{n}.json" for n in ("old", "new", "unrecorded"))
+    old.write_text(json.dumps({"data_version": "v1"}))
+    unrecorded.write_text(json.dumps({}))
+    files.write_text(json.dumps({**record, "version": "v2"}))
+    new.write_text(json.dumps({"data_version": "v1"}))  # written after the record: not read
+    for path, when in ((old, 1), (unrecorded, 1), (files, 2), (new, 3)):
+        os.utime(path, ns=(when * 10**9, when * 10**9))
+    results = [old, new, unrecorded, tmp_path / "missing.json"]
+    assert provenance.stale_cells(results, files) == {str(old): "v1"}
+    assert "1 finished cells ran on data version v1" in provenance.describe_stale("m", {str(old): "v1"}, "v2")
+    raw = provenance.mnist_raw_folder(tmp_path)
+    raw.mkdir(parents=True)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"12")
+    before = provenance.mnist_stamp(tmp_path)
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"123")  # replaced in place
+    assert provenance.mnist_stamp(tmp_path) != before

@@ -117,6 +117,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
         ({"config": {"batch_size": 32}}, "training.batch_size"),
         ({"config": {"epochs": 4}}, "training.epochs"),
         ({"spec": {"data_key": "another folder"}}, "data"),
+        ({"spec": {"data_version": "0123456789abcdef"}}, "data_version"),  # the folder changed in place
         ({"spec": {"init_weight": 2.0}}, "init"),
     ],
 )

@@ -13,6 +13,12 @@ import yaml
 from conftest import BIN, ROOT, data_dir, job_counts, snakemake, test_config
 
 
+def cfg_valid(cfg):
+    from normsweep.config import validate_config
+
+    return validate_config(json.loads(json.dumps(cfg)))
+
+
 def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     """Prepared in shards by jobs, trained as one pack of three separate networks that reads
     each batch once; a changed image prepares its shard again and nothing else; a new image
@@ -79,6 +85,10 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     victim = tmp_path / "photos/train" / listing["train"]["files"][20]  # in the second train shard
     shutil.copy(tmp_path / "photos/train" / listing["train"]["files"][0], victim.with_suffix(".tmp"))
     victim.with_suffix(".tmp").rename(victim)
+    version = json.loads((folder / "files.json").read_text())["version"]
+    assert set(cells["data_version"]) == {version}  # every result records the data it ran on
+    told = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
+    assert "photos changed since it was listed" in told.stdout + told.stderr, told.stderr[-3000:]
     first = next(cache.glob("train-00000-*.npy"))
     before = first.stat().st_mtime_ns
     target = "results/rn/resnet18/tables/cells.parquet"
@@ -91,6 +101,16 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     signature = json.loads((folder / "listing.json").read_text())["train"]["shards"][1]["signature"]
     assert json.loads((cache / f"train-00001-{signature}.json").read_text())["signature"] == signature
     assert len(list(cache.glob("train-00001-*.npy"))) == 2  # the old copy stays for its readers
+    # the finished cells ran on the former version: kept, marked in the tables, named by a dry run and plan.py
+    now = json.loads((folder / "files.json").read_text())["version"]
+    assert now != version and set(pd.read_parquet(tmp_path / target)["data_version"]) == {version}
+    summary = (tmp_path / "results/rn/resnet18/tables/summary.md").read_text()
+    assert "ran on different versions of the data" in summary and f"the data now is `{now}`" in summary
+    told = snakemake("-n", "--directory", str(tmp_path), target, cwd=tmp_path)
+    assert f"3 finished cells ran on data version {version}" in told.stdout + told.stderr
+    from normsweep.plan import stale_data
+
+    assert "3 finished cells ran on data version" in stale_data(cfg_valid(cfg), tmp_path)[0]
     # a new image size: the data rules see it in their params and prepare it, and the cells
     # run again on it (issue 10: before, every cell failed with "no tensor cache"); with
     # epochs: 0 their pack is an evaluation pack: one network, each test batch read once

@@ -3,6 +3,7 @@
 import sys
 
 import _setup
+from normsweep import provenance
 from normsweep.results import ResultError
 from normsweep.summary import write_tables
 
@@ -10,12 +11,13 @@ log = _setup.start_logging(snakemake.log)
 model = snakemake.wildcards.model
 try:
     summary = write_tables(
-        snakemake.input,
+        snakemake.input.results,
         roles={model: snakemake.params.roles},
         baseline={model: snakemake.params.baseline},
         out=snakemake.output,
         convergence={model: snakemake.params.convergence},
         published={model: snakemake.params.published},
+        data_version={model: provenance.record_version(snakemake.input.record)},
     )
 except ResultError as error:  # unreadable cell files: name them all and the fix, no traceback
     log.error("%s", error)

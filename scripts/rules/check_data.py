@@ -6,7 +6,7 @@ import json
 import os
 
 import _setup
-from normsweep import cache, data, images
+from normsweep import cache, data, images, provenance
 from normsweep.results import write_json_atomic
 
 log = _setup.start_logging(snakemake.log)
@@ -33,6 +33,7 @@ else:
     by_split = {split: [os.path.abspath(f) for f, m in manifests.items() if m["split"] == split]
                 for split in images.listed_splits(listing)}  # fmt: skip
     record = images.data_record(root, settings["image"], listing, by_split)
+    record["folder_stamp"] = listing.get("folder_stamp")  # the folder as it was listed
     # shards the record before this one named that were prepared again since it was written
     # (deleted from the cache by hand); rules/common.smk: missing_shards keeps its param stable
     record["repaired"] = cache.repaired_shards(snakemake.output[0])
@@ -40,4 +41,7 @@ else:
         log.info(
             "prepared again after they went missing from the data cache: %s", ", ".join(record["repaired"])
         )
+# the version of what the cells see (not of the path): recorded in every result and checkpoint
+record["version"] = provenance.content_version(record)
+log.info("data version %s", record["version"])
 write_json_atomic(snakemake.output[0], record)

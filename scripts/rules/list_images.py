@@ -22,4 +22,5 @@ for split in images.listed_splits(listing):
     part = listing[split]
     log.info("%s/%s: %d images of %d classes, %d shards", settings["root"], split, len(part["files"]),
              len(part["classes"]), len(part["shards"]))  # fmt: skip
+listing["folder_stamp"] = snakemake.params.folder  # what the folder looked like when listed
 write_json_atomic(snakemake.output[0], listing)

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import torch
 
+from .errors import DataError
 from .images import SPLITS
 from .shards import ShardedSplit, prefetched, stratified_sample
 
@@ -185,6 +186,22 @@ class Streamed:
 
         reads = (lambda lo=lo: read(lo) for lo in cuts)
         yield from ahead(prefetched(reads, self.prefetch), self.device, self.channels_last)
+
+
+def left_out(model: torch.nn.Module, n_train: int, batch_size: int) -> int:
+    """Training images left out of each epoch: the one image of a last batch of one when the
+    network has batch normalization (it cannot normalize over one image in training mode),
+    else none. Every other last batch is kept, smaller, as the notebook's DataLoader keeps it
+    (timm's drops every incomplete one): a LeNet study's numbers do not change."""
+    norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not norm or n_train % batch_size != 1:
+        return 0
+    if n_train == 1:
+        raise DataError(
+            "a training set of one image cannot train a network with batch normalization; "
+            "raise training.train_subset (or use a larger data set)"
+        )
+    return 1
 
 
 def relabeled(split: Split, mapping: Sequence[int]) -> Split:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import provenance
 from .errors import DataError
 
 MNIST_FILES = {
@@ -37,8 +38,7 @@ MD5SUMS = "MD5SUMS"
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def raw_folder(root: str | Path) -> Path:
-    return Path(root) / "MNIST" / "raw"
+raw_folder = provenance.mnist_raw_folder
 
 
 def mnist_paths(root: str | Path) -> dict[str, Path]:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .batches import Split
+from .batches import Split, left_out
 from .checkpoint import Every, Position, restore_rng, rng_state, save_atomic, usable_checkpoint
 from .devices import (
     PLAIN,
@@ -45,7 +45,7 @@ from .devices import (
     set_determinism,
     set_precision,
 )
-from .errors import DataError, PackError
+from .errors import PackError
 from .models import build_model, model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
 from .schedule import Plateau
@@ -300,22 +300,6 @@ def _resume(
     return position
 
 
-def left_out(model: torch.nn.Module, n_train: int, batch_size: int) -> int:
-    """Training images left out of each epoch: the one image of a last batch of one when the
-    network has batch normalization (it cannot normalize over one image in training mode),
-    else none. Every other last batch is kept, smaller, as the notebook's DataLoader keeps it
-    (timm's drops every incomplete one): a LeNet study's numbers do not change."""
-    norm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if not norm or n_train % batch_size != 1:
-        return 0
-    if n_train == 1:
-        raise DataError(
-            "a training set of one image cannot train a network with batch normalization; "
-            "raise training.train_subset (or use a larger data set)"
-        )
-    return 1
-
-
 def _train_epoch(
     members: Members,
     data: Split,
@@ -406,6 +390,7 @@ def cell_result(
         pack_size=pack_size,
         num_classes=spec.num_classes,
         data=spec.data_key,
+        data_version=spec.data_version,
         head=spec.head,
         predict_over=spec.predict_over if spec.head == "mapped" else "",
         precision=config.precision,

@@ -210,8 +210,7 @@ def prepare_shard(
         "sha256": digest.hexdigest(),
         "signature": shard["signature"],
         "transform": shard_transform(resize, crop, interpolation),
-        "files": files,
-        "labels": part["labels"][lo:hi],
+        "files": files,  # no labels: they follow the class list of the listing (data_record)
         "histogram": histogram.tolist(),
     }
 
@@ -241,10 +240,29 @@ def data_record(
         record[split] = {
             "images": len(part["files"]),
             "classes": part["classes"],
+            # the labels as this listing numbers them: a shard in a shared cache holds pixels only
+            "labels": runs(part["labels"]),
+            "signatures": [shard["signature"] for shard in part["shards"]],
             "shards": (manifests or {}).get(split)
             or [f"{shard_stem(split, i)}.json" for i in range(len(part["shards"]))],
         }
     return record
+
+
+def runs(labels: Sequence[int]) -> list[list[int]]:
+    """Labels as [label, count] runs (an ImageFolder lists its files class by class: ImageNet's
+    1.28 M training labels are 1,000 runs)."""
+    out: list[list[int]] = []
+    for label in labels:
+        if out and out[-1][0] == label:
+            out[-1][1] += 1
+        else:
+            out.append([int(label), 1])
+    return out
+
+
+def from_runs(encoded: Sequence[Sequence[int]]) -> list[int]:
+    return [int(label) for label, count in encoded for _ in range(int(count))]
 
 
 def prepare_folder(

@@ -280,3 +280,22 @@ def weights_line(model: str, block: Mapping[str, Any]) -> str | None:
         return f"  {model} weights {block['weights']}{about}: found, {file}"
     where = f"put {url} (downloaded elsewhere) at {file}" if url else f"no such file {file}"
     return f"  {model} weights {block['weights']}{about}: MISSING: {where}"
+
+
+def stale_data(config: Mapping[str, Any], workdir: str | Path = ".") -> list[str]:
+    """For each model whose finished cells ran on another version of its data than its record
+    holds now: which (every one of them) and what to do (normsweep.provenance)."""
+    from .config import info_of
+    from .provenance import describe_stale, record_version, stale_cells
+
+    said = []
+    for model, block in config["models"].items():
+        images = info_of(model, block).dataset != "mnist"
+        study = Path(workdir) / cellnames.results_dir(config["study"])
+        record = study / model / "data" / cellnames.data_key(block, images) / "files.json"
+        results = [
+            Path(workdir) / c.result_path(config["study"]) for c in cellnames.study_cells(model, block)
+        ]
+        if stale := stale_cells(results, record):
+            said.append(describe_stale(model, stale, record_version(record), limit=len(stale)))
+    return said

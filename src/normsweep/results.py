@@ -70,6 +70,7 @@ class CellResult:
     pack_size: int = 1
     num_classes: int = 0  # classes of the data set (chance is 1 / num_classes); 0: not recorded
     data: str = ""  # what it trained and tested on: the data key, the subsets and how they were sampled
+    data_version: str = ""  # the version of the data's content (normsweep.provenance); "": not recorded
     precision: str = "fp32"  # fp32 | tf32 | bf16: the arithmetic it trained and evaluated in
     # how its classifier met the folder's classes (normsweep.classes): new, mapped, kept, replaced;
     # "" for results made before it was recorded. predict_over: a mapped head's argmax (all | folder)

@@ -16,6 +16,7 @@ from .classes import Head, check_head, plan_head
 from .engine import Members, OnEpoch, OnStep, run
 from .evaluation import Evaluation
 from .models import model_spec
+from .provenance import record_version
 from .published import preprocessing
 from .results import CellResult, EpochRecord, write_predictions, write_result
 from .schedule import epoch_message
@@ -108,6 +109,7 @@ def cell_spec(
     checkpoint: str | Path | None = None,
     init: tuple[float, float] = (1.0, 1.0),
     head: Head | None = None,
+    data_version: str = "",
 ) -> CellSpec:
     """What one cell trains, its labels resolved to values (``dataset``: the statistics);
     ``head``: how its classifier meets the classes (None: a new head, as without weights)."""
@@ -130,6 +132,7 @@ def cell_spec(
         init_weight=float(init[0]),
         init_bias=float(init[1]),
         data_key=data_identity(model, model_config),
+        data_version=data_version,
         arch=arch,
         arch_kwargs=kwargs,
         preprocessing=image_record(arch, model_config),
@@ -188,8 +191,9 @@ def run_cell(
     train, test, num_classes, head = cell_data(
         model, model_config, Path(stats_path).parent if stats_path else None
     )
+    version = record_version(Path(stats_path).parent / "files.json") if stats_path else ""
     spec = cell_spec(
-        model, mean_label, std_label, seed, model_config, stats, num_classes, checkpoint, init, head
+        model, mean_label, std_label, seed, model_config, stats, num_classes, checkpoint, init, head, version
     )
     mean, std = spec.mean, spec.std
     log.info(
@@ -238,7 +242,9 @@ def run_pack(
     trained alone does. The pack's checkpoint goes once every result is written."""
     stats = data.DatasetStats.from_json(stats_path)
     train, test, num_classes, head = cell_data(model, model_config, Path(stats_path).parent)
-    specs = [cell_spec(model, m, s, seed, model_config, stats, num_classes, head=head) for m, s in members]
+    version = record_version(Path(stats_path).parent / "files.json")
+    specs = [cell_spec(model, m, s, seed, model_config, stats, num_classes, head=head, data_version=version)
+             for m, s in members]  # fmt: skip
     config = train_config(specs[0].architecture, model_config.get("training", {}))
     for path in logs:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import DataError
+from .images import from_runs
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +27,13 @@ class ShardedSplit:
     files in ``folder``). Its labels and classes are in memory (8 bytes per image); pixels are
     read on demand with ``os.pread``: one call per run of consecutive images."""
 
-    def __init__(self, folder: str | Path, manifests: Sequence[dict[str, Any]], classes: Sequence[str]):
+    def __init__(
+        self,
+        folder: str | Path,
+        manifests: Sequence[dict[str, Any]],
+        classes: Sequence[str],
+        labels: Sequence[int] | None = None,
+    ):
         self.folder = Path(folder)
         self.classes = list(classes)
         self.shapes = [tuple(m["shape"]) for m in manifests]
@@ -38,7 +45,14 @@ class ShardedSplit:
         self.starts = np.cumsum([0, *sizes])
         import torch
 
-        self.labels = torch.tensor([label for m in manifests for label in m["labels"]], dtype=torch.int64)
+        if labels is None:  # a record from before it held the labels: the shards' own
+            labels = [label for m in manifests for label in m["labels"]]
+        if len(labels) != int(self.starts[-1]):
+            raise DataError(
+                f"{self.folder}: the record has {len(labels)} labels for {int(self.starts[-1])} prepared "
+                "images; rerun snakemake (the data check records them again)"
+            )
+        self.labels = torch.tensor(list(labels), dtype=torch.int64)
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -55,7 +69,9 @@ class ShardedSplit:
             manifest = json.loads((folder / name).read_text())
             manifest["pixels"] = str(Path(name).parent / manifest["pixels"])  # beside its manifest
             manifests.append(manifest)
-        return cls(folder, manifests, record[split]["classes"])
+        part = record[split]
+        labels = from_runs(part["labels"]) if "labels" in part else None
+        return cls(folder, manifests, part["classes"], labels)
 
     def __len__(self) -> int:
         return int(self.starts[-1])

@@ -24,7 +24,7 @@ EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes", "channels_last", "c
 TRAINING_CODE = (
     "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "shards", "data", "models", "classes", "imagenet",
     "catalog", "published", "fold", "nets", "norm", "spec", "checkpoint", "schedule", "devices", "cells", "results",
-    "tensorfile", "errors",
+    "tensorfile", "errors", "provenance",
 )  # fmt: skip
 
 
@@ -67,6 +67,7 @@ class CellSpec:
     init_weight: float = 1.0  # factors on conv1's initial weights and biases (the init study)
     init_bias: float = 1.0
     data_key: str = ""  # what the data is: folder, image size, subsets (runner.cell_spec)
+    data_version: str = ""  # the version of its content the data check recorded (normsweep.provenance)
     preprocessing: dict[str, Any] | None = None  # the weights' own (published.Preprocessing), to record
     head: str = ""  # how the network's classifier meets the folder's classes (normsweep.classes.Head)
     outputs: int = 0  # the network's outputs (0: num_classes); the weights' 1000 for a mapped head
@@ -133,6 +134,7 @@ def fingerprint(spec: CellSpec, config: TrainConfig) -> dict[str, Any]:
         "weights_sha256": spec.weights_sha256,
         "init": [spec.init_weight, spec.init_bias],
         "data": spec.data_key,
+        "data_version": spec.data_version,  # a checkpoint of other data is never resumed
         **(
             {"head": [spec.head, spec.outputs, spec.class_map, spec.predict_over]}
             if spec.head == "mapped"

@@ -100,6 +100,20 @@ def noise_lines(noise: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def data_lines(s: Mapping[str, Any]) -> list[str]:
+    """The summary's warning when its cells ran on more than one version of the data."""
+    if not s.get("mixed_data"):
+        return []
+    counts = ", ".join(f"`{v or 'not recorded'}`: {n}" for v, n in sorted(s["data_versions"].items()))
+    return [
+        f"**Warning:** the cells of this table ran on different versions of the data ({counts}; "
+        f"the data now is `{s['data_version'] or 'unknown'}`, {s['n_other_data']} results ran on "
+        "another). The `data_version` column says which is which; `scripts/plan.py` lists the cells "
+        "to redo on the current data.",
+        "",
+    ]
+
+
 def summary_markdown(summary: Mapping[str, Any]) -> str:
     """The summary for people."""
     lines = ["# normsweep summary", ""]
@@ -115,6 +129,7 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
             f"{s['n_diverged']} diverged."
         )
         lines.append("")
+        lines += data_lines(s)
         if s.get("mixed_code"):
             lines += [
                 "**Warning:** the cells of this table were made with different versions of the training "
@@ -201,6 +216,19 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def data_versions(results: Iterable[Any], model: str, current: str) -> dict[str, Any]:
+    """How many of a model's results ran on each version of its data, and how many on another
+    than ``current`` (results from before versions were recorded count as neither)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        if r.model == model:
+            counts[r.data_version] = counts.get(r.data_version, 0) + 1
+    recorded = {v: n for v, n in counts.items() if v}
+    other = sum(n for v, n in recorded.items() if current and v != current)
+    return {"data_versions": counts, "data_version": current, "n_other_data": other,
+            "mixed_data": len(recorded) > 1 or other > 0}  # fmt: skip
+
+
 def write_tables(
     result_paths: Iterable[str | Path],
     roles: Mapping[str, Mapping[str, Mapping[str, Any]]],
@@ -208,8 +236,10 @@ def write_tables(
     out: Mapping[str, str | Path],
     convergence: Mapping[str, Mapping[str, Any]] | None = None,
     published: Mapping[str, Mapping[str, Any] | None] | None = None,
+    data_version: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Read the cell results and write cells/epochs tables (CSV + Parquet) and the summary."""
+    """Read the cell results and write cells/epochs tables (CSV + Parquet) and the summary
+    (``data_version``: each model's data version now, which the results are checked against)."""
     results, unreadable, paths = [], [], []
     for path in result_files(result_paths):
         try:
@@ -228,6 +258,8 @@ def write_tables(
     epochs = epochs_table(results)
     correct = kept_predictions(results, paths)
     summary = summarize(cells, baseline, convergence, correct, published)
+    for model, s in summary.items():
+        s.update(data_versions(results, model, (data_version or {}).get(model, "")))
     stats = pd.concat(
         [
             compare_cells(

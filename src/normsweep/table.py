@@ -167,6 +167,8 @@ def cells_table(
                 "torch_version": r.versions.get("torch", ""),
                 "pack": r.pack,
                 "pack_size": r.pack_size,
+                "data_version": r.data_version,  # normsweep.provenance ("": not recorded)
+                "train_left_out": r.train_left_out,
                 "code": r.versions.get("code", ""),
                 "commit": r.versions.get("commit", ""),
                 # what makes numbers comparable: packages and the package's code (not the
@@ -259,6 +261,11 @@ def kept_predictions(
     normsweep.results.predictions_path); a model with trained cells is compared over seeds."""
     kept: dict[str, dict[tuple[str, str, int], np.ndarray]] = {}
     trained = {r.model for r in results if r.epochs_requested > 0}
+    versions: dict[str, set[str]] = {}
+    for r in results:
+        versions.setdefault(r.model, set()).add(r.data_version)
+    # predictions are paired image by image: never across two versions of the data
+    trained |= {model for model, seen in versions.items() if len(seen) > 1}
     for result, path in zip(results, paths, strict=True):
         if result.model in trained:
             continue

@@ -21,7 +21,9 @@ rule study_config:
 
 rule aggregate:
     input:
-        cell_results,
+        results=cell_results,
+        # the data's version now: results made on another are marked (normsweep.provenance)
+        record=data_record,
     output:
         cells_csv=report(
             f"{RESULTS}/{{model}}/tables/cells.csv",

@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
+
 # this file's folder, workflow/rules/ (not workflow.basedir: used as a module, that is the user's folder)
 REPO = Path(str(workflow.current_basedir)).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -13,6 +15,7 @@ from normsweep import cells as ns_cells  # noqa: E402
 from normsweep.cells import rounds as refine_rounds  # noqa: E402
 from normsweep import config as ns_config  # noqa: E402
 from normsweep import images as ns_images  # noqa: E402
+from normsweep import provenance as ns_provenance  # noqa: E402
 from normsweep import published as ns_published  # noqa: E402
 from normsweep import jobs as ns_jobs  # noqa: E402
 from normsweep.config import ConfigError, validate_config  # noqa: E402
@@ -127,6 +130,11 @@ for _m in IMAGE_MODELS:
     KEY_MODELS.setdefault(ns_cells.data_key(config["models"][_m], True), []).append(_m)
 
 
+def data_record(wildcards):
+    """The model's data record (files.json), which holds the version of its data."""
+    return f"{DATA_DIR[wildcards.model]}/files.json"
+
+
 def data_stats(wildcards):
     """The data set statistics (and image cache) a job of the model reads."""
     return f"{DATA_DIR[wildcards.model]}/stats.json"
@@ -219,6 +227,17 @@ def missing_shards(wildcards):
     if wildcards.model not in IMAGE_MODELS:
         return []
     return ns_cache.missing_shards(f"{RESULTS}/{wildcards.model}/data/{wildcards.datakey}/files.json")
+
+
+RECORD_FORMAT = 2
+
+
+def mnist_stamp(wildcards):
+    """MNIST's files' names, sizes and times (cheap: none is read); an ImageFolder: none (its
+    listing follows the folder's stamp)."""
+    if wildcards.model in IMAGE_MODELS:
+        return None
+    return ns_provenance.mnist_stamp(model_config(wildcards)["data"])
 
 
 def key_listings(wildcards):
@@ -459,6 +478,35 @@ def check_weights_files():
                 problems.append(f"config key 'models.{m}.weights': {error}")
     if problems:
         raise WorkflowError("\n".join(problems))
+
+
+def data_changes():
+    """Finished cells that ran on another version of their data than its record holds, and
+    ImageFolders changed since they were listed (files added, removed, renamed): what a user is
+    told before anything runs, a dry run too (normsweep.provenance)."""
+    said = []
+    for m in MODELS:
+        record = f"{DATA_DIR[m]}/files.json"
+        stale = ns_provenance.stale_cells((c.result_path(STUDY) for c in CELLS[m]), record)
+        if stale:
+            said.append(ns_provenance.describe_stale(m, stale, ns_provenance.record_version(record)))
+        if m in IMAGE_MODELS and os.path.exists(record):
+            block = config["models"][m]
+            listed = json.loads(Path(record).read_text()).get("folder_stamp")
+            now = ns_images.folder_stamp(block["data"], ns_config.image_splits(block))
+            if listed and listed != now:
+                said.append(
+                    f"model {m}: {block['data']} changed since it was listed (files added, removed or "
+                    "renamed): it is listed again, shards of changed images are prepared again, and "
+                    "cells still to do train on the new version; finished cells stay as they are, "
+                    "and the tables and scripts/plan.py name those that ran on the former one"
+                )
+    return said
+
+
+if workflow.is_main_process:
+    for _said in data_changes():
+        logger.warning(f"Data changed: {_said}")
 
 
 onstart:

@@ -61,6 +61,10 @@ rule check_data:
         data=data_params,
         # shards deleted from the data cache by hand: named here, so that they are prepared again
         missing=missing_shards,
+        # MNIST's files as they are now (sizes, times): one replaced in place is checked again
+        stamp=mnist_stamp,
+        # what the record holds (2: labels, shard signatures and the data version): an older one is made again
+        record=RECORD_FORMAT,
     script:
         "../../scripts/rules/check_data.py"
 
