@@ -180,6 +180,10 @@ def test_packs_give_the_same_tables_and_pack_only_cells_still_to_do(study, tmp_p
     # of longer runs is in tests/test_pack.py)
     assert packed["final_accuracy"].to_dict() == pytest.approx(one["final_accuracy"].to_dict(), abs=0.01)
     assert sorted(packed["pack_size"]) == [3, 3, 3, 4, 4, 4, 4]
+    tables = tmp_path / "results/tiny/lenet/tables"
+    first = {
+        n: (tables / n).read_text() for n in ("cells.csv", "cell_stats.csv", "summary.json", "summary.md")
+    }
     assert (tmp_path / "logs/tiny/lenet/train/mean~1/std~1/seed~1998.log").read_text().count("epoch 1/1") == 1
     # a new mean: one pack of its two cells; no finished cell is trained (or touched) again
     finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "results/tiny/lenet/cells").rglob("*.json")}
@@ -196,13 +200,20 @@ def test_packs_give_the_same_tables_and_pack_only_cells_still_to_do(study, tmp_p
     assert len(pd.read_parquet(tmp_path / "results/tiny/lenet/tables/cells.parquet")) == 9
     again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # the new mean dropped again: its cells' pack lists them, but the tables, statistics and
+    # summary are those of the study configured that way from the start
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
+    assert run.returncode == 0 and "train_pack" not in run.stdout + run.stderr, run.stderr[-3000:]
+    assert {n: (tables / n).read_text() for n in first} == first
     # back to one job per cell: the packed cells are finished cells, not cells without history
     bigger["cluster"] = {"pack": 1}
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(bigger))
     again = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
-    assert set(job_counts(again.stdout)) == {"study_config", "all", "total"}, (
+    # the config's copy, and the tables of the grid with the mean again: no training job
+    assert set(job_counts(again.stdout)) == {"study_config", "aggregate", "plots", "all", "total"}, (
         again.stdout
-    )  # the config's copy
+    )
     (tmp_path / "results/tiny/lenet/cells/mean~2/std~1/seed~1998.json").unlink()  # a cell deleted to redo it
     plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
     assert job_counts(plan.stdout)["train_cell"] == 1 and "train_pack" not in job_counts(plan.stdout), (

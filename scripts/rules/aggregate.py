@@ -18,6 +18,7 @@ try:
         convergence={model: snakemake.params.convergence},
         published={model: snakemake.params.published},
         data_version={model: provenance.record_version(snakemake.input.record)},
+        seeds={model: snakemake.params.seeds},
     )
 except ResultError as error:  # unreadable cell files: name them all and the fix, no traceback
     log.error("%s", error)

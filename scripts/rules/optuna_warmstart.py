@@ -4,12 +4,13 @@ configured ranges, or a box around the best grid cell)."""
 
 import _setup
 from normsweep import cells, refine
-from normsweep.results import read_result, result_files, write_json_atomic
+from normsweep.results import configured, read_result, result_files, write_json_atomic
 
 log = _setup.start_logging(snakemake.log)
 opt = snakemake.params.optuna
 space = refine.SearchSpace(*opt["mean"], *opt["std"], channels=3 if opt["per_channel"] else 1)
-results = [read_result(p) for p in result_files(snakemake.input)]
+found = [read_result(p) for p in result_files(snakemake.input)]
+results = [found[i] for i in configured(found, snakemake.params.roles, snakemake.params.seeds)]
 if opt["box"]:
     grid = snakemake.params.grid
     space = refine.box_around_best(

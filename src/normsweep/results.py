@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -250,6 +250,14 @@ def read_result(path: str | os.PathLike[str]) -> CellResult:
             f"{path}: not a normsweep cell result (missing or bad field {error}); delete it and "
             f"rerun snakemake, which trains this cell again"
         ) from None
+
+
+def configured(results: Sequence[CellResult], roles: Mapping[str, Any], seeds: Iterable[int]) -> list[int]:
+    """The positions in ``results`` of the configured cells' (``roles``: 'mean|std' keys, as
+    normsweep.cells.cell_roles; ``seeds``): a pack's file still lists the members that were
+    dropped from the config after it ran, which no table, statistic or warm start may count."""
+    wanted = {int(s) for s in seeds}
+    return [i for i, r in enumerate(results) if f"{r.mean_label}|{r.std_label}" in roles and r.seed in wanted]
 
 
 def result_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .comparisons import summarize
 from .noise import compare_cells
-from .results import ResultError, read_result, result_files
+from .results import ResultError, configured, read_result, result_files
 from .table import SPEED_METRICS, cells_table, epochs_table, kept_predictions
 
 
@@ -237,9 +237,11 @@ def write_tables(
     convergence: Mapping[str, Mapping[str, Any]] | None = None,
     published: Mapping[str, Mapping[str, Any] | None] | None = None,
     data_version: Mapping[str, str] | None = None,
+    seeds: Mapping[str, Iterable[int]] | None = None,
 ) -> dict[str, Any]:
     """Read the cell results and write cells/epochs tables (CSV + Parquet) and the summary
-    (``data_version``: each model's data version now, which the results are checked against)."""
+    (``data_version``: each model's data version now, which the results are checked against;
+    with ``seeds``, only the configured cells' results: ``roles`` x ``seeds`` per model)."""
     results, unreadable, paths = [], [], []
     for path in result_files(result_paths):
         try:
@@ -253,6 +255,17 @@ def write_tables(
             f"{len(unreadable)} cell result(s) cannot be read:\n{listing}\n"
             f"Delete them and rerun snakemake; it trains exactly these cells again:\n"
             f"  rm {' '.join(path for path, _ in unreadable)}"
+        )
+    if seeds is not None:
+        keep = {
+            i
+            for model in {r.model for r in results}
+            for i in configured(results, roles.get(model, {}), seeds.get(model, []))
+            if results[i].model == model
+        }
+        results, paths = (
+            [r for i, r in enumerate(results) if i in keep],
+            [p for i, p in enumerate(paths) if i in keep],
         )
     cells = cells_table(results, roles, convergence)
     epochs = epochs_table(results)

@@ -55,6 +55,8 @@ rule aggregate:
         "../../envs/analysis.yaml"
     params:
         roles=cell_roles,
+        # with roles, the configured cells: a pack's file also lists members dropped since
+        seeds=model_seeds,
         baseline=baseline,
         convergence=convergence_levels,
         published=published,

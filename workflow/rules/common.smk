@@ -262,6 +262,10 @@ def cell_roles(wildcards):
     return ns_cells.cell_roles(wildcards.model, model_config(wildcards))
 
 
+def model_seeds(wildcards):
+    return list(model_config(wildcards)["seeds"])
+
+
 def convergence_levels(wildcards):
     return model_config(wildcards)["convergence"]
 

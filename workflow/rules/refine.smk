@@ -28,6 +28,9 @@ rule optuna_warmstart:
     params:
         optuna=optuna_params,
         grid=grid_config,
+        # the configured cells (a pack's file also lists members dropped since)
+        roles=cell_roles,
+        seeds=model_seeds,
     script:
         "../../scripts/rules/optuna_warmstart.py"
 
