@@ -295,3 +295,43 @@ def test_a_pack_killed_before_its_members_wrote_a_line_carries_its_fate_to_them(
         assert entry["slurm_log"].endswith(f"rule_train_pack/lenet_1998_{first.id}/21.log")
     text = format_status(study_status(config, tmp_path, {job.comment: job}), "snakemake --profile slurm")
     assert f"rerun: snakemake --profile slurm {first.cells[0].result_path('watch')}" in text
+
+
+def test_packs_of_a_grid_extended_during_a_refinement_are_the_workflows(tmp_path):
+    """The workflow packs the configured cells still to do; the status planned over those and
+    the refinement's unfinished trial cells, so while a trial was open the ids differed and a
+    running, failed or queued pack showed its cells as pending. Both plan with one function."""
+    config = study_config(pack=2)
+    for c in cells.study_cells("lenet", config["models"]["lenet"])[:6]:  # the first grid, finished
+        write_result(tmp_path / c.result_path("watch"), make_result(0.9, mean_label=c.mean, std_label=c.std))
+    asked = tmp_path / cells.results_dir("watch") / "lenet/optuna/round~0/asked.json"
+    asked.parent.mkdir(parents=True)
+    trials = [{"mean": "0.3", "std": "0.4", "seed": 1998}, {"mean": "0.7", "std": "0.6", "seed": 1998}]
+    asked.write_text(json.dumps({"round": 0, "trials": trials}))
+    config["models"]["lenet"]["grid"]["mean"] += [3.0, 4.0]  # extended while round 0 runs
+    configured = cells.study_cells("lenet", config["models"]["lenet"])
+    running, broken, waiting = cells.plan_packs(
+        configured, 2, "watch", done=lambda p: (tmp_path / p).exists()
+    )
+    assert cells.study_packs("lenet", config["models"]["lenet"], 2, "watch", lambda p: (tmp_path / p).exists()) == [
+        running, broken, waiting]  # fmt: skip
+    checkpoint = (
+        tmp_path / cells.results_dir("watch") / "lenet/checkpoints/packs/seed~1998" / f"pack~{running.id}.pt"
+    )
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"x")
+    log = tmp_path / cells.logs_dir("watch") / cells.PACK_LOG.format(**broken.wildcards)
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "2026-11-23 normsweep.runner INFO pack\nTraceback (most recent call last):\nRuntimeError: x\n"
+    )
+    m = study_status(config, tmp_path)["models"]["lenet"]  # from the files alone
+    assert {r["cell"] for r in m["running_cells"]} == {c.result_path("watch") for c in running.cells}
+    assert {f["cell"] for f in m["failed_cells"]} == {c.result_path("watch") for c in broken.cells}
+    jobs = [Job(31, "PENDING", "Priority", "", "0:00", comment("train_pack", "lenet", 1998, waiting.id), str(tmp_path)),
+            Job(30, "RUNNING", "", "node1", "0:09", comment("train_pack", "lenet", 1998, running.id), str(tmp_path))]  # fmt: skip
+    m = study_status(config, tmp_path, {j.comment: j for j in jobs})["models"]["lenet"]
+    assert {r["cell"] for r in m["running_cells"]} == {c.result_path("watch") for c in running.cells}
+    assert {f["cell"] for f in m["failed_cells"]} == {c.result_path("watch") for c in broken.cells}
+    assert {q["cell"] for q in m["queued_cells"]} == {c.result_path("watch") for c in waiting.cells}
+    assert m["pending"] == 2 and m["trial_cells"] == 2  # the trials: their round has no job

@@ -299,6 +299,14 @@ def plan_packs(cells: Iterable[Cell], size: int, study: str, done: Any = None) -
     return packs
 
 
+def study_packs(model: str, block: Mapping[str, Any], size: int, study: str, done: Any = None) -> list[Pack]:
+    """The packs the workflow runs for ``model`` (``block``: its config): the configured cells
+    still to do in packs of ``size``, none when ``size`` is 1. The workflow and the status plan
+    with this one function, so that both name a pack alike; refinement trials and retrained
+    seeds are never in these packs (a round has a pack of its own)."""
+    return plan_packs(study_cells(model, block), size, study, done) if size > 1 else []
+
+
 def read_packs(study: str, model: str) -> list[Pack]:
     """The packs that have run for ``model`` (their files under results/), so that the cells they
     made keep their pack as their maker in later runs, whatever ``cluster.pack`` is then."""

@@ -145,8 +145,16 @@ def _round_records(folder: Path) -> dict[str, Any]:
             "finished_trials": last.get("finished")}  # fmt: skip
 
 
+def _workflow_packs(config: Mapping[str, Any], study: str, model: str, workdir: Path) -> list[cellnames.Pack]:
+    """The packs of the configured cells still to do, as the workflow plans them."""
+    size = config["cluster"].get("pack", 1)
+    return cellnames.study_packs(
+        model, config["models"][model], size, study, done=lambda p: (workdir / p).exists()
+    )
+
+
 def _pack_states(
-    study_cells: list[cellnames.Cell], config: Mapping[str, Any], study: str, model: str, workdir: Path
+    config: Mapping[str, Any], study: str, model: str, workdir: Path
 ) -> tuple[set[cellnames.Cell], dict[cellnames.Cell, tuple[str, list[str]]]]:
     """The cells still to do whose pack is running (it saved an epoch) and those whose pack
     failed (its log ends in an error: the members' own logs have no traceback). Packs are
@@ -160,8 +168,7 @@ def _pack_states(
     failed: dict[cellnames.Cell, tuple[str, list[str]]] = {}
     if not checkpoints and not logs:
         return running, failed
-    size = max(config["cluster"].get("pack", 1), 1)
-    for pack in cellnames.plan_packs(study_cells, size, study, done=lambda p: (workdir / p).exists()):
+    for pack in _workflow_packs(config, study, model, workdir):
         log_name = f"{cellnames.logs_dir(study)}/{cellnames.PACK_LOG.format(**pack.wildcards)}"
         if f"pack~{pack.id}.log" in logs and _failed(tail := _tail(workdir / log_name)):
             failed.update((c, (log_name, tail)) for c in pack.cells)
@@ -196,7 +203,6 @@ def refinement_cells(
 def _cell_jobs(
     model: str,
     todo: list[cellnames.Cell],
-    configured: list[cellnames.Cell],
     config: Mapping[str, Any],
     study: str,
     workdir: Path,
@@ -213,8 +219,7 @@ def _cell_jobs(
     pack_prefix = f"rule_train_pack_wildcards_{model}_"
     pack_jobs = {c.rsplit("_", 1)[-1]: j for c, j in jobs.items() if c.startswith(pack_prefix)}
     if pack_jobs:
-        size = max(config["cluster"].get("pack", 1), 1)
-        for pack in cellnames.plan_packs(configured, size, study, done=lambda p: (workdir / p).exists()):
+        for pack in _workflow_packs(config, study, model, workdir):
             job = pack_jobs.get(pack.id)
             for cell in pack.cells if job is not None else ():
                 if cell not in out or out[cell].job_id < job.job_id:
@@ -317,7 +322,7 @@ def study_status(
         for cell, kind in refinement_cells(model, block, study, workdir).items():
             origin.setdefault(cell, kind)
         study_cells = list(origin)
-        packs_running, packs_failed = _pack_states(study_cells, config, study, model, workdir)
+        packs_running, packs_failed = _pack_states(config, study, model, workdir)
         states = [
             cell_state(c, study, workdir, packs_running, timed=i < TIMED_RESULTS, packs_failed=packs_failed)
             for i, c in enumerate(study_cells)
@@ -327,8 +332,7 @@ def study_status(
         finishing = 0  # cells with a result whose job is still in the queue (ending: a few seconds)
         if jobs is not None:
             todo = [s.cell for s in states if s.state not in ("done", "diverged")]
-            configured = [c for c, o in origin.items() if o == "configured"]
-            of_cell = _cell_jobs(model, todo, configured, config, study, workdir, jobs)
+            of_cell = _cell_jobs(model, todo, config, study, workdir, jobs)
             for s in states:
                 _apply_job(s, of_cell.get(s.cell), workdir, study)
                 if s.state in ("done", "diverged"):

@@ -342,7 +342,7 @@ TRAIN_EXECUTION = {
 # from their files), whatever cluster.pack is now; a cell made alone is its own input.
 PACK = config["cluster"]["pack"]
 PACKS_DONE = {m: ns_cells.read_packs(STUDY, m) for m in MODELS}
-PACKS_TODO = {m: ns_cells.plan_packs(CELLS[m], PACK, STUDY) if PACK > 1 else [] for m in MODELS}
+PACKS_TODO = {m: ns_cells.study_packs(m, config["models"][m], PACK, STUDY) for m in MODELS}
 PACK_BY_ID = {(p.model, p.id): p for m in MODELS for p in PACKS_DONE[m] + PACKS_TODO[m]}
 PACK_RESULT_OF = {
     c: p.result_path(STUDY)
