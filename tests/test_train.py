@@ -175,6 +175,25 @@ def test_a_checkpoint_holding_an_object_is_refused_and_named(tiny, tmp_path):
     assert not marker.exists()  # nothing in the file ran
 
 
+@pytest.mark.parametrize("cut", [0, 100])  # empty (renamed before its data reached the disk), cut short
+def test_a_damaged_checkpoint_is_set_aside_and_the_cell_starts_afresh(tiny, tmp_path, cut, caplog):
+    """Issue 36.4: a checkpoint a crashed node left empty or cut short is renamed aside (never
+    deleted), named in a warning, and the cell trains from its start to the same numbers."""
+    tr, te = tiny
+    config = TrainConfig(epochs=1, threads=1)
+    checkpoint = tmp_path / "cells" / "seed~1998.pt"
+    checkpoint.parent.mkdir()
+    torch.save({"epoch": 1, "weights": torch.zeros(1000)}, checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:cut])
+    with caplog.at_level("WARNING", logger="normsweep"):
+        result = train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    aside = list(checkpoint.parent.glob("seed~1998.pt.damaged-*"))
+    assert len(aside) == 1 and aside[0].stat().st_size == cut
+    assert f"{checkpoint} is damaged" in caplog.text and aside[0].name in caplog.text
+    fresh = train_one(spec([0.1307], [0.3081]), tr, te, config)
+    assert result.status == STATUS_OK and result.final_accuracy == fresh.final_accuracy
+
+
 def test_checkpoint_minutes_zero_is_every_batch_in_code_and_refused_in_a_config():
     """Issue 28 (checked): the engine's ``checkpoint_minutes=0`` saves after every batch (tests
     use it); a config cannot say 0 (the schema names the key), and a job gets whole seconds

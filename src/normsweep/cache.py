@@ -8,14 +8,19 @@ the signature the shard's images (names, sizes, times), so a changed image makes
 and never rewrites one another study reads. The workflow's prepare jobs write through
 :func:`provide_shard`:
 
-- under an exclusive lock (``flock`` on ``<shard>.lock``), so that two studies preparing the
-  same shard at once do it once: the second waits, then reuses the first's copy;
+- correct with no working lock (NFS mounted ``nolock``, Lustre without ``flock``, a lock that
+  holds within one node only): each writer decodes into a temporary file of its own (host, pid,
+  a random part), flushes it and renames it into place, and any two writers of one shard make
+  the same bytes; the manifest is written last and checked on reuse (its sha256 against the
+  pixel file). A lock (``flock`` on ``<shard>.lock``) only saves work: a second study waits,
+  then reuses the first's copy; where ``flock`` fails, each goes on without it;
 - a copy already there is reused only when its manifest's signature and transform are the
-  asked ones and the pixel file's sha256 is the manifest's (a damaged file is prepared again);
-- a shard a study prepared in its own folder before the cache existed is linked (or copied)
-  in, not decoded again;
-- else the shard is decoded (:func:`normsweep.images.prepare_shard`, a temporary file then a
-  rename) and its manifest written atomically.
+  asked ones and the pixel file's sha256 is the manifest's; a damaged one (cut short by a
+  crash, overwritten) is set aside (renamed, never deleted) and prepared again;
+- a shard a study prepared in its own folder before the cache existed is linked in (copied
+  where a link fails: another file system, EXDEV, or none), not decoded again;
+- else the shard is decoded (:func:`normsweep.images.prepare_shard`) and its manifest written
+  atomically.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -30,18 +36,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .errors import DataError
 from .images import SPLITS, prepare_shard, shard_stem, shard_transform
 from .results import write_json_atomic
 
+log = logging.getLogger("normsweep")
+
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock beside ``path`` (``<path>.lock``), across processes and machines that
-    share the file system's locks."""
+    """An exclusive lock beside ``path`` (``<path>.lock``) where the file system gives one; a lock
+    only saves work here (every write is correct without it), so where ``flock`` fails (ENOLCK,
+    EOPNOTSUPP, ...) the caller goes on unlocked, with a warning."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f"{path.name}.lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:
+            log.warning("%s: no lock on this file system (%s); going on without one", path, error)
+            yield
+            return
         try:
             yield
         finally:
@@ -59,13 +74,23 @@ def file_sha256(path: Path) -> str:
 def usable(manifest: Path, pixels: Path, signature: str, transform: dict[str, Any]) -> dict[str, Any] | None:
     """The manifest of a prepared shard that holds what is asked, checked by its sha256; None
     when it is missing, of other images or another transform, or damaged."""
+    return _examine(manifest, pixels, signature, transform)[0]
+
+
+def _examine(
+    manifest: Path, pixels: Path, signature: str, transform: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the manifest when the shard is usable, why its pixel file is damaged when it is the
+    asked shard's and does not match its manifest)."""
     try:
         kept = json.loads(manifest.read_text())
     except (OSError, ValueError):
-        return None
+        return None, None
     if kept.get("signature") != signature or kept.get("transform") != transform or not pixels.is_file():
-        return None
-    return kept if file_sha256(pixels) == kept.get("sha256") else None
+        return None, None
+    if file_sha256(pixels) == kept.get("sha256"):
+        return kept, None
+    return None, f"its sha256 is not its manifest's {manifest.name}"
 
 
 def provide_shard(
@@ -79,20 +104,23 @@ def provide_shard(
 ) -> tuple[dict[str, Any], str]:
     """Shard ``index`` of ``split`` (its images: ``signature``) at ``pixels`` and ``manifest``
     in the cache, from whichever listing in ``listings`` has it; its manifest and how it came
-    there: ``reused``, ``linked from <file>`` or ``prepared``. A listing is read only when the
+    there: ``reused``, ``linked from <file>``, ``copied from <file>`` or ``prepared``. A listing is read only when the
     shard has to be decoded (ImageNet's is some hundred MB of JSON)."""
     pixels, manifest = Path(pixels), Path(manifest)
     interpolation = image.get("interpolation") or "bilinear"
     transform = shard_transform(image["resize"], image["crop"], interpolation)
     with locked(pixels):
-        if (kept := usable(manifest, pixels, signature, transform)) is not None:
+        kept, damage = _examine(manifest, pixels, signature, transform)
+        if kept is not None:
             return kept, "reused"
+        if damage is not None:
+            files.set_aside(pixels, damage)
         for path in map(Path, listings):  # a study's own shard from before the cache existed
             old = path.parent / f"{shard_stem(split, index)}.json"
             if (kept := usable(old, old.with_suffix(".npy"), signature, transform)) is not None:
-                _link(old.with_suffix(".npy"), pixels)
+                how = _link(old.with_suffix(".npy"), pixels)
                 write_json_atomic(manifest, {**kept, "pixels": pixels.name})
-                return kept, f"linked from {old.with_suffix('.npy')}"
+                return kept, f"{how} from {old.with_suffix('.npy')}"
         listing = _holding(listings, split, index, signature)
         made = prepare_shard(listing["root"], listing, split, index, image["resize"], image["crop"], pixels,
                              interpolation)  # fmt: skip
@@ -110,16 +138,24 @@ def _holding(listings: Sequence[str | Path], split: str, index: int, signature: 
     raise DataError(f"{split} shard {index}: no listing holds it with these images any more; rerun snakemake")
 
 
-def _link(source: Path, target: Path) -> None:
-    """``source``'s bytes at ``target`` (a hard link when one file system holds both, else a
-    copy), made under a temporary name then renamed."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+def _link(source: Path, target: Path) -> str:
+    """``source``'s bytes at ``target``: a hard link where the file system makes one, else a copy
+    (another file system: EXDEV; one without links: EPERM, EOPNOTSUPP), under this writer's
+    temporary name, then published; ``linked`` or ``copied``."""
+    tmp = files.temp_beside(target)
+    how = "linked"
     try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+        try:
+            os.link(source, tmp)
+        except OSError as error:
+            log.info("%s: no link to %s (%s): copying it", target, source, error)
+            shutil.copyfile(source, tmp)
+            how = "copied"
+        files.publish(tmp, target)
+        return how
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def cache_paths(cache: str | Path, key: str, split: str, index: int, signature: str) -> tuple[Path, Path]:

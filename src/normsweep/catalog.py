@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .results import write_text_atomic
+
 LENET = "lenet"
 TIMM = "timm:"
 #: The data each input channel count reads: MNIST's gray digits or an ImageFolder's RGB photos.
@@ -191,10 +193,8 @@ def _cached(key: list[str], compute: Any, kind: str) -> Any:
     value = _MEMO[name] = compute()
     try:
         kept[name] = value
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(kept, indent=1, sort_keys=True))
-        os.replace(tmp, file)  # a concurrent writer may win: its answers are the same
+        # a concurrent writer may win: its answers are the same
+        write_text_atomic(file, json.dumps(kept, indent=1, sort_keys=True))
     except OSError:
         pass  # a read-only home: answers are computed each time
     return value

@@ -9,7 +9,6 @@ module's.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,17 +17,16 @@ from typing import Any
 
 import torch
 
-from . import tensorfile
+from . import files, tensorfile
 
 log = logging.getLogger("normsweep.checkpoint")
 
 
 def save_atomic(path: Path, state: dict) -> None:
-    """torch.save to a temporary file beside ``path``, then rename: never half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save to this writer's temporary file beside ``path``, flushed to disk, then
+    renamed: never half a checkpoint, nor an empty one after a node crash."""
+    with files.writing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def rng_state(shuffle: torch.Generator) -> dict:
@@ -102,7 +100,11 @@ def usable_checkpoint(
     ``validate(state)`` may refuse a checkpoint outright (it raises) before the comparison."""
     if path is None or not path.exists():
         return None
-    state = tensorfile.load(path, what, map_location=device)
+    try:
+        state = tensorfile.load(path, what, map_location=device)
+    except tensorfile.DamagedFileError as error:  # cut short by a crash: the run starts afresh
+        files.set_aside(path, str(error.__cause__ or error))
+        return None
     if validate is not None:
         validate(state)
     changed = stale_because(state.get("fingerprint"), now)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import files as files_io
 from . import imagenet
 from .errors import DataError
 
@@ -180,17 +181,16 @@ def prepare_shard(
     interpolation: str = "bilinear",
 ) -> dict[str, Any]:
     """Decode shard ``index`` of ``split`` (from the listing) into ``out`` (.npy, written to a
-    temporary file then renamed); return its manifest. Memory: one image at a time."""
+    temporary file of this writer, flushed, then renamed: :func:`normsweep.files.writing`);
+    return its manifest. Memory: one image at a time."""
     part = listing[split]
     shard = part["shards"][index]
     lo, hi = shard["start"], shard["stop"]
     files = part["files"][lo:hi]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     digest = hashlib.sha256()
     histogram = np.zeros((3, 256), dtype=np.int64)
-    with open(tmp, "wb") as handle:
+    with files_io.writing(out) as tmp, open(tmp, "wb") as handle:
         header = _npy_header((len(files), 3, crop, crop))
         handle.write(header)
         digest.update(header)
@@ -200,7 +200,6 @@ def prepare_shard(
                 histogram[c] += np.bincount(pixels[c].ravel(), minlength=256)
             handle.write(pixels)  # contiguous: written and hashed from its buffer, no copy
             digest.update(pixels)
-    os.replace(tmp, out)
     return {
         "split": split,
         "index": index,

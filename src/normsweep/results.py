@@ -13,12 +13,13 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from .files import write_bytes_atomic
 
 SCHEMA_VERSION = 1
 STATUS_OK = "ok"
@@ -151,24 +152,10 @@ def _nan_to_none(value: Any) -> Any:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write to a temporary file in the target's folder, fsync it, then rename it over the
-    target: a reader (or a killed job) sees the old file or the new one, never half."""
+    """Write to a temporary file of this writer in the target's folder, fsync it, then rename
+    it over the target: a reader (or a killed job, a crashed node) sees the old file or the new
+    one, never half (:mod:`normsweep.files`)."""
     write_bytes_atomic(path, text.encode())
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:

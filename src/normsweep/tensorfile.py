@@ -16,6 +16,10 @@ class UnsafeFileError(ValueError):
     """A tensor file that is corrupt or holds more than plain data."""
 
 
+class DamagedFileError(UnsafeFileError):
+    """A tensor file that cannot be read at all (empty, cut short, not a tensor file)."""
+
+
 def load(path: str | Path, what: str, map_location: Any = None) -> Any:
     import torch
 
@@ -29,4 +33,6 @@ def load(path: str | Path, what: str, map_location: Any = None) -> Any:
             f"it (the cell is then trained from its start) and check who can write to this folder"
         ) from None
     except (RuntimeError, EOFError) as error:
-        raise UnsafeFileError(f"{path}: this {what} cannot be read ({error}); delete it and rerun") from None
+        raise DamagedFileError(
+            f"{path}: this {what} cannot be read ({error}); delete it and rerun"
+        ) from error
