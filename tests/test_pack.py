@@ -15,6 +15,8 @@ at lr 1.0 the tests check the first step and the accuracy after a short run.
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -24,7 +26,7 @@ from conftest import SMALL_MNIST, kill_in_epoch_2, train_one
 from normsweep import batches, data, stacked
 from normsweep.checkpoint import save_atomic
 from normsweep.config import validate_config
-from normsweep.errors import PackError
+from normsweep.errors import Interrupted, PackError
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
 from normsweep.runner import train_cells
 from normsweep.schedule import Plateau
@@ -262,4 +264,30 @@ def test_a_stacked_pack_killed_inside_an_epoch_resumes_to_the_uninterrupted_numb
     for a, b in zip(whole, resumed, strict=True):
         assert [e.test_accuracy for e in a.epochs] == [e.test_accuracy for e in b.epochs]
         assert [e.test_loss for e in a.epochs] == [e.test_loss for e in b.epochs]
+        assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]
+
+
+def test_a_signalled_stacked_pack_saves_at_the_next_batch_and_resumes_to_the_same_numbers(mnist, tmp_path):
+    """Issue 36.1: a pack signalled by the scheduler (SIGTERM) saves at its next batch boundary,
+    stops, and its next try ends at the numbers of an uninterrupted run."""
+    tr, te = mnist
+    small = batches.TensorData(tr.images[:320], tr.labels[:320])  # 5 steps an epoch
+    config = TrainConfig(epochs=2, threads=1, deterministic=True)  # no timed saves: the signal's only
+    norms = [WELL_CONDITIONED[0], ([2.0], [0.2])]
+    whole = train_cells([spec(m, s) for m, s in norms], small, te, config)
+    checkpoint = tmp_path / "pack.pt"
+
+    def signalled(n, members, losses, steps=[]):  # noqa: B006 (counts the steps of this one run)
+        steps.append(n)
+        if len(steps) == 7:  # epoch 2, during its second batch
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted, match="stopped by SIGTERM in epoch 2 after batch 3"):
+        train_cells([spec(m, s) for m, s in norms], small, te, config, checkpoint, "p1", on_step=signalled)
+    steps = []
+    resumed = train_cells([spec(m, s) for m, s in norms], small, te, config, checkpoint, "p1",
+                          on_step=lambda n, members, losses: steps.append(n))  # fmt: skip
+    assert steps == [4, 5]
+    for a, b in zip(whole, resumed, strict=True):
+        assert [e.test_accuracy for e in a.epochs] == [e.test_accuracy for e in b.epochs]
         assert [e.train_loss for e in a.epochs] == [e.train_loss for e in b.epochs]

@@ -1,4 +1,7 @@
 import math
+import os
+import signal
+import threading
 
 import pytest
 import torch
@@ -6,6 +9,7 @@ from torchvision import transforms
 
 from conftest import SMALL_MNIST, kill_in_epoch_2, train_one
 from normsweep import batches, data, engine, tensorfile
+from normsweep.errors import Interrupted
 from normsweep.norm import normalize
 from normsweep.results import STATUS_DIVERGED, STATUS_OK
 from normsweep.separate import Separate
@@ -108,6 +112,73 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
     assert len(trained) == 2  # epochs 2 and 3 only: epoch 1 came from the checkpoint
     assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
+
+
+@pytest.mark.parametrize(
+    "when, at",
+    [
+        ("batch", "in epoch 2 after batch 3"),  # inside an epoch: saved at the next batch boundary
+        ("last batch", "in epoch 2 after batch 4"),  # the epoch's last: its training is kept
+        ("evaluation", "after epoch 2"),  # while testing: saved once the epoch is recorded
+    ],
+)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_signalled_run_saves_at_the_next_batch_boundary_and_resumes_there(
+    tiny, tmp_path, monkeypatch, caplog, when, at, signum
+):
+    """Issue 36.1: SIGTERM (a time limit, a preemption) or the signal asked for with
+    ``sbatch --signal``: the run saves where it is, stops (Interrupted), and the next try ends
+    at the numbers of an uninterrupted run, to the last bit."""
+    assert threading.current_thread() is threading.main_thread()  # signals reach the main thread only
+    tr, te = tiny  # 256 images: 4 batches an epoch
+    config = TrainConfig(epochs=3, threads=1, deterministic=True)
+    whole = train_one(spec([0.1307], [0.3081]), tr, te, config)
+    checkpoint = tmp_path / "cell.pt"
+    steps: list[int] = []
+
+    def signalled(n, members, losses):
+        steps.append(n)
+        if (when == "batch" and len(steps) == 6) or (when == "last batch" and len(steps) == 7):
+            os.kill(os.getpid(), signum)
+
+    if when == "evaluation":
+        real, calls = Separate.evaluate, []
+
+        def evaluate(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signum)
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Separate, "evaluate", evaluate)
+    with caplog.at_level("INFO", logger="normsweep"), pytest.raises(Interrupted, match=at) as stopped:
+        train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config, on_step=signalled)
+    assert f"{signal.Signals(signum).name} received: saving at the next batch boundary" in caplog.text
+    assert f"stopped by {signal.Signals(signum).name} {at}" in str(stopped.value)
+    monkeypatch.undo()
+    assert signal.getsignal(signum) is signal.SIG_DFL  # the handler went with the run
+    caplog.clear()
+    steps.clear()
+    with caplog.at_level("INFO", logger="normsweep.engine"):
+        resumed = train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config,
+                            on_step=lambda n, m, loss: steps.append(n))  # fmt: skip
+    inside = {"batch": ", 3 batches into epoch 2", "last batch": ", 4 batches into epoch 2", "evaluation": ""}
+    after = 2 if when == "evaluation" else 1
+    assert f"resumed from {checkpoint} after epoch {after}{inside[when]}\n" in caplog.text + "\n"
+    assert steps == {"batch": [4, 1, 2, 3, 4], "last batch": [1, 2, 3, 4], "evaluation": [1, 2, 3, 4]}[when]
+    assert f"earlier stop 1: {signal.Signals(signum).name} {at}, " in caplog.text  # the story survives its log
+    assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
+    assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
+    assert [e.test_loss for e in resumed.epochs] == [e.test_loss for e in whole.epochs]
+
+
+def test_a_run_without_a_checkpoint_keeps_the_default_signal_handlers(tiny):
+    """Nothing to save: the run leaves SIGTERM to its default (the job ends)."""
+    tr, te = tiny
+    seen = []
+    train_one(spec([0.1307], [0.3081]), tr, te, TrainConfig(epochs=1, threads=1),
+              on_step=lambda n, m, loss: seen.append(signal.getsignal(signal.SIGTERM)))  # fmt: skip
+    assert seen and all(h is signal.SIG_DFL for h in seen)
 
 
 @pytest.mark.parametrize(
@@ -248,3 +319,28 @@ def test_the_default_precision_stays_out_of_a_cells_params():
     assert block["training"]["precision"] == "fp32" and "precision" not in cell_params(block)["training"]
     block["training"]["precision"] = "bf16"
     assert cell_params(block)["training"]["precision"] == "bf16"
+
+
+def test_a_finished_run_is_saved_so_a_lost_result_is_written_again_without_training(
+    tiny, tmp_path, monkeypatch
+):
+    """Issue 36.1: a job signalled after its result was written is reported failed by its
+    snakemake, which deletes the result; the finished checkpoint stays (drop_after_result) and
+    the next try writes the same result from it with no training step."""
+    from normsweep import checkpoint as ckpt
+
+    tr, te = tiny
+    config = TrainConfig(epochs=2, threads=1, deterministic=True)
+    path = tmp_path / "cell.pt"
+    first = train_one(spec([0.1307], [0.3081], checkpoint=path), tr, te, config)
+    assert torch.load(path, weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(ckpt, "RECEIVED", ["SIGTERM"])  # the job got a signal: it counts as failed
+    ckpt.drop_after_result(path)
+    assert path.exists()
+    steps = []
+    again = train_one(spec([0.1307], [0.3081], checkpoint=path), tr, te, config,
+                      on_step=lambda n, m, loss: steps.append(n))  # fmt: skip
+    assert steps == [] and [e.test_accuracy for e in again.epochs] == [e.test_accuracy for e in first.epochs]
+    monkeypatch.setattr(ckpt, "RECEIVED", [])
+    ckpt.drop_after_result(path)  # no signal: the job succeeds, its checkpoint goes
+    assert not path.exists()

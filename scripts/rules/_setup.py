@@ -25,7 +25,25 @@ def start_logging(log_files) -> logging.Logger:
         force=True,
     )
     atexit.register(log_peak_memory)
+    sys.excepthook = _stopped_or_failed
     return logging.getLogger("normsweep")
+
+
+def _stopped_or_failed(kind, value, traceback) -> None:
+    """A run stopped by the scheduler's signal (after its save) is a line in the log, not a
+    traceback, and its SLURM job goes back into the queue to resume there (a time limit or a
+    preemption costs no retry); where it cannot, the job ends nonzero and snakemake's retry
+    resumes it."""
+    from normsweep.errors import Interrupted
+    from normsweep.scheduler import requeue_self
+
+    if not issubclass(kind, Interrupted):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    log = logging.getLogger("normsweep")
+    log.warning("%s", value)
+    if getattr(value, "progressed", True) and (job := requeue_self()) is not None:
+        log.warning("SLURM job %s requeued: it resumes from its checkpoint when it runs again", job)
 
 
 def log_peak_memory() -> None:

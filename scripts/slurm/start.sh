@@ -99,7 +99,16 @@ AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:$NORMSWEEP_SLURM_GPU_MODEL:2 State=UNKNOWN
-PartitionName=$NORMSWEEP_SLURM_PARTITION Nodes=$node Default=YES MaxTime=INFINITE State=UP
+# as a university cluster: a time limit on the partition, checked at submission; jobs that a
+# higher-tier partition's job preempts (SIGCONT+SIGTERM, GraceTime seconds, then SIGKILL) and
+# requeues; per-user caps from the accounting database (sacctmgr) enforced
+EnforcePartLimits=ALL
+AccountingStorageEnforce=associations,limits
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+JobRequeue=1
+PartitionName=$NORMSWEEP_SLURM_PARTITION Nodes=$node Default=YES MaxTime=120 PriorityTier=1 GraceTime=30 State=UP
+PartitionName=$NORMSWEEP_SLURM_URGENT_PARTITION Nodes=$node MaxTime=120 PriorityTier=10 PreemptMode=OFF State=UP
 CONF
 cat > "$D/etc/gres.conf" <<CONF
 AutoDetect=off
@@ -122,5 +131,5 @@ slurmctld -c
 slurmd -N "$node"
 wait_for 60 "node $node idle" bash -c "sinfo -h -n $node -o %t | grep -qx idle"
 wait_for 30 sacct sacct -n -X
-echo "SLURM up: node $node, partition $NORMSWEEP_SLURM_PARTITION, 2 x gpu:$NORMSWEEP_SLURM_GPU_MODEL"
+echo "SLURM up: node $node, partition $NORMSWEEP_SLURM_PARTITION (preemptable by $NORMSWEEP_SLURM_URGENT_PARTITION), 2 x gpu:$NORMSWEEP_SLURM_GPU_MODEL"
 echo "export SLURM_CONF=$SLURM_CONF"

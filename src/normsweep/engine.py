@@ -5,8 +5,9 @@ that share a start): each training epoch over the seed's batch order, the diverg
 member (a result with status ``diverged``, not a crash: it leaves the run, the others go on),
 the evaluation, the learning-rate plateau (:class:`normsweep.schedule.Plateau`, one state per
 member), the epoch records, checkpoints after every epoch and, with ``checkpoint_minutes``,
-inside one (with the position in the epoch's batch order), resuming from them, and the
-results. ``K = 1`` is the one-cell job.
+inside one (with the position in the epoch's batch order), a save at the next batch boundary
+when the scheduler signals (a time limit, a preemption; then :class:`Interrupted`), resuming
+from them, and the results. ``K = 1`` is the one-cell job.
 
 What differs between kinds of run is only how members are built, stepped and evaluated: a
 :class:`Members` subclass, one per kind.
@@ -24,6 +25,8 @@ import dataclasses
 import functools
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .batches import Split, left_out
-from .checkpoint import Every, Position, restore_rng, rng_state, save_atomic, usable_checkpoint
+from .checkpoint import Every, Position, Stop, restore_rng, rng_state, save_atomic, usable_checkpoint
 from .devices import (
     PLAIN,
     Execution,
@@ -45,7 +48,7 @@ from .devices import (
     set_determinism,
     set_precision,
 )
-from .errors import PackError
+from .errors import Interrupted, PackError
 from .models import build_model, model_spec, scale_first_layer
 from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
 from .schedule import Plateau
@@ -159,6 +162,7 @@ class Progress:
     status: list[str]
     epoch: int = 0
     on_epoch: OnEpoch | None = None  # told of every record
+    stops: list[str] = dataclasses.field(default_factory=list)  # the tries a signal stopped, in words
 
     @classmethod
     def fresh(cls, k: int, lr: float, on_epoch: OnEpoch | None = None) -> Progress:
@@ -171,13 +175,14 @@ class Progress:
 
     def to_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "status": self.status, "plateau": self.plateau.state_dict(),
-                "histories": [[vars(r) for r in h] for h in self.histories]}  # fmt: skip
+                "histories": [[vars(r) for r in h] for h in self.histories], "stops": self.stops}  # fmt: skip
 
     def load(self, state: dict[str, Any]) -> None:
         self.epoch = int(state["epoch"])
         self.status = list(state["status"])
         self.plateau.load_state_dict(state["plateau"])
         self.histories = [[EpochRecord(**r) for r in h] for h in state["histories"]]
+        self.stops = list(state.get("stops", []))
 
 
 def run(
@@ -215,44 +220,61 @@ def run(
     layout = members.execution.channels_last
     train_d = train.to(device, layout) if config.epochs > 0 else train
     test_d = test.to(device, layout)
-    for epoch in range(progress.epoch + 1, config.epochs + 1):
-        if not members.active:
-            break
-        tic = time.perf_counter()
-        lr = {i: progress.plateau.lr[i] for i in members.active}  # the rates this epoch trains with
+    resumed_after = progress.epoch
+    steps = [0]  # batches trained by this try
+    stop = Stop()  # SIGTERM or --signal's: save at the next batch boundary, then stop
+    with stop.watching(active=checkpoint is not None and config.epochs > 0):
+        for epoch in range(progress.epoch + 1, config.epochs + 1):
+            if not members.active:
+                break
+            tic = time.perf_counter()
+            lr = {i: progress.plateau.lr[i] for i in members.active}  # the rates this epoch trains with
 
-        def save_inside(
-            batch: int, loss_sum: torch.Tensor, shuffle_state: torch.Tensor, epoch: int = epoch
-        ) -> None:
-            if every.due():
-                save(epoch - 1, Position(batch, loss_sum, shuffle_state))
+            def save_inside(
+                batch: int, loss_sum: torch.Tensor, shuffle_state: torch.Tensor, epoch: int = epoch
+            ) -> None:
+                steps[0] += 1
+                if stop.signal is not None:
+                    progress.stops.append(stopped_try(stop.signal, f"in epoch {epoch} after batch {batch}"))
+                if stop.signal is not None or every.due():
+                    save(epoch - 1, Position(batch, loss_sum, shuffle_state))
+                if stop.signal is not None:  # a scheduler's warning: saved, and stop at once
+                    raise Interrupted(f"stopped by {stop.signal} in epoch {epoch} after batch {batch}: "
+                                      f"saved to {checkpoint}; the next try resumes there", steps[0] > 1)  # fmt: skip
 
-        train_loss = _train_epoch(
-            members, train_d, config.batch_size, shuffle, lr, position, save_inside, on_step, dropped
-        )
-        position = None
-        diverged = [i for i in members.active if not math.isfinite(train_loss[i])]
-        for i in diverged:
-            progress.status[i] = STATUS_DIVERGED
-            progress.record(
-                i, EpochRecord(epoch, math.nan, math.nan, train_loss[i], lr[i], time.perf_counter() - tic)
+            train_loss = _train_epoch(
+                members, train_d, config.batch_size, shuffle, lr, position, save_inside, on_step, dropped
             )
-            if len(specs) > 1:  # a cell alone: its own log says it (on_epoch)
-                log.warning("pack %s: %s diverged in epoch %d", pack_id, names[i], epoch)
-        if diverged:
-            members.drop(diverged)
-        if members.active:
-            accuracy, test_loss = members.evaluate(test_d, config.test_batch_size)
-            if plateau:
-                progress.plateau.step(accuracy, members.active)
-            seconds = time.perf_counter() - tic
-            for row, i in enumerate(members.active):
+            position = None
+            diverged = [i for i in members.active if not math.isfinite(train_loss[i])]
+            for i in diverged:
+                progress.status[i] = STATUS_DIVERGED
                 progress.record(
-                    i, EpochRecord(epoch, accuracy[row], test_loss[row], train_loss[i], lr[i], seconds)
+                    i, EpochRecord(epoch, math.nan, math.nan, train_loss[i], lr[i], time.perf_counter() - tic)
                 )
-        progress.epoch = epoch
-        if epoch < config.epochs and members.active:
-            save(epoch)
+                if len(specs) > 1:  # a cell alone: its own log says it (on_epoch)
+                    log.warning("pack %s: %s diverged in epoch %d", pack_id, names[i], epoch)
+            if diverged:
+                members.drop(diverged)
+            if members.active:
+                accuracy, test_loss = members.evaluate(test_d, config.test_batch_size)
+                if plateau:
+                    progress.plateau.step(accuracy, members.active)
+                seconds = time.perf_counter() - tic
+                for row, i in enumerate(members.active):
+                    progress.record(
+                        i, EpochRecord(epoch, accuracy[row], test_loss[row], train_loss[i], lr[i], seconds)
+                    )
+            progress.epoch = epoch
+            if epoch < config.epochs and members.active:
+                if stop.signal is not None:
+                    progress.stops.append(stopped_try(stop.signal, f"after epoch {epoch}"))
+                save(epoch)
+                if stop.signal is not None:  # during the evaluation: saved after it
+                    raise Interrupted(f"stopped by {stop.signal} after epoch {epoch}: saved to {checkpoint}; "
+                                      f"the next try resumes there", steps[0] > 0)  # fmt: skip
+        if checkpoint is not None and progress.epoch > resumed_after:
+            save(progress.epoch)  # finished: a try whose results are lost after it rewrites them from here
 
     predicted: list[list[torch.Tensor]] = [[] for _ in specs]
     if config.epochs == 0:  # evaluation only: the per-image predictions are kept (McNemar)
@@ -297,7 +319,16 @@ def _resume(
     inside = f", {position.batch} batches into epoch {progress.epoch + 1}" if position else ""
     who = f"pack {pack_id} " if pack_id else ""  # a cell's own log needs no name
     log.info("%sresumed from %s after epoch %d%s", who, checkpoint, progress.epoch, inside)
+    for n, stop in enumerate(progress.stops, 1):  # the logs of earlier tries may be gone
+        log.info("%searlier stop %d: %s", who, n, stop)
     return position
+
+
+def stopped_try(signal_name: str, where: str) -> str:
+    """One line on a try a signal stopped: where, when, on which host and SLURM job."""
+    job = os.environ.get("SLURM_JOB_ID")
+    on = f" on {socket.gethostname()}" + (f", SLURM job {job}" if job else "")
+    return f"{signal_name} {where}, {time.strftime('%Y-%m-%d %H:%M:%S')}{on}"
 
 
 def _train_epoch(

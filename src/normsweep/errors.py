@@ -8,3 +8,14 @@ class DataError(ValueError):
 
 class PackError(ValueError):
     """A pack that cannot be trained as asked; the message names the config key."""
+
+
+class Interrupted(BaseException):
+    """A run stopped by a scheduler's signal after saving its state (a request to stop, like
+    KeyboardInterrupt, not an error of the run): the next try resumes where it saved.
+    ``progressed``: whether this try trained at all (a try that did not should not be requeued
+    again and again)."""
+
+    def __init__(self, message: str, progressed: bool = True):
+        super().__init__(message)
+        self.progressed = progressed

@@ -127,6 +127,23 @@ def cluster_resources(config: Mapping[str, Any]) -> dict[str, Any]:
     return resources
 
 
+def signal_lead(config: Mapping[str, Any], runtime: int) -> int:
+    """Seconds before a job's time limit (``runtime`` minutes) that it is told to save and end:
+    ``cluster.signal_seconds``, at most a quarter of the limit (a signal at the start would
+    stop every try before its first batch)."""
+    return min(int(config["cluster"]["signal_seconds"]), runtime * 60 // 4)
+
+
+def sbatch_extra(config: Mapping[str, Any], runtime: int) -> str:
+    """A training job's further sbatch options (the plugin's ``slurm_extra``): ``--signal`` for
+    the save before its time limit (SIGTERM reaches every process of the plugin's srun step:
+    the job's snakemake waits for its script, which saves; measured in docs/usage.md) and the
+    config's ``cluster.slurm_extra``."""
+    lead = signal_lead(config, runtime)
+    options = [f"--signal=TERM@{lead}"] if lead else []
+    return " ".join([*options, *config["cluster"]["slurm_extra"].split()])
+
+
 def per_model(values: Mapping[str, Any]) -> Any:
     """A rule value from {model: value}: the value itself when every model has the same (a
     constant costs nothing per job when snakemake plans 10,000 cells), else a function of

@@ -12,6 +12,7 @@ from typing import Any
 from . import data
 from .batches import Split, open_splits, relabeled
 from .catalog import arch_of, kwargs_of, model_info
+from .checkpoint import drop_after_result, noting_stop_signals
 from .classes import Head, check_head, plan_head
 from .engine import Members, OnEpoch, OnStep, run
 from .evaluation import Evaluation
@@ -175,6 +176,7 @@ def data_identity(model: str, model_config: Mapping[str, Any]) -> str:
     return f"{data_key(model_config, images)}, {subsets}"
 
 
+@noting_stop_signals()  # a late signal: the result is still written, the checkpoint kept
 def run_cell(
     model: str,
     mean_label: str,
@@ -215,8 +217,7 @@ def run_cell(
     if result.predictions is not None:  # an evaluation cell: its per-image predictions first
         write_predictions(output, result.predictions, test.labels.cpu().numpy())
     write_result(output, result)
-    if spec.checkpoint is not None:
-        spec.checkpoint.unlink(missing_ok=True)
+    drop_after_result(spec.checkpoint)
     log.info(
         "cell done: status %s, final accuracy %.4f, %.1f s",
         result.status,
@@ -226,6 +227,7 @@ def run_cell(
     return result
 
 
+@noting_stop_signals()
 def run_pack(
     model: str,
     members: Sequence[tuple[str, str]],
@@ -265,8 +267,7 @@ def run_pack(
         if result.predictions is not None:
             write_predictions(output, result.predictions, test.labels.cpu().numpy())
         write_result(output, result)
-    if checkpoint is not None:
-        Path(checkpoint).unlink(missing_ok=True)
+    drop_after_result(saved)
     log.info("pack %s done: %d cells, %d diverged, %.1f s", pack_id, len(results),
              sum(r.status != "ok" for r in results), results[0].wall_seconds if results else 0.0)  # fmt: skip
     return results

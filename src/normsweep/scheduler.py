@@ -141,3 +141,19 @@ def describe(job: Job) -> str:
         held = "" if job.state in ("RUNNING", "COMPLETING") else f" ({job.state})"
         return f"running on {job.node or '?'} for {job.elapsed}{held}"
     return ENDED.get(job.state, job.state.lower())
+
+
+def requeue_self() -> str | None:
+    """Put the SLURM job this process runs in back into the queue (``scontrol requeue``), as
+    submitit does at a time limit: it runs again under the same job id, which its snakemake
+    keeps waiting for, and resumes from its checkpoint, with no retry spent. The job id when
+    SLURM took it; None outside SLURM or where the job may not be requeued (``--no-requeue``,
+    ``JobRequeue=0``): then the job ends failed and snakemake's retry resumes it."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or shutil.which("scontrol") is None:
+        return None
+    try:
+        run = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return job if run.returncode == 0 else None

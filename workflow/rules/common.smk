@@ -26,6 +26,7 @@ from normsweep.jobs import (  # noqa: E402
     per_model,
     round_pack_runtime_minutes,
     runtime_minutes,
+    sbatch_extra,
 )
 
 
@@ -92,6 +93,8 @@ CLUSTER = cluster_resources(config)
 # A retry (profiles/slurm: retries) gets the same limit: it resumes from the cell's last
 # checkpoint, so every attempt goes further than the one before.
 RUNTIME = per_model({m: runtime_minutes(config, m) for m in MODELS})
+# sbatch --signal: told to save before the time limit (and cluster.slurm_extra)
+SBATCH_EXTRA = per_model({m: sbatch_extra(config, runtime_minutes(config, m)) for m in MODELS})
 
 NOTEBOOK_COMPARISON = (
     [f"{RESULTS}/lenet/tables/notebook.md"] if config["compare_notebook"] and "lenet" in MODELS else []
@@ -354,6 +357,10 @@ PACK_RESULT_OF = {
 PACK_RESULT_OF.update({c: p.result_path(STUDY) for m in MODELS for p in PACKS_TODO[m] for c in p.cells})
 PACK_RUNTIME = per_model({m: pack_runtime_minutes(config, m) for m in MODELS})
 ROUND_PACK_RUNTIME = per_model({m: round_pack_runtime_minutes(config, m) for m in MODELS})
+PACK_SBATCH_EXTRA = per_model({m: sbatch_extra(config, pack_runtime_minutes(config, m)) for m in MODELS})
+ROUND_PACK_SBATCH_EXTRA = per_model(
+    {m: sbatch_extra(config, round_pack_runtime_minutes(config, m)) for m in MODELS}
+)
 
 
 def cell_results(wildcards):

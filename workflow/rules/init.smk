@@ -24,6 +24,7 @@ rule train_init_cell:
         **CLUSTER,
         **TRAIN_EXECUTION,
         runtime=RUNTIME,
+        slurm_extra=SBATCH_EXTRA,
     params:
         cell=TRAINING_PARAMS,
         init_study=init_study,

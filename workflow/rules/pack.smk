@@ -17,6 +17,7 @@ rule train_pack:
         **CLUSTER,
         **TRAIN_EXECUTION,
         runtime=PACK_RUNTIME,
+        slurm_extra=PACK_SBATCH_EXTRA,
     params:
         cell=TRAINING_PARAMS,
         members=pack_members,

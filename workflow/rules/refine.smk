@@ -68,6 +68,7 @@ rule train_round_pack:
         **CLUSTER,
         **TRAIN_EXECUTION,
         runtime=ROUND_PACK_RUNTIME,
+        slurm_extra=ROUND_PACK_SBATCH_EXTRA,
     params:
         cell=TRAINING_PARAMS,
         study=STUDY,

@@ -17,6 +17,7 @@ rule train_cell:
         # mem_mb, gpu, gpu_model, cpus_per_gpu, slurm_partition, slurm_account
         **TRAIN_EXECUTION,
         runtime=RUNTIME,
+        slurm_extra=SBATCH_EXTRA,
     params:
         cell=TRAINING_PARAMS,
     script:
