@@ -12,6 +12,10 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
+from normsweep.signals import note_stop_signals  # noqa: E402
+
+note_stop_signals()  # before torch is imported: a scheduler's early SIGTERM never kills a job half-way
+
 
 def start_logging(log_files) -> logging.Logger:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]

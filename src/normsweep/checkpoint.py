@@ -9,11 +9,8 @@ module's.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from typing import Any
 import torch
 
 from . import files, tensorfile
+from .signals import RECEIVED
 
 log = logging.getLogger("normsweep.checkpoint")
 
@@ -154,65 +152,6 @@ class Every:
             return False
         self.last = time.monotonic()
         return True
-
-
-#: What a scheduler sends before it kills a job: SIGTERM (a time limit, a preemption, scancel),
-#: SIGUSR1 or SIGUSR2 (asked for ahead of the limit with ``sbatch --signal``).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-
-
-#: Every stop signal this process received (a job that got one is reported failed by its
-#: snakemake, which then deletes its outputs: its last checkpoint must stay for the next try).
-RECEIVED: list[str] = []
-
-
-class Stop:
-    """The first stop signal received while :meth:`watching` (its name), else None: the run
-    saves at its next batch boundary and ends (:class:`normsweep.errors.Interrupted`)."""
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-
-    def _received(self, signum: int, frame: Any) -> None:
-        RECEIVED.append(signal.Signals(signum).name)
-        if self.signal is None:
-            self.signal = signal.Signals(signum).name
-            log.warning("%s received: saving at the next batch boundary, then stopping", self.signal)
-
-    @contextmanager
-    def watching(self, active: bool = True) -> Iterator[Stop]:
-        """Catch :data:`STOP_SIGNALS` inside the block (only in the main thread, and only when
-        ``active``: a run with no checkpoint has nothing to save and keeps the default)."""
-        if not active or threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        before = {sig: signal.signal(sig, self._received) for sig in STOP_SIGNALS}
-        try:
-            yield self
-        finally:
-            for sig, handler in before.items():
-                signal.signal(sig, handler)
-
-
-@contextmanager
-def noting_stop_signals() -> Iterator[None]:
-    """Around a whole training job: a stop signal outside the engine's run (reading data,
-    writing results) is noted in :data:`RECEIVED` and the job goes on to write what it has (the
-    scheduler kills it after KillWait if it must); inside the run, :class:`Stop` takes over."""
-
-    def note(signum: int, frame: Any) -> None:
-        RECEIVED.append(signal.Signals(signum).name)
-        log.warning("%s received outside training: finishing this job's writes", RECEIVED[-1])
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = {sig: signal.signal(sig, note) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
 
 
 def drop_after_result(path: Path | None) -> None:

@@ -25,11 +25,8 @@ import dataclasses
 import functools
 import logging
 import math
-import os
-import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .batches import Split, left_out
-from .checkpoint import Every, Position, Stop, restore_rng, rng_state, save_atomic, usable_checkpoint
+from .checkpoint import Every, Position, restore_rng, rng_state, save_atomic, usable_checkpoint
 from .devices import (
     PLAIN,
     Execution,
@@ -50,14 +47,13 @@ from .devices import (
 )
 from .errors import Interrupted, PackError
 from .models import build_model, model_spec, scale_first_layer
-from .results import STATUS_DIVERGED, STATUS_OK, CellResult, EpochRecord, package_versions
-from .schedule import Plateau
+from .progress import OnEpoch, Progress, stopped_try
+from .results import STATUS_DIVERGED, CellResult, EpochRecord, package_versions
+from .signals import Stop
 from .spec import CellSpec, TrainConfig, fingerprint, same_start
 
 log = logging.getLogger("normsweep.engine")
 
-#: ``on_epoch(member, record)``: a member's finished (or diverged) epoch.
-OnEpoch = Callable[[int, EpochRecord], None]
 #: ``on_step(batch, members, losses)``: after every training step (batch: the epoch's batches
 #: done so far; members: the indices that stepped; losses: theirs).
 OnStep = Callable[[int, list[int], torch.Tensor], None]
@@ -153,38 +149,6 @@ def start(specs: Sequence[CellSpec], config: TrainConfig) -> tuple[torch.device,
     return device, execution, model
 
 
-@dataclass
-class Progress:
-    """Every member's status and epoch records, the plateau rule and the last finished epoch."""
-
-    plateau: Plateau
-    histories: list[list[EpochRecord]]
-    status: list[str]
-    epoch: int = 0
-    on_epoch: OnEpoch | None = None  # told of every record
-    stops: list[str] = dataclasses.field(default_factory=list)  # the tries a signal stopped, in words
-
-    @classmethod
-    def fresh(cls, k: int, lr: float, on_epoch: OnEpoch | None = None) -> Progress:
-        return cls(Plateau(lr=[float(lr)] * k), [[] for _ in range(k)], [STATUS_OK] * k, on_epoch=on_epoch)
-
-    def record(self, member: int, entry: EpochRecord) -> None:
-        self.histories[member].append(entry)
-        if self.on_epoch is not None:
-            self.on_epoch(member, entry)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "status": self.status, "plateau": self.plateau.state_dict(),
-                "histories": [[vars(r) for r in h] for h in self.histories], "stops": self.stops}  # fmt: skip
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.status = list(state["status"])
-        self.plateau.load_state_dict(state["plateau"])
-        self.histories = [[EpochRecord(**r) for r in h] for h in state["histories"]]
-        self.stops = list(state.get("stops", []))
-
-
 def run(
     kind: type[Members],
     specs: Sequence[CellSpec],
@@ -214,13 +178,18 @@ def run(
                                      "position": at.to_dict() if at else None, "kind": members.state_dict(),
                                      **rng_state(shuffle)})  # fmt: skip
 
+    def stop_here(where: str, epoch_done: int, at: Position | None = None) -> None:
+        progress.stops.append(stopped_try(str(stop.signal), where))
+        save(epoch_done, at)
+        raise Interrupted(f"stopped by {stop.signal} {where}: saved to {checkpoint}; the next try resumes there",
+                          progressed=steps[0] > (1 if at else 0))  # fmt: skip
+
     plateau = model_spec(specs[0].architecture).plateau
     dropped = left_out(base, len(train), config.batch_size) if config.epochs > 0 else 0
     every = Every(config.checkpoint_minutes if checkpoint is not None else None)
     layout = members.execution.channels_last
     train_d = train.to(device, layout) if config.epochs > 0 else train
     test_d = test.to(device, layout)
-    resumed_after = progress.epoch
     steps = [0]  # batches trained by this try
     stop = Stop()  # SIGTERM or --signal's: save at the next batch boundary, then stop
     with stop.watching(active=checkpoint is not None and config.epochs > 0):
@@ -234,13 +203,11 @@ def run(
                 batch: int, loss_sum: torch.Tensor, shuffle_state: torch.Tensor, epoch: int = epoch
             ) -> None:
                 steps[0] += 1
-                if stop.signal is not None:
-                    progress.stops.append(stopped_try(stop.signal, f"in epoch {epoch} after batch {batch}"))
                 if stop.signal is not None or every.due():
-                    save(epoch - 1, Position(batch, loss_sum, shuffle_state))
-                if stop.signal is not None:  # a scheduler's warning: saved, and stop at once
-                    raise Interrupted(f"stopped by {stop.signal} in epoch {epoch} after batch {batch}: "
-                                      f"saved to {checkpoint}; the next try resumes there", steps[0] > 1)  # fmt: skip
+                    at = Position(batch, loss_sum, shuffle_state)
+                    if stop.signal is not None:  # a scheduler's warning: save here, and stop at once
+                        stop_here(f"in epoch {epoch} after batch {batch}", epoch - 1, at)
+                    save(epoch - 1, at)
 
             train_loss = _train_epoch(
                 members, train_d, config.batch_size, shuffle, lr, position, save_inside, on_step, dropped
@@ -267,29 +234,33 @@ def run(
                     )
             progress.epoch = epoch
             if epoch < config.epochs and members.active:
-                if stop.signal is not None:
-                    progress.stops.append(stopped_try(stop.signal, f"after epoch {epoch}"))
+                if stop.signal is not None:  # it came during the evaluation
+                    stop_here(f"after epoch {epoch}", epoch)
                 save(epoch)
-                if stop.signal is not None:  # during the evaluation: saved after it
-                    raise Interrupted(f"stopped by {stop.signal} after epoch {epoch}: saved to {checkpoint}; "
-                                      f"the next try resumes there", steps[0] > 0)  # fmt: skip
-        if checkpoint is not None and progress.epoch > resumed_after:
+        if checkpoint is not None and steps[0]:
             save(progress.epoch)  # finished: a try whose results are lost after it rewrites them from here
 
-    predicted: list[list[torch.Tensor]] = [[] for _ in specs]
-    if config.epochs == 0:  # evaluation only: the per-image predictions are kept (McNemar)
-        accuracy, test_loss = members.evaluate(test_d, config.test_batch_size, predicted)
-        seconds = time.perf_counter() - started
-        for row, i in enumerate(members.active):
-            progress.record(i, EpochRecord(0, accuracy[row], test_loss[row], math.nan, config.lr, seconds))
+    predicted = _evaluation_only(members, test_d, config, progress, started) if config.epochs == 0 else []
     wall = time.perf_counter() - started
     results = []
     for i, spec in enumerate(specs):
         result = cell_result(spec, progress.status[i], progress.histories[i], config, len(train), len(test), wall,
                              device, pack_id, len(specs), members.execution, dropped)  # fmt: skip
-        result.predictions = torch.cat(predicted[i]).cpu().numpy() if predicted[i] else None
+        result.predictions = torch.cat(predicted[i]).cpu().numpy() if predicted and predicted[i] else None
         results.append(result)
     return results
+
+
+def _evaluation_only(
+    members: Members, test: Split, config: TrainConfig, progress: Progress, started: float
+) -> list[list[torch.Tensor]]:
+    """``epochs: 0``: one evaluation, recorded as epoch 0, with the per-image predictions (McNemar)."""
+    predicted: list[list[torch.Tensor]] = [[] for _ in members.specs]
+    accuracy, test_loss = members.evaluate(test, config.test_batch_size, predicted)
+    seconds = time.perf_counter() - started
+    for row, i in enumerate(members.active):
+        progress.record(i, EpochRecord(0, accuracy[row], test_loss[row], math.nan, config.lr, seconds))
+    return predicted
 
 
 def _resume(
@@ -322,13 +293,6 @@ def _resume(
     for n, stop in enumerate(progress.stops, 1):  # the logs of earlier tries may be gone
         log.info("%searlier stop %d: %s", who, n, stop)
     return position
-
-
-def stopped_try(signal_name: str, where: str) -> str:
-    """One line on a try a signal stopped: where, when, on which host and SLURM job."""
-    job = os.environ.get("SLURM_JOB_ID")
-    on = f" on {socket.gethostname()}" + (f", SLURM job {job}" if job else "")
-    return f"{signal_name} {where}, {time.strftime('%Y-%m-%d %H:%M:%S')}{on}"
 
 
 def _train_epoch(

@@ -12,7 +12,7 @@ from typing import Any
 from . import data
 from .batches import Split, open_splits, relabeled
 from .catalog import arch_of, kwargs_of, model_info
-from .checkpoint import drop_after_result, noting_stop_signals
+from .checkpoint import drop_after_result
 from .classes import Head, check_head, plan_head
 from .engine import Members, OnEpoch, OnStep, run
 from .evaluation import Evaluation
@@ -176,7 +176,6 @@ def data_identity(model: str, model_config: Mapping[str, Any]) -> str:
     return f"{data_key(model_config, images)}, {subsets}"
 
 
-@noting_stop_signals()  # a late signal: the result is still written, the checkpoint kept
 def run_cell(
     model: str,
     mean_label: str,
@@ -227,7 +226,6 @@ def run_cell(
     return result
 
 
-@noting_stop_signals()
 def run_pack(
     model: str,
     members: Sequence[tuple[str, str]],

@@ -24,7 +24,7 @@ EXECUTION_KEYS = ("threads", "device", "checkpoint_minutes", "channels_last", "c
 TRAINING_CODE = (
     "runner", "engine", "separate", "stacked", "evaluation", "batches", "images", "shards", "data", "models", "classes", "imagenet",
     "catalog", "published", "fold", "nets", "norm", "spec", "checkpoint", "schedule", "devices", "cells", "results",
-    "tensorfile", "errors", "files", "provenance",
+    "tensorfile", "errors", "files", "signals", "progress", "provenance",
 )  # fmt: skip
 
 
