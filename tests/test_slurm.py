@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -527,3 +528,146 @@ def test_a_request_over_the_nodes_cpus_is_refused_before_anything_is_submitted(t
     assert run.returncode != 0 and "config key 'cluster.cpus_per_gpu'" in run.stdout + run.stderr
     time.sleep(1)
     assert not [j for j in sacct_jobs(since) if "slurm-too-big" in j["Comment"] or "train_" in j["Comment"]]
+
+
+def _run_releasing_requeued(
+    work: Path, cfg: dict, *args: str, during=None
+) -> tuple[subprocess.CompletedProcess, list]:
+    """snakemake --profile slurm on ``work`` while, every second, a job SLURM requeued is let
+    start at once (SLURM holds a requeued job for ~2 minutes: BeginTime), the status is taken
+    (cell states, failed and lost counts) and ``during(seconds, jobs)`` may act on the queue."""
+    proc = subprocess.Popen(slurm_command(work, *args), cwd=work, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    polls, started, config, held = [], time.time(), validate_config(copy.deepcopy(cfg)), {}
+    previous = dict(os.environ)
+    os.environ.update(ENV)
+    try:
+        while proc.poll() is None and time.time() - started < HARD_LIMIT:
+            queue = subprocess.run(["squeue", "-h", "-o", "%i|%T|%r"], capture_output=True, text=True,
+                                   env=ENV).stdout.split()  # fmt: skip
+            for line in queue:
+                job, state, reason = line.split("|")
+                # its old run cleans up first (5 s): a job started at once is refused (credential revoked)
+                if (
+                    state == "PENDING"
+                    and reason == "BeginTime"
+                    and time.time() - held.setdefault(job, time.time()) > 5
+                ):
+                    subprocess.run(
+                        ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=ENV, check=True
+                    )
+                    held.pop(job)
+            lenet = study_status(config, work, scheduler.query_jobs(work))["models"]["lenet"]
+            polls.append((round(time.time() - started, 1), queue, lenet["queued"], lenet["running"],
+                          len(lenet["failed_cells"]), lenet["lost"]))  # fmt: skip
+            if during is not None:
+                during(time.time() - started, queue)
+            time.sleep(1)
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), polls
+
+
+def _whole_run(epochs: int, subset: int):
+    """The cell trained in one go, here (deterministic on the CPU): what every interrupted run must equal."""
+    tr = data.load_mnist(SMALL_MNIST, train=True, limit=subset)
+    te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
+    return train_one(
+        CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
+        batches.TensorData.from_uint8(tr.images, tr.labels),
+        batches.TensorData.from_uint8(te.images, te.labels),
+        TrainConfig(epochs=epochs, threads=1, deterministic=True),
+    )
+
+
+CELL = "lenet/cells/mean~0.1307/std~0.3081/seed~1998.json"
+CELL_LOG = "lenet/train/mean~0.1307/std~0.3081/seed~1998.log"
+
+
+def test_a_cell_longer_than_its_time_limit_finishes_through_requeues_to_the_same_numbers(tmp_path):
+    """Issue 36.1: a 1-minute time limit on a cell with more work than that. SLURM's early
+    SIGTERM (--signal=TERM@15, as the profile asks it) reaches the rule script through the
+    plugin's srun step; the run saves at its next batch boundary, the job requeues itself and
+    resumes there, with no retry spent (--retries 0), to the numbers of an uninterrupted run."""
+    epochs, subset = 8, 6000
+    cfg = slurm_config("slurm-limit", grid={"mean": [0.1307], "std": [0.3081]}, references={}, epochs=epochs,
+                       train_subset=subset, deterministic=True)  # fmt: skip
+    write_config(tmp_path, cfg)
+    limit = [
+        "--retries",
+        "0",
+        "--set-resources",
+        "train_cell:runtime=1",
+        "train_cell:slurm_extra='--signal=TERM@15'",
+    ]
+    box = {}
+    whole = threading.Thread(target=lambda: box.setdefault("whole", _whole_run(epochs, subset)))
+    whole.start()  # meanwhile, on the other core
+    run, polls = _run_releasing_requeued(tmp_path, cfg, *limit)
+    whole.join()
+    assert run.returncode == 0, run.stdout[-4000:]
+    log = (tmp_path / "logs/slurm-limit" / CELL_LOG).read_text()
+    stops = re.findall(r"earlier stop \d+: SIGTERM in epoch (\d+) after batch (\d+), .* SLURM job (\d+)", log)
+    assert stops, log  # at least one try was stopped by the signal, inside an epoch
+    resumed = re.findall(r"resumed from .* after epoch (\d+), (\d+) batches into epoch (\d+)", log)
+    assert (
+        resumed and [(int(b), int(e)) for _, b, e in resumed] == [(int(b), int(e)) for e, b, _ in stops][-1:]
+    )
+    assert len({job for *_, job in stops}) == 1  # one SLURM job, requeued: no retry by snakemake
+    assert all(failed == 0 and lost == 0 for *_, failed, lost in polls), polls
+    result = read_result(tmp_path / "results/slurm-limit" / CELL)
+    assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in box["whole"].epochs]
+    assert [e.train_loss for e in result.epochs] == [e.train_loss for e in box["whole"].epochs]
+    print(
+        f"\ntime limit 1 min: {len(stops) + 1} tries of one job, stops at (epoch, batch) "
+        f"{[(int(e), int(b)) for e, b, _ in stops]}"
+    )
+
+
+def test_a_preempted_cell_is_requeued_shown_queued_and_resumes_at_its_batch(tmp_path):
+    """Issue 36.2: a job of the higher-tier partition preempts the running cell (PreemptMode=REQUEUE,
+    GraceTime 30 s): the cell saves at its next batch on SIGTERM, SLURM requeues it, the status
+    shows it queued or running at every poll (never failed or lost), and it resumes at that batch:
+    nothing is trained twice."""
+    cfg = slurm_config("slurm-preempt", grid={"mean": [0.1307], "std": [0.3081]}, references={}, epochs=2,
+                       train_subset=6000, deterministic=True)  # fmt: skip
+    write_config(tmp_path, cfg)
+    log_file = tmp_path / "logs/slurm-preempt" / CELL_LOG
+    urgent = os.environ.get("NORMSWEEP_SLURM_URGENT_PARTITION", "urgent")
+    sent, since = [], since_now()
+
+    def preempt(seconds, queue):
+        if not sent and log_file.exists() and "train / 200 test images" in log_file.read_text():
+            time.sleep(1.5)  # into epoch 1
+            submit = [
+                "sbatch",
+                "-p",
+                urgent,
+                "-c",
+                str(os.cpu_count()),
+                "--mem=500",
+                "-t",
+                "1",
+                "--wrap",
+                "sleep 5",
+            ]
+            sent.append(subprocess.run(submit, env=ENV, capture_output=True, text=True, check=True).stdout)
+
+    run, polls = _run_releasing_requeued(tmp_path, cfg, "--retries", "0", during=preempt)
+    assert run.returncode == 0 and sent, run.stdout[-4000:]
+    log = log_file.read_text()
+    (stop,) = re.findall(r"earlier stop 1: SIGTERM in epoch 1 after batch (\d+)", log)
+    assert f"after epoch 0, {stop} batches into epoch 1" in log
+    assert len(re.findall(r"epoch 1/2:", log)) == 1  # the epoch finished once, from its saved batch
+    assert all(failed == 0 and lost == 0 for *_, failed, lost in polls), polls
+    assert any(queued for _, _, queued, *_ in polls[1:]), polls  # the requeued cell was shown queued
+    jobs = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-S", since, "-o", "JobID,Partition,State"],
+                          capture_output=True, text=True, env=ENV).stdout.split()  # fmt: skip
+    cell_jobs = [j for j in jobs if f"|{PARTITION}|" in j]
+    assert len({j.split("|")[0] for j in cell_jobs}) == 1, jobs  # one job: requeued, not resubmitted
+    assert any(j.endswith(("|REQUEUED", "|PREEMPTED")) for j in cell_jobs), jobs
+    print(f"\npreempted at batch {stop} of epoch 1; sacct (duplicates): {cell_jobs}; polls {polls}")

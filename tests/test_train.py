@@ -166,7 +166,9 @@ def test_a_signalled_run_saves_at_the_next_batch_boundary_and_resumes_there(
     after = 2 if when == "evaluation" else 1
     assert f"resumed from {checkpoint} after epoch {after}{inside[when]}\n" in caplog.text + "\n"
     assert steps == {"batch": [4, 1, 2, 3, 4], "last batch": [1, 2, 3, 4], "evaluation": [1, 2, 3, 4]}[when]
-    assert f"earlier stop 1: {signal.Signals(signum).name} {at}, " in caplog.text  # the story survives its log
+    assert (
+        f"earlier stop 1: {signal.Signals(signum).name} {at}, " in caplog.text
+    )  # the story survives its log
     assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
     assert [e.test_loss for e in resumed.epochs] == [e.test_loss for e in whole.epochs]

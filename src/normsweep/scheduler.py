@@ -116,8 +116,10 @@ def query_jobs(workdir: str | Path = ".", since: str = "now-7days") -> dict[str,
         reason = "" if parts[2] in ("None", "(null)") else parts[2]
         job = Job(int(parts[0]), parts[1], reason, parts[3], parts[4], "|".join(parts[6:]), parts[5])
         ended = jobs.get(job.comment)
-        if job.state == "COMPLETING" and ended and ended.job_id == job.job_id and ended.state in ENDED:
+        if (job.state == "COMPLETING" and ended and ended.job_id == job.job_id and ended.state in ENDED
+                and ended.state != "PREEMPTED"):  # fmt: skip
             continue  # cancelled or failed, its node still cleaning up: what accounting says
+        # (a preempted job still in the queue is being requeued: it is held, never lost)
         _keep_newest(jobs, job, prefer=True)
     return jobs
 
@@ -148,12 +150,18 @@ def requeue_self() -> str | None:
     submitit does at a time limit: it runs again under the same job id, which its snakemake
     keeps waiting for, and resumes from its checkpoint, with no retry spent. The job id when
     SLURM took it; None outside SLURM or where the job may not be requeued (``--no-requeue``,
-    ``JobRequeue=0``): then the job ends failed and snakemake's retry resumes it."""
+    ``JobRequeue=0``), or cancelled by its user: then the job ends failed and snakemake's retry
+    (if any) resumes it."""
     job = os.environ.get("SLURM_JOB_ID")
     if not job or shutil.which("scontrol") is None:
         return None
-    try:
-        run = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
+    shown = _run(["scontrol", "show", "job", "-o", job]) or ""
+    state = next((f.split("=", 1)[1] for f in shown.split() if f.startswith("JobState=")), "")
+    if state not in REQUEUE_FROM:  # scancel (CANCELLED) ends the job, as its user asked
         return None
-    return job if run.returncode == 0 else None
+    return job if _run(["scontrol", "requeue", job]) is not None else None
+
+
+#: The states of a job told to stop that it requeues itself from: the early warning of --signal
+#: (still RUNNING) and its time limit (TIMEOUT); a preempted job SLURM requeues (or cancels) itself.
+REQUEUE_FROM = {"RUNNING", "TIMEOUT"}
