@@ -21,6 +21,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from normsweep.scheduler import submit_cap  # noqa: E402
+
 SOURCE = ROOT / "profiles" / "slurm" / "config.yaml"
 
 
@@ -28,8 +31,10 @@ def profile_home() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "snakemake"
 
 
-def render(partition: str, account: str, gpu_model: str) -> str:
+def render(partition: str, account: str, gpu_model: str, max_jobs: int | None = None) -> str:
     profile = yaml.safe_load(SOURCE.read_text())
+    if max_jobs:  # the cluster's cap on queued jobs: snakemake never submits more at once
+        profile["jobs"] = min(int(profile.get("jobs", max_jobs)), max_jobs)
     resources = dict(profile.get("default-resources") or {})
     for key, value in (("slurm_partition", partition), ("slurm_account", account), ("gpu_model", gpu_model)):
         if value:
@@ -51,10 +56,15 @@ def main() -> int:
     parser.add_argument("--partition", default="", help="SLURM partition of the GPU jobs")
     parser.add_argument("--account", default="", help="SLURM account to charge")
     parser.add_argument("--gpu-model", default="", help="GPU model as your site names it (e.g. a100)")
+    parser.add_argument("--max-jobs", type=int, default=None,
+                        help="jobs you may queue at once (MaxSubmitJobs; default: read with sacctmgr, where it answers)")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="replace an existing profile that differs")
     args = parser.parse_args()
     target = profile_home() / args.name / "config.yaml"
-    text = render(args.partition, args.account, args.gpu_model)
+    cap = args.max_jobs or submit_cap()
+    if cap:
+        print(f"at most {cap} jobs at once (the profile's jobs)")
+    text = render(args.partition, args.account, args.gpu_model, cap)
     if target.exists() and target.read_text() != text and not args.force:
         print(f"{target} exists and differs; keeping it (add --force to replace it)", file=sys.stderr)
         return 1

@@ -19,7 +19,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from normsweep.cli import load_study, study_parser  # noqa: E402
 from normsweep.cluster import check_request, read_partition  # noqa: E402
-from normsweep.plan import data_plans, format_data_plans, format_plan, plan, stale_data, weights_line  # noqa: E402
+from normsweep.plan import (  # noqa: E402
+    data_plans,
+    format_data_plans,
+    format_plan,
+    plan,
+    stale_data,
+    waves_line,
+    weights_line,
+)
+from normsweep.scheduler import submit_cap  # noqa: E402
 
 
 def main() -> int:
@@ -28,12 +37,24 @@ def main() -> int:
         "--pack", type=int, default=None, help="cells per pack job (default: the config's cluster.pack)"
     )
     parser.add_argument(
+        "--max-jobs",
+        type=int,
+        default=None,
+        help="jobs this user may queue at once (default: sacctmgr's cap)",
+    )
+    parser.add_argument(
         "--no-cluster", action="store_true", help="do not check the request against SLURM's partition"
     )
     args = parser.parse_args()
     config = load_study(args)
     workdir = Path(args.directory)
-    print(format_plan(plan(config, workdir, args.pack), config["cluster"]["gpus_per_cell"]))
+    plans = plan(config, workdir, args.pack)
+    print(format_plan(plans, config["cluster"]["gpus_per_cell"]))
+    packed = (args.pack or config["cluster"]["pack"]) > 1
+    jobs = sum(p.pack_jobs if packed else p.jobs for p in plans)
+    cap = args.max_jobs or (submit_cap() if not args.no_cluster else None)
+    if line := waves_line(jobs, cap):
+        print(line)
     if data := format_data_plans(data_plans(config, workdir)):
         print(data)
     for said in stale_data(config, workdir):

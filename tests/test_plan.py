@@ -213,3 +213,14 @@ def test_a_round_trained_as_one_pack_gets_the_limit_of_its_batch_not_of_cluster_
     assert round_pack_runtime_minutes(cfg, "lenet") == runtime_minutes(cfg, "lenet", 40.0)
     cfg["models"]["lenet"]["optuna"]["batch"] = 128  # twice the measured pack
     assert round_pack_runtime_minutes(cfg, "lenet") == runtime_minutes(cfg, "lenet", 80.0)
+
+
+def test_a_study_larger_than_the_queue_cap_is_planned_in_waves():
+    """Issue 36.5: 2,000 jobs under a cap of 5 queued jobs flow in 400 waves; under the cap, nothing to say."""
+    from normsweep.plan import waves_line
+
+    assert waves_line(2000, 5) == (
+        "under this cluster's cap of 5 jobs at once: 2000 jobs in about 400 waves (snakemake submits "
+        "the next as one ends; install the profile with --max-jobs 5)"
+    )
+    assert waves_line(4, 5) is None and waves_line(2000, None) is None

@@ -593,7 +593,7 @@ def test_a_cell_longer_than_its_time_limit_finishes_through_requeues_to_the_same
     SIGTERM (--signal=TERM@15, as the profile asks it) reaches the rule script through the
     plugin's srun step; the run saves at its next batch boundary, the job requeues itself and
     resumes there, with no retry spent (--retries 0), to the numbers of an uninterrupted run."""
-    epochs, subset = 8, 6000
+    epochs, subset = 6, 6000
     cfg = slurm_config("slurm-limit", grid={"mean": [0.1307], "std": [0.3081]}, references={}, epochs=epochs,
                        train_subset=subset, deterministic=True)  # fmt: skip
     write_config(tmp_path, cfg)

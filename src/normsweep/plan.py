@@ -224,6 +224,15 @@ def format_data_plans(plans: list[DataPlan]) -> str:
     return "\n".join(lines + [p.line() for p in plans])
 
 
+def waves_line(jobs: int, cap: int | None) -> str | None:
+    """How ``jobs`` flow through a cap of ``cap`` jobs queued at once (MaxSubmitJobs): snakemake
+    keeps ``cap`` submitted (the profile's ``jobs``) and submits the next as each ends."""
+    if not cap or jobs <= cap:
+        return None
+    return (f"under this cluster's cap of {cap} jobs at once: {jobs} jobs in about {math.ceil(jobs / cap)} "
+            f"waves (snakemake submits the next as one ends; install the profile with --max-jobs {cap})")  # fmt: skip
+
+
 def format_plan(plans: list[ModelPlan], gpus_per_cell: int) -> str:
     unit = "GPU-hours" if gpus_per_cell else "CPU-job-hours"
     pack = max((p.pack for p in plans), default=1)

@@ -165,3 +165,17 @@ def requeue_self() -> str | None:
 #: The states of a job told to stop that it requeues itself from: the early warning of --signal
 #: (still RUNNING) and its time limit (TIMEOUT); a preempted job SLURM requeues (or cancels) itself.
 REQUEUE_FROM = {"RUNNING", "TIMEOUT"}
+
+
+def submit_cap(user: str | None = None) -> int | None:
+    """The most jobs this user may have queued or running at once, from the accounting
+    database (``sacctmgr show assoc``: the smallest MaxSubmitJobs, MaxJobs or GrpSubmitJobs of
+    the user's associations); None where none is set or sacctmgr does not answer."""
+    if shutil.which("sacctmgr") is None:
+        return None
+    user = user or getpass.getuser()
+    shown = _run(
+        ["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}", "format=MaxSubmit,MaxJobs,GrpSubmit"]
+    )
+    caps = [int(v) for line in (shown or "").splitlines() for v in line.split("|") if v.strip().isdigit()]
+    return min(caps) if caps else None
