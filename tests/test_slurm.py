@@ -671,3 +671,49 @@ def test_a_preempted_cell_is_requeued_shown_queued_and_resumes_at_its_batch(tmp_
     assert len({j.split("|")[0] for j in cell_jobs}) == 1, jobs  # one job: requeued, not resubmitted
     assert any(j.endswith(("|REQUEUED", "|PREEMPTED")) for j in cell_jobs), jobs
     print(f"\npreempted at batch {stop} of epoch 1; sacct (duplicates): {cell_jobs}; polls {polls}")
+
+
+def test_a_study_flows_through_a_cap_of_5_queued_jobs(tmp_path):
+    """Issue 36.5: with MaxSubmitJobs=5 on the user's association (sacctmgr, enforced), the
+    installed profile takes the cap as its job count, plan.py says the waves, and a study of 7
+    cells runs to the end with never more than 5 jobs in the queue (over it, sbatch refuses a
+    job: `AssocMaxSubmitJobLimit`, measured)."""
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    cap = ["sacctmgr", "-i", "modify", "user", user, "set"]
+    subprocess.run([*cap, "MaxSubmitJobs=5"], env=ENV, check=True, capture_output=True)
+    try:
+        home, work = tmp_path / "xdg", tmp_path / "work"
+        env = {
+            **{k: v for k, v in ENV.items() if not k.startswith("NORMSWEEP_SLURM_")},
+            "XDG_CONFIG_HOME": str(home),
+        }
+        cfg = slurm_config("slurm-cap", grid={"mean": [0.0, 0.5, 1.0], "std": [0.3, 1.0]}, train_subset=100,
+                           test_subset=100)  # fmt: skip
+        write_config(work, cfg)
+        install = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/install_profile.py"), "--partition",
+                                  PARTITION, "--gpu-model", GPU_MODEL], capture_output=True, text=True, env=env)  # fmt: skip
+        assert install.returncode == 0 and "at most 5 jobs at once" in install.stdout, (
+            install.stdout + install.stderr
+        )
+        assert yaml.safe_load((home / "snakemake/slurm/config.yaml").read_text())["jobs"] == 5
+        planned = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/plan.py"), "--directory", str(work)],
+                                 capture_output=True, text=True, env=env, cwd=work)  # fmt: skip
+        assert "cap of 5 jobs at once: 7 jobs in about 2 waves" in planned.stdout, (
+            planned.stdout + planned.stderr
+        )
+        proc = subprocess.Popen(slurm_command(work, profile="slurm"), cwd=work, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        most = 0
+        while proc.poll() is None:
+            queue = subprocess.run(
+                ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=ENV
+            ).stdout
+            most = max(most, len(queue.split()))
+            time.sleep(0.5)
+        out, _ = proc.communicate()
+        assert proc.returncode == 0, out[-3000:]
+        assert "AssocMaxSubmitJobLimit" not in out and 1 < most <= 5, (most, out[-2000:])
+        assert len(list((work / "results/slurm-cap/lenet/cells").rglob("seed~*.json"))) == 7
+        print(f"\ncap of 5: 7 cells, at most {most} jobs queued at once, no submission refused")
+    finally:
+        subprocess.run([*cap, "MaxSubmitJobs=-1"], env=ENV, check=True, capture_output=True)
