@@ -31,6 +31,18 @@ def listed(tmp_path):
     return path, shard, cache.cache_paths(tmp_path / "cache", "k", "val", 0, shard)
 
 
+def _into_the_study_folder(path, pixels, manifest):
+    """Move a cache shard to where a study kept its own before the cache existed; its stem there."""
+    old = path.parent / images.shard_stem("val", 0)
+    old.parent.mkdir()
+    pixels.rename(old.with_suffix(".npy"))
+    write_json_atomic(
+        old.with_suffix(".json"), {**json.loads(manifest.read_text()), "pixels": old.name + ".npy"}
+    )
+    manifest.unlink()
+    return old
+
+
 def test_two_writers_at_once_prepare_a_shard_once(listed, monkeypatch):
     path, signature, (pixels, manifest) = listed
     decoded = []
@@ -64,15 +76,9 @@ def test_a_damaged_copy_is_prepared_again_and_a_study_shard_is_linked(listed):
     (aside,) = pixels.parent.glob(f"{pixels.name}.damaged-*")  # set aside, never deleted
     assert aside.read_bytes() == bytes(data)
     # a shard prepared before the cache existed, in the study's own folder: linked, not decoded
-    old = path.parent / images.shard_stem("val", 0)
-    old.parent.mkdir()
-    pixels.rename(old.with_suffix(".npy"))
-    write_json_atomic(
-        old.with_suffix(".json"), {**json.loads(manifest.read_text()), "pixels": old.name + ".npy"}
-    )
-    manifest.unlink()
+    old = _into_the_study_folder(path, pixels, manifest)
     how = cache.provide_shard([path], "val", 0, signature, IMAGE, pixels, manifest)[1]
-    assert how.startswith("linked from") and cache.file_sha256(pixels) == sha
+    assert how == f"linked from {old.with_suffix('.npy')}" and cache.file_sha256(pixels) == sha
     with pytest.raises(images.DataError, match="no listing holds it"):
         cache.provide_shard([path], "val", 0, "0" * 16, IMAGE, pixels, manifest)
 
@@ -80,13 +86,7 @@ def test_a_damaged_copy_is_prepared_again_and_a_study_shard_is_linked(listed):
 def test_a_link_that_fails_across_file_systems_is_a_copy(listed, monkeypatch):
     path, signature, (pixels, manifest) = listed
     cache.provide_shard([path], "val", 0, signature, IMAGE, pixels, manifest)
-    old = path.parent / images.shard_stem("val", 0)
-    old.parent.mkdir()
-    pixels.rename(old.with_suffix(".npy"))
-    write_json_atomic(
-        old.with_suffix(".json"), {**json.loads(manifest.read_text()), "pixels": old.name + ".npy"}
-    )
-    manifest.unlink()
+    old = _into_the_study_folder(path, pixels, manifest)
 
     def cross_device(source, target):
         raise OSError(errno.EXDEV, "Invalid cross-device link", str(source))
