@@ -50,8 +50,7 @@ def main() -> int:
     workdir = Path(args.directory)
     plans = plan(config, workdir, args.pack)
     print(format_plan(plans, config["cluster"]["gpus_per_cell"]))
-    packed = (args.pack or config["cluster"]["pack"]) > 1
-    jobs = sum(p.pack_jobs if packed else p.jobs for p in plans)
+    jobs = sum(p.pack_jobs if p.pack > 1 else p.jobs for p in plans)
     cap = args.max_jobs or (submit_cap() if not args.no_cluster else None)
     if line := waves_line(jobs, cap):
         print(line)

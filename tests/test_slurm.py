@@ -496,14 +496,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
 
     # deterministic on the CPU: the resumed cell equals an uninterrupted run, to the last digit
-    tr = data.load_mnist(SMALL_MNIST, train=True, limit=1600)
-    te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
-    whole = train_one(
-        CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
-        batches.TensorData.from_uint8(tr.images, tr.labels),
-        batches.TensorData.from_uint8(te.images, te.labels),
-        TrainConfig(epochs=epochs, threads=1, deterministic=True),
-    )
+    whole = _whole_run(epochs, 1600)
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
 

@@ -46,7 +46,7 @@ def _stopped_or_failed(kind, value, traceback) -> None:
         return
     log = logging.getLogger("normsweep")
     log.warning("%s", value)
-    if getattr(value, "progressed", True) and (job := requeue_self()) is not None:
+    if value.progressed and (job := requeue_self()) is not None:
         log.warning("SLURM job %s requeued: it resumes from its checkpoint when it runs again", job)
 
 

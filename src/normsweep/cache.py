@@ -141,21 +141,15 @@ def _holding(listings: Sequence[str | Path], split: str, index: int, signature: 
 def _link(source: Path, target: Path) -> str:
     """``source``'s bytes at ``target``: a hard link where the file system makes one, else a copy
     (another file system: EXDEV; one without links: EPERM, EOPNOTSUPP), under this writer's
-    temporary name, then published; ``linked`` or ``copied``."""
-    tmp = files.temp_beside(target)
-    how = "linked"
-    try:
+    temporary name, then published (:func:`normsweep.files.writing`); ``linked`` or ``copied``."""
+    with files.writing(target) as tmp:
         try:
             os.link(source, tmp)
         except OSError as error:
             log.info("%s: no link to %s (%s): copying it", target, source, error)
             shutil.copyfile(source, tmp)
-            how = "copied"
-        files.publish(tmp, target)
-        return how
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            return "copied"
+        return "linked"
 
 
 def cache_paths(cache: str | Path, key: str, split: str, index: int, signature: str) -> tuple[Path, Path]:
