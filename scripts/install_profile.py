@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from normsweep.scheduler import submit_cap  # noqa: E402
+from normsweep.cluster.queue import submit_cap  # noqa: E402
 
 SOURCE = ROOT / "profiles" / "slurm" / "config.yaml"
 

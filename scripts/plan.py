@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from normsweep.cli import load_study, study_parser  # noqa: E402
-from normsweep.cluster import check_request, read_partition  # noqa: E402
-from normsweep.plan import (  # noqa: E402
+from normsweep.cluster.partition import check_request, read_partition  # noqa: E402
+from normsweep.cluster.queue import submit_cap  # noqa: E402
+from normsweep.study.cli import load_study, study_parser  # noqa: E402
+from normsweep.study.plan import (  # noqa: E402
     data_plans,
     format_data_plans,
     format_plan,
@@ -28,7 +29,6 @@ from normsweep.plan import (  # noqa: E402
     waves_line,
     weights_line,
 )
-from normsweep.scheduler import submit_cap  # noqa: E402
 
 
 def main() -> int:

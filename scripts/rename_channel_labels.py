@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from normsweep.cells import old_channel_names  # noqa: E402
-from normsweep.cli import load_study, study_parser  # noqa: E402
-from normsweep.migrate import rename_old_channel_names  # noqa: E402
+from normsweep.core.cells import old_channel_names  # noqa: E402
+from normsweep.study.cli import load_study, study_parser  # noqa: E402
+from normsweep.study.migrate import rename_old_channel_names  # noqa: E402
 
 
 def main() -> int:

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from normsweep import cells  # noqa: E402
-from normsweep.cli import load_study, study_parser  # noqa: E402
-from normsweep.scheduler import query_jobs  # noqa: E402
-from normsweep.status import study_status  # noqa: E402
-from normsweep.status_report import format_status, progress_figure  # noqa: E402
+from normsweep.cluster.queue import query_jobs  # noqa: E402
+from normsweep.core import cells  # noqa: E402
+from normsweep.monitoring.report import format_status, progress_figure  # noqa: E402
+from normsweep.monitoring.status import study_status  # noqa: E402
+from normsweep.study.cli import load_study, study_parser  # noqa: E402
 
 
 def main() -> int:

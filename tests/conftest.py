@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from normsweep.cells import data_key
+from normsweep.core.cells import data_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_MNIST = ROOT / "data" / "mnist-small"
 SHARED_MNIST_RAW = ROOT.parent / "shared" / "data" / "mnist" / "raw"
 BIN = Path(sys.executable).parent
-#: A user's own network (arch "mylab_nets:SmallCNN", issue 18): no layer named conv1, one input
+#: A user's own network (arch "mylab_nets:SmallCNN"): no layer named conv1, one input
 #: channel (so it reads MNIST).
 SMALL_CNN = """
 import torch.nn as nn
@@ -105,7 +105,7 @@ def tiny_config(**grid) -> dict:
 
 
 def data_dir(work, config: dict, model: str = "lenet"):
-    """results/<study>/<model>/data/<key>/ of a config (the key: normsweep.cells.data_key)."""
+    """results/<study>/<model>/data/<key>/ of a config (the key: normsweep.core.cells.data_key)."""
     block = config["models"][model]
     return work / "results" / config["study"] / model / "data" / data_key(block, model != "lenet")
 
@@ -118,7 +118,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 def train_one(spec, train, test, config, on_step=None):
     """One cell trained alone, as its job trains it (the engine with K = 1)."""
-    from normsweep.runner import train_cells
+    from normsweep.training.runner import train_cells
 
     return train_cells([spec], train, test, config, spec.checkpoint, on_step=on_step)[0]
 

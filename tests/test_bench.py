@@ -1,4 +1,4 @@
-"""scripts/bench_gpu.py --quick: the GPU benchmark's own code, on the CPU at toy sizes, so that
+"""scripts/bench/gpu.py --quick: the GPU benchmark's own code, on the CPU at toy sizes, so that
 it cannot rot between the days a GPU is at hand."""
 
 import json
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_gpu_bench_runs_quick_on_the_cpu_and_writes_its_tables(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # as on a bare GPU node: no install
-    run = subprocess.run([sys.executable, "scripts/bench_gpu.py", "--quick", "--out", str(tmp_path)],
+    run = subprocess.run([sys.executable, "scripts/bench/gpu.py", "--quick", "--out", str(tmp_path)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads((tmp_path / "bench_gpu.json").read_text())

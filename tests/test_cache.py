@@ -1,6 +1,6 @@
 """The data cache. Two writers of one shard at once prepare it once; a copy is reused only when
 its sha256 holds (a damaged one is set aside); a study's own older shard is linked in (copied
-where a link fails), not decoded again; with no working lock (issue 36.3) every write is
+where a link fails), not decoded again; with no working lock every write is
 still correct."""
 
 import errno
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from normsweep import cache, images
-from normsweep.results import write_json_atomic
+from normsweep.core.results import write_json_atomic
+from normsweep.data import cache, prepare
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "imagenette-tiny"
 IMAGE = {"resize": 40, "crop": 32}
@@ -23,7 +23,7 @@ IMAGE = {"resize": 40, "crop": 32}
 
 @pytest.fixture
 def listed(tmp_path):
-    listing = images.list_folder(TINY, shard_size=16)
+    listing = prepare.list_folder(TINY, shard_size=16)
     path = tmp_path / "study" / "listing.json"
     path.parent.mkdir()
     write_json_atomic(path, listing)
@@ -33,7 +33,7 @@ def listed(tmp_path):
 
 def _into_the_study_folder(path, pixels, manifest):
     """Move a cache shard to where a study kept its own before the cache existed; its stem there."""
-    old = path.parent / images.shard_stem("val", 0)
+    old = path.parent / prepare.shard_stem("val", 0)
     old.parent.mkdir()
     pixels.rename(old.with_suffix(".npy"))
     write_json_atomic(
@@ -79,7 +79,7 @@ def test_a_damaged_copy_is_prepared_again_and_a_study_shard_is_linked(listed):
     old = _into_the_study_folder(path, pixels, manifest)
     how = cache.provide_shard([path], "val", 0, signature, IMAGE, pixels, manifest)[1]
     assert how == f"linked from {old.with_suffix('.npy')}" and cache.file_sha256(pixels) == sha
-    with pytest.raises(images.DataError, match="no listing holds it"):
+    with pytest.raises(prepare.DataError, match="no listing holds it"):
         cache.provide_shard([path], "val", 0, "0" * 16, IMAGE, pixels, manifest)
 
 
@@ -117,14 +117,14 @@ RACER = textwrap.dedent(
     """
     import errno, sys, time
     from pathlib import Path
-    from normsweep import cache, images
+    from normsweep.data import cache, prepare
 
     def refuse(handle, operation):  # as on two nodes whose locks do not see each other
         raise OSError(errno.ENOLCK, "no locks here")
 
     cache.fcntl.flock = refuse
-    decode = images.decode_image
-    images.decode_image = lambda *a: (time.sleep(0.02), decode(*a))[1]  # both write at once
+    decode = prepare.decode_image
+    prepare.decode_image = lambda *a: (time.sleep(0.02), decode(*a))[1]  # both write at once
     listing, signature, pixels, manifest, me = sys.argv[1:]
     Path(me).touch()
     while not Path(me).with_name("go").exists():

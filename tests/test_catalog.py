@@ -1,4 +1,4 @@
-"""Any model on the grid (issue 18): architectures by name, the user's own class, timm; what a
+"""Any model on the grid: architectures by name, the user's own class, timm; what a
 network needs derived from it; weights from torch's cache, never downloaded; the weights' own
 preprocessing as the `own` reference; McNemar's test for evaluation cells."""
 
@@ -16,10 +16,12 @@ from scipy import stats
 from torchvision import models as tv_models
 
 from conftest import ROOT, SMALL_CNN
-from normsweep import catalog, noise, published
-from normsweep.config import ConfigError, validate_config
-from normsweep.fold import check_fold, first_conv
-from normsweep.models import build_model
+from normsweep.analysis import statistics
+from normsweep.models import published
+from normsweep.models.build import build_model
+from normsweep.models.fold import check_fold, first_conv
+from normsweep.models.info import ModelInfo, model_info
+from normsweep.study.config import ConfigError, validate_config
 
 TINY = str(ROOT / "data" / "imagenette-tiny")
 HAVE_TIMM = importlib.util.find_spec("timm") is not None
@@ -42,15 +44,15 @@ def image_config(**block) -> dict:
 
 
 def test_what_a_network_needs_is_derived_from_it(user_module):
-    info = catalog.model_info("mobilenet_v3_small")
+    info = model_info("mobilenet_v3_small")
     assert (info.dataset, info.channels, info.pack, info.first_conv) == (
         "imagefolder",
         3,
         "separate",
         "features.0.0",
     )
-    assert catalog.model_info("lenet") == catalog.ModelInfo("mnist", 1, "stacked", "conv1")
-    mine = catalog.model_info(f"{user_module}:SmallCNN", {"width": 4})
+    assert model_info("lenet") == ModelInfo("mnist", 1, "stacked", "conv1")
+    mine = model_info(f"{user_module}:SmallCNN", {"width": 4})
     assert (mine.dataset, mine.channels, mine.pack, mine.first_conv) == ("mnist", 1, "separate", "body.0")
     # the fold check and the init study find the first convolution whatever its name
     net = build_model("mobilenet_v3_small", 5).eval()
@@ -131,18 +133,20 @@ def test_weights_by_name_come_from_torchs_cache_never_downloaded(tmp_path, monke
 def test_mcnemar_on_hand_made_predictions():
     base = np.array([1, 1, 1, 1, 0, 0, 1, 0, 1, 1], bool)
     other = np.array([1, 0, 0, 1, 0, 1, 1, 0, 0, 1], bool)
-    only_base, only_other, p = noise.mcnemar(base, other)
+    only_base, only_other, p = statistics.mcnemar(base, other)
     assert (only_base, only_other) == (3, 1)
     assert p == pytest.approx(stats.binomtest(1, 4, 0.5).pvalue) == pytest.approx(0.625)
-    assert noise.mcnemar(base, base) == (0, 0, 1.0)
+    assert statistics.mcnemar(base, base) == (0, 0, 1.0)
     ten = np.ones(10, bool)
-    assert noise.mcnemar(~ten, ten)[2] == pytest.approx(2 * 0.5**10)  # 10 of 10 discordant one way
+    assert statistics.mcnemar(~ten, ten)[2] == pytest.approx(2 * 0.5**10)  # 10 of 10 discordant one way
     # two distinct seeds: their exact p-values merged as twice their mean (valid under any dependence)
     first, second = ten & (np.arange(10) > 2), ten & (np.arange(10) < 7)
-    merged = noise.seeds_mcnemar({1: ten, 2: ten}, {1: first, 2: second})
-    assert merged == pytest.approx(min(1.0, noise.mcnemar(ten, first)[2] + noise.mcnemar(ten, second)[2]))
+    merged = statistics.seeds_mcnemar({1: ten, 2: ten}, {1: first, 2: second})
+    assert merged == pytest.approx(
+        min(1.0, statistics.mcnemar(ten, first)[2] + statistics.mcnemar(ten, second)[2])
+    )
     with pytest.raises(ValueError, match="same images"):
-        noise.mcnemar(base, base[:5])
+        statistics.mcnemar(base, base[:5])
 
 
 @needs_timm
@@ -155,7 +159,7 @@ def test_a_timm_model_brings_its_own_normalization(tmp_path):
     block = config["models"]["m"]
     assert block["references"]["own"] == {"mean": 0.5, "std": 0.5}  # equal channels: the cell of `half`
     assert block["baseline"] == "own"
-    # issue 28: without weights the network is untrained: no `own` reference, no `own` baseline
+    # without weights the network is untrained: no `own` reference, no `own` baseline
     bare = validate_config(image_config(arch="timm:test_vit.r160_in1k", arch_kwargs={"img_size": 32}))[
         "models"
     ]["m"]
@@ -166,7 +170,7 @@ def test_a_timm_model_brings_its_own_normalization(tmp_path):
         168,
         "bicubic",
     )
-    info = catalog.model_info("timm:test_vit.r160_in1k", {"img_size": 32})
+    info = model_info("timm:test_vit.r160_in1k", {"img_size": 32})
     assert (info.channels, info.first_conv) == (3, "patch_embed.proj")
     net = build_model("timm:test_vit.r160_in1k", 7, arch_kwargs={"img_size": 32})
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 7)
@@ -187,24 +191,24 @@ def test_a_timm_model_brings_its_own_normalization(tmp_path):
 
 
 def test_identical_seeds_are_one_piece_of_evidence():
-    """Issue 28: pretrained weights and no training make every seed the same network; summing
+    """Pretrained weights and no training make every seed the same network; summing
     their discordant counts turned b=45, c=60 (p 0.17 with one seed) into p 0.045 with two
     identical seeds. Identical seeds now count once: the same p as one seed."""
     base = np.array([True] * 45 + [False] * 60 + [True] * 100)
     other = np.array([False] * 45 + [True] * 60 + [True] * 100)
-    one = noise.seeds_mcnemar({1998: base}, {1998: other})
+    one = statistics.seeds_mcnemar({1998: base}, {1998: other})
     assert one == pytest.approx(stats.binomtest(60, 105, 0.5).pvalue) and 0.16 < one < 0.18
-    assert noise.seeds_mcnemar({1998: base, 1999: base}, {1998: other, 1999: other}) == one
+    assert statistics.seeds_mcnemar({1998: base, 1999: base}, {1998: other, 1999: other}) == one
 
 
 def test_each_comparison_uses_the_test_its_data_allows():
-    """Issue 28: one cell that kept predictions switched the whole model to McNemar, and the
+    """One cell that kept predictions switched the whole model to McNemar, and the
     cells without predictions got p = NaN and vanished from n_compared. Now each comparison
     uses McNemar where both cells kept predictions, Welch over seeds where not, and the
     summary counts both."""
     import pandas as pd
 
-    from normsweep.comparisons import noise_summary
+    from normsweep.analysis.comparisons import noise_summary
 
     rng = np.random.default_rng(0)
     rows = pd.DataFrame(
@@ -218,12 +222,12 @@ def test_each_comparison_uses_the_test_its_data_allows():
     correct = {
         (m, "1", seed): rng.random(200) < acc for m, acc in (("0", 0.9), ("1", 0.5)) for seed in (1, 2, 3)
     }
-    stats_ = noise.compare_cells(rows, "base", correct=correct)
+    stats_ = statistics.compare_cells(rows, "base", correct=correct)
     tests = dict(zip(stats_["mean_label"], stats_["test"], strict=True))
     assert tests == {"0": "", "1": "McNemar", "2": "Welch"}
     summary = noise_summary(stats_, "base")
     assert summary["n_compared"] == 2 and summary["tests"] == {"McNemar": 1, "Welch": 1}
-    assert summary["method"] == noise.MIXED
+    assert summary["method"] == statistics.MIXED
 
 
 def stand_in(cache, arch: str, weights: str, state: dict) -> str:
@@ -235,7 +239,7 @@ def stand_in(cache, arch: str, weights: str, state: dict) -> str:
 
 
 def test_named_weights_are_built_by_torchvisions_own_builder(tmp_path, monkeypatch):
-    """Issue 28: the network was built with weights=None and the file loaded by hand, skipping
+    """The network was built with weights=None and the file loaded by hand, skipping
     what torchvision's builders do for specific weights: DenseNet's old key names (strict
     loading crashed), GoogLeNet's and Inception v3's transform_input=True (False here: every
     accuracy silently wrong), the SWAG ViTs' image size (a size mismatch). One model of each

@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from normsweep import cells, migrate
+from normsweep.core import cells
+from normsweep.study import migrate
 
 
 def test_names_read_well_and_round_trip():

@@ -1,4 +1,4 @@
-"""Issue 30.1: pretrained 1000-class weights on a folder of a few ImageNet classes named by their
+"""Pretrained 1000-class weights on a folder of a few ImageNet classes named by their
 WordNet ids score on the weights' own outputs, not on a new random head (chance); weights whose
 classes cannot be matched are refused for evaluation only and recorded when trained."""
 
@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from normsweep import classes, comparisons, images, table
-from normsweep.config import ConfigError, validate_config
-from normsweep.runner import cell_data, cell_spec, train_cells
-from normsweep.spec import TrainConfig
-from normsweep.summary import summary_markdown
+from normsweep.analysis import comparisons, table
+from normsweep.analysis.summary import summary_markdown
+from normsweep.core.spec import TrainConfig
+from normsweep.data import classes, prepare
+from normsweep.study.config import ConfigError, validate_config
+from normsweep.training.runner import cell_data, cell_spec, train_cells
 
 WNIDS = {"n01440764": 0, "n02102040": 1, "n02979186": 2}  # tench red, springer green, cassette blue
 
@@ -101,7 +102,7 @@ def test_three_wnid_classes_score_the_weights_own_outputs(weights, tmp_path, mon
     monkeypatch.syspath_prepend(str(module))
     folder = color_folder(tmp_path / "photos", list(WNIDS))
     prepared = tmp_path / "prepared"
-    images.prepare_folder(folder, prepared, 16, 16)
+    prepare.prepare_folder(folder, prepared, 16, 16)
     head, result = evaluate(block(folder, file, sha), prepared)
     assert head.kind == "mapped" and result.head == "mapped" and result.predict_over == "all"
     assert result.final_accuracy == 1.0  # a new random 3-class head scored 1/3 here
@@ -114,10 +115,10 @@ def test_a_val_split_missing_a_class_keeps_the_training_classes_index(weights, t
     module, file, sha = weights
     monkeypatch.syspath_prepend(str(module))
     folder = color_folder(tmp_path / "photos", list(WNIDS), val_classes={"n01440764", "n02979186"})
-    listing = images.list_folder(folder)
+    listing = prepare.list_folder(folder)
     assert listing["val"]["classes"] == list(WNIDS) and sorted(set(listing["val"]["labels"])) == [0, 2]
     prepared = tmp_path / "prepared"
-    images.prepare_folder(folder, prepared, 16, 16)
+    prepare.prepare_folder(folder, prepared, 16, 16)
     _, result = evaluate(block(folder, file, sha), prepared)
     assert result.final_accuracy == 1.0 and result.n_test == 4
 
@@ -133,7 +134,7 @@ def test_unmatched_weights_are_refused_for_evaluation_and_recorded_when_trained(
         validate_config({"models": {"colornet": block(folder, file, sha)}})
     validate_config({"models": {"colornet": block(folder, file, sha, epochs=1)}})  # training the head: fine
     prepared = tmp_path / "prepared"
-    images.prepare_folder(folder, prepared, 16, 16)
+    prepare.prepare_folder(folder, prepared, 16, 16)
     head, result = evaluate(block(folder, file, sha, epochs=1), prepared, epochs=1)
     assert head.kind == "replaced" and result.head == "replaced"
     summary = comparisons.summarize(table.cells_table([result], {}))

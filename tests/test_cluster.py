@@ -1,8 +1,8 @@
 """The study's request against a SLURM partition, on scontrol's own output format."""
 
 from conftest import SMALL_MNIST
-from normsweep.cluster import check_request, parse_gres, parse_partition, parse_time
-from normsweep.config import validate_config
+from normsweep.cluster.partition import check_request, parse_gres, parse_partition, parse_time
+from normsweep.study.config import validate_config
 
 PARTITION = (
     "PartitionName=gpu AllowGroups=ALL Default=YES MaxTime=2-00:00:00 Nodes=g[01-02] State=UP TotalCPUs=64\n"
@@ -29,7 +29,7 @@ def test_scontrol_output_is_read():
     assert parse_time("12:30:00") == 750 and parse_time("45") == 45
     assert parse_gres("gpu:a100:4(S:0-1),gpu:v100:2") == {"a100": 4, "v100": 2}
     assert parse_gres("gpu:2") == {"": 2} and parse_gres("(null)") == {}
-    # issue 28: a socket list with a comma was split inside its parentheses (a ValueError)
+    # a socket list with a comma was split inside its parentheses (a ValueError)
     assert parse_gres("gpu:a100:4(S:0,2)") == {"a100": 4}
     assert parse_gres("gpu:a100:4(S:0,2),gpu:v100:2(S:1)") == {"a100": 4, "v100": 2}
     part = parse_partition(PARTITION, NODES)

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SMALL_MNIST, snakemake
-from normsweep.config import ConfigError, load_config, validate_config
+from normsweep.study.config import ConfigError, load_config, validate_config
 
 GOOD = {
     "models": {
@@ -51,7 +51,7 @@ def test_good_config_gets_the_notebook_defaults():
         "compile": False,
     }
     assert config["models"]["lenet"]["seeds"] == [1998]
-    from normsweep.runner import train_config
+    from normsweep.training.runner import train_config
 
     assert train_config("lenet", training).lr == 1.0  # no lr: the model's own (Adadelta)
     assert train_config("resnet18", training).lr == 0.01  # (SGD with momentum)
@@ -146,12 +146,12 @@ def _schema_keys(node: dict, schema: dict, prefix: str = "") -> set[str]:
 
 
 def test_the_config_reference_is_generated_from_the_schema_and_complete():
-    """docs/config.md is what scripts/config_reference.py makes of the schema, and every key of
+    """docs/config.md is what scripts/dev/config_reference.py makes of the schema, and every key of
     the schema (every model key included) has a description there."""
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, str(ROOT / "scripts/config_reference.py"), "--check"],
+    run = subprocess.run([sys.executable, str(ROOT / "scripts/dev/config_reference.py"), "--check"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 0, run.stderr
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())

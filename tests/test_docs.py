@@ -1,4 +1,4 @@
-"""Issue 31: every command block the docs mark runnable (`<!-- run -->` before it) runs here, from
+"""Every command block the docs mark runnable (`<!-- run -->` before it) runs here, from
 the repository's root; blocks that need a cluster, a GPU or a fresh machine are marked with the
 reason (`<!-- run: needs SLURM -->`) and reported as skipped."""
 
@@ -32,3 +32,23 @@ def test_a_marked_command_block_runs(page, body, why):
     run = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert run.returncode == 0, f"{page}:\n{body}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+
+
+def test_the_layout_in_development_md_is_the_trees():
+    """docs/development.md draws the package's layers: every subpackage and module of
+    src/normsweep is named there, under its folder, and nothing that is not."""
+    text = (ROOT / "docs" / "development.md").read_text()
+    drawn = {
+        folder: {name.strip() for name in names.split(",")}
+        for folder, names in re.findall(r"^  ([a-z_/]+)/ \[([^\]]*)\]", text, re.M)
+    }
+    package = ROOT / "src" / "normsweep"
+    tree = {
+        folder.relative_to(package).as_posix(): {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+        for folder in package.rglob("*")
+        if folder.is_dir() and (folder / "__init__.py").exists()
+    }
+    assert drawn == tree
+    assert not [
+        p.name for p in package.glob("*.py") if p.name != "__init__.py"
+    ]  # only subpackages at the top

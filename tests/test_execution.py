@@ -1,4 +1,4 @@
-"""Issue 29: how a cell computes on its device (channels_last, cuDNN's benchmark, torch.compile)
+"""How a cell computes on its device (channels_last, cuDNN's benchmark, torch.compile)
 and how batches reach it (uint8 to the device, float there). Each is tested here on the CPU,
 the same code path a GPU takes; none changes what a cell computes."""
 
@@ -6,18 +6,18 @@ import pytest
 import torch
 
 from conftest import SMALL_MNIST, train_one
-from normsweep import batches, data
-from normsweep.config import validate_config
-from normsweep.devices import Execution
-from normsweep.jobs import SWITCHES, cell_params, switch_resources, with_execution
-from normsweep.runner import train_cells, train_config
-from normsweep.spec import CellSpec, TrainConfig, fingerprint
+from normsweep.core.spec import CellSpec, TrainConfig, fingerprint
+from normsweep.data import batches, mnist
+from normsweep.study.config import validate_config
+from normsweep.study.resources import SWITCHES, cell_params, switch_resources, with_execution
+from normsweep.training.devices import Execution
+from normsweep.training.runner import train_cells, train_config
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    tr = data.load_mnist(SMALL_MNIST, train=True, limit=192)
-    te = data.load_mnist(SMALL_MNIST, train=False, limit=100)
+    tr = mnist.load_mnist(SMALL_MNIST, train=True, limit=192)
+    te = mnist.load_mnist(SMALL_MNIST, train=False, limit=100)
     return batches.TensorData.from_uint8(tr.images, tr.labels), batches.TensorData.from_uint8(
         te.images, te.labels
     )

@@ -1,4 +1,4 @@
-"""Issue 36.4: every file that publishes a result, checkpoint, shard or manifest reaches the disk
+"""Every file that publishes a result, checkpoint, shard or manifest reaches the disk
 before its rename (after a node crash the target is the old file or the new one, never empty),
 under a temporary name no other writer shares."""
 
@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from normsweep import checkpoint, files, results
+from normsweep.core import files, results
+from normsweep.training import checkpoint
 
 
 @pytest.fixture

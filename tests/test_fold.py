@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from normsweep.fold import check_fold, first_conv, fold_into_model, fold_normalization
-from normsweep.models import Classifier, LeNet
-from normsweep.norm import normalize
+from normsweep.models.build import Classifier, LeNet
+from normsweep.models.fold import check_fold, first_conv, fold_into_model, fold_normalization
+from normsweep.models.normalize import normalize
 
 
 @pytest.mark.parametrize("mean, std", [([0.1307], [0.3081]), ([-0.571429], [0.02]), ([2.28571], [0.2])])
@@ -30,7 +30,7 @@ def test_per_channel_folding_in_float64():
 
 def test_a_zero_padded_first_conv_folds_exactly_by_padding_with_the_mean():
     """ResNet18's conv1 (7x7, stride 2, padding 3): the padded zeros of the normalized input are
-    the mean of the raw one (issue 21: the fold check failed or was skipped for resnet18)."""
+    the mean of the raw one (the fold check failed or was skipped for resnet18)."""
     conv = nn.Conv2d(3, 8, 7, stride=2, padding=3, bias=False).double()
     x = torch.rand(4, 3, 20, 20, dtype=torch.float64)
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

@@ -1,4 +1,4 @@
-"""Issue 30.2: ImageNet's validation split as it ships (one flat folder of JPEGs and its labels,
+"""ImageNet's validation split as it ships (one flat folder of JPEGs and its labels,
 from the mirrors' CSV or the devkit), read directly: a tiny fake of that layout made of the
 real ILSVRC2012 validation photos in data/imagenette-tiny."""
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from normsweep import classes, images
-from normsweep.errors import DataError
+from normsweep.core.errors import DataError
+from normsweep.data import classes, prepare
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "imagenette-tiny"
 
@@ -52,12 +52,12 @@ def write_devkit(root: Path, truth: dict[str, str]) -> None:
 def test_a_flat_val_folder_is_read_with_its_labels(tmp_path, labels):
     truth = official_layout(tmp_path)
     labels(tmp_path, truth)
-    listing = images.list_folder(tmp_path, shard_size=8)
+    listing = prepare.list_folder(tmp_path, shard_size=8)
     val = listing["val"]
     assert val["classes"] == listing["train"]["classes"] == sorted(set(truth.values()))
     assert {f: val["classes"][label] for f, label in zip(val["files"], val["labels"], strict=True)} == truth
     assert classes.folder_classes(tmp_path) == val["classes"]  # the weights' class index sees them too
-    record = images.prepare_folder(tmp_path, tmp_path / "prepared", 40, 32, shard_size=8)
+    record = prepare.prepare_folder(tmp_path, tmp_path / "prepared", 40, 32, shard_size=8)
     assert record["val"]["images"] == 12
 
 
@@ -66,4 +66,4 @@ def test_a_flat_val_folder_without_labels_names_the_files_to_add(tmp_path):
     with pytest.raises(
         DataError, match=r"val: image files but no class folders.*LOC_val_solution.csv.*devkit"
     ):
-        images.list_folder(tmp_path)
+        prepare.list_folder(tmp_path)

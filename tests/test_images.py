@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from conftest import ROOT, train_one
-from normsweep import batches, data, engine, images, shards
-from normsweep.data import DataError
-from normsweep.models import Classifier
-from normsweep.runner import load_splits
-from normsweep.separate import Separate
-from normsweep.spec import CellSpec, TrainConfig
+from normsweep.core.spec import CellSpec, TrainConfig
+from normsweep.data import batches, mnist, prepare, shards
+from normsweep.data.mnist import DataError
+from normsweep.models.build import Classifier
+from normsweep.training import engine
+from normsweep.training.members.separate import Separate
+from normsweep.training.runner import load_splits
 
 TINY = ROOT / "data" / "imagenette-tiny"
 
@@ -28,7 +29,7 @@ TINY = ROOT / "data" / "imagenette-tiny"
 def prepared(tmp_path_factory):
     """The tiny folder prepared at 40 -> 32 px in shards of 7 images (train 30: 5 shards, val 12: 2)."""
     folder = tmp_path_factory.mktemp("prepared")
-    images.prepare_folder(TINY, folder, 40, 32, shard_size=7)
+    prepare.prepare_folder(TINY, folder, 40, 32, shard_size=7)
     return folder
 
 
@@ -68,11 +69,11 @@ def test_prepared_shards_are_the_notebook_pipelines_exact_pixels_in_any_order(pr
 def test_a_changed_image_changes_only_its_shard_and_bad_files_are_named(tmp_path):
     root = tmp_path / "folder"
     shutil.copytree(TINY, root)
-    before = images.list_folder(root, shard_size=7)
+    before = prepare.list_folder(root, shard_size=7)
     victim = root / "val" / before["val"]["files"][8]  # in the second val shard
     shutil.copy(root / "val" / before["val"]["files"][0], victim)  # another photo, same name
     os.utime(victim, ns=(1, 1))
-    after = images.list_folder(root, shard_size=7)
+    after = prepare.list_folder(root, shard_size=7)
     assert [s["signature"] for s in after["train"]["shards"]] == [
         s["signature"] for s in before["train"]["shards"]
     ]
@@ -83,13 +84,13 @@ def test_a_changed_image_changes_only_its_shard_and_bad_files_are_named(tmp_path
     assert signatures == [True, False]
     victim.write_bytes(b"not a jpeg at all")
     with pytest.raises(DataError, match=victim.name + ": not a readable image"):
-        images.prepare_shard(root, after, "val", 1, 40, 32, tmp_path / "out.npy")
+        prepare.prepare_shard(root, after, "val", 1, 40, 32, tmp_path / "out.npy")
     empty = tmp_path / "empty"
     (empty / "train" / "cats").mkdir(parents=True)
     with pytest.raises(DataError, match=str(empty / "train")):
-        images.list_split(empty, "train")
+        prepare.list_split(empty, "train")
     with pytest.raises(DataError, match="no such folder"):
-        images.list_folder(tmp_path / "nowhere")
+        prepare.list_folder(tmp_path / "nowhere")
 
 
 def test_a_truncated_or_missing_shard_names_its_file(prepared, tmp_path):
@@ -108,9 +109,9 @@ def test_a_truncated_or_missing_shard_names_its_file(prepared, tmp_path):
 def test_statistics_summed_from_shard_histograms_are_exact(prepared):
     manifests = [json.loads((prepared / name).read_text()) for name in json.loads(
         (prepared / "files.json").read_text())["train"]["shards"]]  # fmt: skip
-    mean, std, n_images, n_pixels = images.histogram_stats(manifests)
+    mean, std, n_images, n_pixels = prepare.histogram_stats(manifests)
     every = shards.ShardedSplit.open(prepared, "train").read(np.arange(30))
-    exact = data.exact_stats(torch.from_numpy(every), channel_dim=1)
+    exact = mnist.exact_stats(torch.from_numpy(every), channel_dim=1)
     assert (n_images, n_pixels) == (30, 30 * 32 * 32)
     assert np.allclose(mean, exact.mean, rtol=0, atol=1e-12) and np.allclose(
         std, exact.std, rtol=0, atol=1e-12
@@ -121,7 +122,7 @@ def synthetic_split(folder, n, size=32):
     """A prepared split of ``n`` random images (no decoding), as prepare_shard writes one."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    header = images._npy_header((n, 3, size, size))
+    header = prepare._npy_header((n, 3, size, size))
     with open(folder / "x.npy", "wb") as handle:
         handle.write(header)
         for lo in range(0, n, 1000):
@@ -136,9 +137,10 @@ import resource, sys, torch
 sys.path.insert(0, {src!r}); sys.path.insert(0, {tests!r})
 from test_images import synthetic_split
 from pathlib import Path
-from normsweep import batches, engine
-from normsweep.separate import Separate
-from normsweep.spec import CellSpec, TrainConfig
+from normsweep.data import batches
+from normsweep.training import engine
+from normsweep.training.members.separate import Separate
+from normsweep.core.spec import CellSpec, TrainConfig
 torch.set_num_threads(1)
 split = batches.Streamed(synthetic_split(Path({folder!r}), {n}), prefetch=2)
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10),
@@ -153,7 +155,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 
 def test_a_streamed_epoch_takes_the_same_memory_for_ten_times_the_images(tmp_path):
-    """Issue 17: memory bounded by the batch, not the data set. 20,000 images of 32 px are 61 MB
+    """Memory bounded by the batch, not the data set. 20,000 images of 32 px are 61 MB
     as uint8 and 246 MB as float32 (what the cells held before); an epoch over them and an
     evaluation peak within 20 MB of the same over 2,000 (measured: 0-4 MB)."""
     peaks = {}
@@ -219,7 +221,7 @@ def test_epochs_zero_is_evaluation_only(monkeypatch):
 
 
 def test_a_subset_of_an_image_folder_is_a_stratified_seeded_sample():
-    """Issue 17 (subsets): an ImageFolder lists class by class, so the first N images were one
+    """An ImageFolder lists class by class, so the first N images were one
     class; the sample has every class in proportion, the same indices for every cell."""
     labels = torch.tensor([0] * 100 + [1] * 100 + [2] * 50 + [3] * 5)  # in class order, as listed
     sample = shards.stratified_sample(labels, 51, seed=0)
@@ -249,14 +251,14 @@ def test_a_cell_on_an_image_subset_sees_every_class_and_reads_only_its_sample(pr
     assert sorted(read) == test.index.tolist() and labels.tolist() == [0, 0, 1, 1, 2, 2]
     again = load_splits("resnet18", config, prepared)[1]
     assert torch.equal(again.index, test.index)  # every cell: the same sample
-    from normsweep.runner import cell_spec  # recorded in each result (CellResult.data)
+    from normsweep.training.runner import cell_spec  # recorded in each result (CellResult.data)
 
     recorded = cell_spec("resnet18", "0.5", "0.25", 1998, config, None, classes).data_key
     assert recorded.endswith("train None, test 6 (class-stratified samples, seed 0)"), recorded
 
 
 def test_a_stratified_sample_has_exactly_n_images_whatever_the_class_sizes():
-    """Issue 28: a class raised to its minimum of one kept its remainder and won an extra image
+    """A class raised to its minimum of one kept its remainder and won an extra image
     it did not have: class sizes [1, 3, 3, 3] with n = 5 drew 4 images, silently. Property:
     over random class sizes and every n below the split's size, exactly n images, no class
     over its size, every class present when n allows."""

@@ -1,6 +1,6 @@
 import torch
 
-from normsweep.models import LeNet, model_spec
+from normsweep.models.build import LeNet, model_spec
 
 
 def test_lenet_matches_the_pytorch_mnist_example():
@@ -34,7 +34,7 @@ def test_lenet_trains_with_adadelta_lr_1():
 
 
 def test_scale_first_layer_multiplies_initial_weights_and_biases():
-    from normsweep.models import scale_first_layer
+    from normsweep.models.build import scale_first_layer
 
     torch.manual_seed(0)
     plain = LeNet()

@@ -1,4 +1,4 @@
-"""Issue 31: normsweep used the way the Snakemake workflow catalog deploys workflows: from an
+"""Normsweep used the way the Snakemake workflow catalog deploys workflows: from an
 empty folder outside the repository, a Snakefile with `module normsweep: ...` and
 `use rule * from normsweep`, and the folder's own config/config.yaml."""
 

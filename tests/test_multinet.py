@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from conftest import ROOT, train_one
-from normsweep import images
-from normsweep.engine import initial_model
-from normsweep.evaluation import member_logits
-from normsweep.norm import normalize
-from normsweep.runner import load_splits, train_cells
-from normsweep.spec import CellSpec, TrainConfig
+from normsweep.core.spec import CellSpec, TrainConfig
+from normsweep.data import prepare
+from normsweep.models.normalize import normalize
+from normsweep.training.engine import initial_model
+from normsweep.training.members.eval_only import member_logits
+from normsweep.training.runner import load_splits, train_cells
 
 TINY = ROOT / "data" / "imagenette-tiny"
 NORMS = [(None, None), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), ([0.5], [0.25])]
@@ -21,7 +21,7 @@ NORMS = [(None, None), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), ([0.5], [
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
     folder = tmp_path_factory.mktemp("prepared")
-    images.prepare_folder(TINY, folder, 40, 32, shard_size=16)
+    prepare.prepare_folder(TINY, folder, 40, 32, shard_size=16)
     train_d, test_d, classes = load_splits(
         "resnet18", {"data": str(TINY), "training": {"train_subset": 12}}, folder
     )

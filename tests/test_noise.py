@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from normsweep import noise
+from normsweep.analysis import statistics
 
 
 def rows(cells: dict[tuple[str, str], list[float]], baseline=("0.1307", "0.3081")) -> pd.DataFrame:
@@ -26,21 +26,21 @@ def rows(cells: dict[tuple[str, str], list[float]], baseline=("0.1307", "0.3081"
 
 def test_confidence_interval_is_students_t():
     values = np.array([0.990, 0.992, 0.991, 0.993])
-    low, high = noise.confidence_interval(values)
+    low, high = statistics.confidence_interval(values)
     half = stats.t.ppf(0.975, 3) * values.std(ddof=1) / 2
     assert (low, high) == pytest.approx((values.mean() - half, values.mean() + half))
-    assert all(math.isnan(v) for v in noise.confidence_interval(np.array([0.99])))
+    assert all(math.isnan(v) for v in statistics.confidence_interval(np.array([0.99])))
 
 
 def test_welch_matches_scipy_and_handles_constants():
     a, b = np.array([0.99, 0.991, 0.992]), np.array([0.95, 0.96, 0.955, 0.952])
-    assert noise.welch(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    assert noise.welch(np.array([0.9, 0.9]), np.array([0.9, 0.9])) == 1.0
-    assert math.isnan(noise.welch(np.array([0.9]), b))
+    assert statistics.welch(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert statistics.welch(np.array([0.9, 0.9]), np.array([0.9, 0.9])) == 1.0
+    assert math.isnan(statistics.welch(np.array([0.9]), b))
 
 
 def test_a_clear_drop_differs_and_a_notebook_sized_gap_does_not():
-    table = noise.compare_cells(
+    table = statistics.compare_cells(
         rows(
             {
                 ("0.1307", "0.3081"): [0.9925, 0.9918, 0.9931],  # the classic baseline, 3 seeds
@@ -66,11 +66,13 @@ def test_many_cells_are_corrected_for():
     cells = {("0.1307", "0.3081"): list(0.99 + 0.001 * rng.standard_normal(3))}
     for i in range(100):  # 100 cells with the same true accuracy as the baseline
         cells[(str(i), "1")] = list(0.99 + 0.001 * rng.standard_normal(3))
-    table = noise.compare_cells(rows(cells), baseline="classic")
+    table = statistics.compare_cells(rows(cells), baseline="classic")
     assert (table["p_value"] < 0.05).sum() >= 1  # uncorrected, some look "significant"
     assert table["differs"].sum() == 0  # corrected, none does
 
 
 def test_without_baseline_or_seeds_nothing_is_tested():
-    table = noise.compare_cells(rows({("0", "1"): [0.9], ("0.1307", "0.3081"): [0.95]}), baseline="classic")
+    table = statistics.compare_cells(
+        rows({("0", "1"): [0.9], ("0.1307", "0.3081"): [0.95]}), baseline="classic"
+    )
     assert table["p_value"].isna().all() and not table["differs"].any()

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from normsweep.notebook import compare_with_notebook, comparison_markdown
+from normsweep.analysis.notebook import compare_with_notebook, comparison_markdown
 
 
 def cells(values):

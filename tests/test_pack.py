@@ -6,7 +6,7 @@ differently in the last bits (the first step's loss is equal; gradients differ b
 relative). At the protocol's learning rate (Adadelta 1.0) early training is chaotic: the
 one-cell code against itself on 2 CPU threads instead of 1 differed by 1e-6 after 10 steps
 and 3e-3 after 20 on one machine, and by 2e-7 after 20 on another
-(scripts/measure_thread_drift.py measures it: a machine's property, so no test asserts it).
+(scripts/bench/thread_drift.py measures it: a machine's property, so no test asserts it).
 So the step-by-step check runs at lr 0.01, where the dynamics are smooth and any error in the
 normalization, the batches, the dropout masks or the optimizer shows as a large difference;
 at lr 1.0 the tests check the first step and the accuracy after a short run.
@@ -23,21 +23,23 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from conftest import SMALL_MNIST, kill_in_epoch_2, train_one
-from normsweep import batches, data, stacked
-from normsweep.checkpoint import save_atomic
-from normsweep.config import validate_config
-from normsweep.errors import Interrupted, PackError
-from normsweep.results import STATUS_DIVERGED, STATUS_OK
-from normsweep.runner import train_cells
-from normsweep.schedule import Plateau
-from normsweep.spec import CellSpec, TrainConfig
-from normsweep.stacked import Stacked
+from normsweep.core.errors import Interrupted, PackError
+from normsweep.core.results import STATUS_DIVERGED, STATUS_OK
+from normsweep.core.spec import CellSpec, TrainConfig
+from normsweep.data import batches
+from normsweep.data.mnist import load_mnist
+from normsweep.study.config import validate_config
+from normsweep.training.checkpoint import save_atomic
+from normsweep.training.members import stacked
+from normsweep.training.members.stacked import Stacked
+from normsweep.training.plateau import Plateau
+from normsweep.training.runner import train_cells
 
 
 @pytest.fixture(scope="module")
 def mnist():
-    tr = data.load_mnist(SMALL_MNIST, train=True, limit=6000)
-    te = data.load_mnist(SMALL_MNIST, train=False, limit=200)  # each evaluation is most of a test's time
+    tr = load_mnist(SMALL_MNIST, train=True, limit=6000)
+    te = load_mnist(SMALL_MNIST, train=False, limit=200)  # each evaluation is most of a test's time
     return batches.TensorData.from_uint8(tr.images, tr.labels), batches.TensorData.from_uint8(
         te.images, te.labels
     )
@@ -189,7 +191,7 @@ def test_a_checkpoint_of_other_cells_is_refused(mnist, tmp_path):
 
 
 def test_a_pack_checkpoint_made_by_other_settings_starts_afresh(mnist, tmp_path, monkeypatch, caplog):
-    """Issue 21: a pack killed mid-run, then lr changed: it resumed the old optimizer state and
+    """A pack killed mid-run, then lr changed: it resumed the old optimizer state and
     recorded the new lr. Now the checkpoint's fingerprint differs and the pack starts afresh."""
     tr, te = mnist
     small = batches.TensorData(tr.images[:256], tr.labels[:256])
@@ -200,7 +202,7 @@ def test_a_pack_checkpoint_made_by_other_settings_starts_afresh(mnist, tmp_path,
                                                              checkpoint=checkpoint))  # fmt: skip
     slower = TrainConfig(epochs=2, threads=1, deterministic=True, lr=0.5)
     steps = []
-    with caplog.at_level("WARNING", logger="normsweep.checkpoint"):
+    with caplog.at_level("WARNING", logger="normsweep.training.checkpoint"):
         results = train_cells([spec(m, s) for m, s in norms], small, te, slower, checkpoint=checkpoint,
                                   on_step=lambda n, members, losses: steps.append(1))  # fmt: skip
     assert "other settings (training.lr changed): starting afresh" in caplog.text
@@ -219,7 +221,7 @@ def test_a_pack_too_large_for_the_device_names_pack_and_what_fits():
 
 
 def test_a_resnet18_study_may_pack_but_its_networks_are_never_stacked(tmp_path):
-    """Issue 17: ResNet18's packs are separate networks (normsweep.separate); the stacked
+    """ResNet18's packs are separate networks (normsweep.training.members.separate); the stacked
     (vmap) pack would share BatchNorm across members, so it refuses them."""
     folder = tmp_path / "images"
     (folder / "train").mkdir(parents=True)
@@ -237,7 +239,7 @@ class Killed(Exception):
 
 
 def test_a_stacked_pack_killed_inside_an_epoch_resumes_to_the_uninterrupted_numbers(mnist, tmp_path):
-    """Issue 27: one engine, so the stacked pack saves inside an epoch too (checkpoint_minutes)
+    """One engine, so the stacked pack saves inside an epoch too (checkpoint_minutes)
     and resumes at the batch where it stopped, to the numbers of an uninterrupted run."""
     tr, te = mnist
     small = batches.TensorData(tr.images[:320], tr.labels[:320])  # 5 steps an epoch
@@ -268,7 +270,7 @@ def test_a_stacked_pack_killed_inside_an_epoch_resumes_to_the_uninterrupted_numb
 
 
 def test_a_signalled_stacked_pack_saves_at_the_next_batch_and_resumes_to_the_same_numbers(mnist, tmp_path):
-    """Issue 36.1: a pack signalled by the scheduler (SIGTERM) saves at its next batch boundary,
+    """A pack signalled by the scheduler (SIGTERM) saves at its next batch boundary,
     stops, and its next try ends at the numbers of an uninterrupted run."""
     tr, te = mnist
     small = batches.TensorData(tr.images[:320], tr.labels[:320])  # 5 steps an epoch

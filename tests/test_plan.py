@@ -11,10 +11,10 @@ import yaml
 from test_results import make_result
 
 from conftest import BIN, ROOT, SMALL_MNIST, job_counts
-from normsweep.config import validate_config
-from normsweep.jobs import cluster_resources, runtime_minutes
-from normsweep.plan import format_plan, plan
-from normsweep.results import EpochRecord, write_result
+from normsweep.core.results import EpochRecord, write_result
+from normsweep.study.config import validate_config
+from normsweep.study.plan import format_plan, plan
+from normsweep.study.resources import cluster_resources, runtime_minutes
 
 
 def config(**cluster):
@@ -102,7 +102,7 @@ def test_plan_script_runs_on_config_files(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "lenet" in run.stdout and "29 cells to run" in run.stdout
-    # the zoo (issue 18): 9 models x (225 grid cells + 3 references), and where each weights file goes
+    # the zoo: 9 models x (225 grid cells + 3 references), and where each weights file goes
     zoo = subprocess.run(
         [sys.executable, str(ROOT / "scripts/plan.py"), "--configfile", "config/zoo.yaml", "--no-cluster"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -113,7 +113,7 @@ def test_plan_script_runs_on_config_files(tmp_path):
         return
     assert zoo.returncode == 0, zoo.stderr
     assert f"{9 * 228} cells to run" in zoo.stdout, zoo.stdout
-    # one prepared copy per distinct preprocessing (issue 30), not one per model
+    # one prepared copy per distinct preprocessing, not one per model
     assert "data: 6 prepared copies for 9 image model(s)" in zoo.stdout, zoo.stdout
     assert "(resize 256, crop 224, bilinear) for resnet18, vgg16, vit_b_16: 12 val images" in zoo.stdout
     assert (
@@ -147,7 +147,7 @@ def test_dry_run_through_the_slurm_profile_needs_no_cluster(tmp_path, demo_folde
 
 
 def test_the_zoo_plans_on_the_tiny_folder_without_its_weights(tmp_path, demo_folder):
-    """Issue 18: config/zoo.yaml dry-runs through the SLURM profile with no weights file at all
+    """Config/zoo.yaml dry-runs through the SLURM profile with no weights file at all
     (a real run checks them before its first job); each of its 9 models is listed, then one
     evaluation pack per 32 cells."""
     if importlib.util.find_spec("timm") is None:
@@ -179,7 +179,7 @@ def local_rules() -> set[str]:
 
 
 def test_the_full_refinement_fits_a_clusters_time_limit(tmp_path):
-    """config/full.yaml with 200 Optuna trials (issue 12: the workers asked for 57 hours): rounds
+    """config/full.yaml with 200 Optuna trials (the workers asked for 57 hours): rounds
     of ordinary cells, no job longer than one cell, as many rounds as n_trials / batch."""
     extra = tmp_path / "optuna.yaml"
     extra.write_text(yaml.safe_dump({"models": {"lenet": {"optuna": {"n_trials": 200, "batch": 8}}}}))
@@ -201,7 +201,7 @@ def test_the_full_refinement_fits_a_clusters_time_limit(tmp_path):
 
 def test_a_round_trained_as_one_pack_gets_the_limit_of_its_batch_not_of_cluster_pack():
     """A refinement round packs its optuna.batch trial cells, whatever cluster.pack is."""
-    from normsweep.jobs import pack_runtime_minutes, round_pack_runtime_minutes
+    from normsweep.study.resources import pack_runtime_minutes, round_pack_runtime_minutes
 
     cfg = config(pack=64, seconds_per_epoch=15)
     cfg["models"]["lenet"]["optuna"] = {"n_trials": 16, "batch": 4}
@@ -216,8 +216,8 @@ def test_a_round_trained_as_one_pack_gets_the_limit_of_its_batch_not_of_cluster_
 
 
 def test_a_study_larger_than_the_queue_cap_is_planned_in_waves():
-    """Issue 36.5: 2,000 jobs under a cap of 5 queued jobs flow in 400 waves; under the cap, nothing to say."""
-    from normsweep.plan import waves_line
+    """2,000 jobs under a cap of 5 queued jobs flow in 400 waves; under the cap, nothing to say."""
+    from normsweep.study.plan import waves_line
 
     assert waves_line(2000, 5) == (
         "under this cluster's cap of 5 jobs at once: 2000 jobs in about 400 waves (snakemake submits "

@@ -2,8 +2,8 @@ import matplotlib.image as mpimg
 import pandas as pd
 from test_results import make_result
 
-from normsweep import plots, table
-from normsweep.cells import cell_roles
+from normsweep.analysis import plots, table
+from normsweep.core.cells import cell_roles
 
 
 def test_heatmap_has_a_row_per_model_and_a_panel_per_metric(tmp_path):
@@ -35,11 +35,11 @@ def test_heatmap_has_a_row_per_model_and_a_panel_per_metric(tmp_path):
 
 
 def test_titles_hold_no_python_lists_and_a_tie_marks_no_cell():
-    """Issue 31: titles read "1 epoch, 300 training images" (not "epochs [1], [300]"); when
+    """Titles read "1 epoch, 300 training images" (not "epochs [1], [300]"); when
     several grid cells tie for best, none gets the star and the legend says so."""
     import matplotlib.pyplot as plt
 
-    from normsweep.heatmaps import heatmap_panel
+    from normsweep.analysis.heatmaps import heatmap_panel
 
     config = {"grid": {"mean": [0.0, 1.0], "std": [0.5, 1.0]}, "references": {}}
     cells_of = [("0", "0.5"), ("0", "1"), ("1", "0.5"), ("1", "1")]

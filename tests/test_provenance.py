@@ -1,11 +1,11 @@
-"""Each output keyed on what made it (issue 35): the generators of the devices present, the
+"""Each output keyed on what made it: the generators of the devices present, the
 determinism switch, the last training batch, labels and data versions, tables of the
 configured cells, one plan of packs."""
 
 import pytest
 import torch
 
-from normsweep import checkpoint
+from normsweep.training import checkpoint
 
 
 def test_a_checkpoint_of_two_gpus_resumes_on_one(monkeypatch):
@@ -38,8 +38,8 @@ def test_deterministic_warns_instead_of_failing_and_names_the_operations():
     backward. Now it warns, and the run names those operations (a 1 x 1 output is a mean)."""
     from torchvision import models
 
-    from normsweep.devices import nondeterministic_ops, set_determinism
-    from normsweep.models import build_model
+    from normsweep.models.build import build_model
+    from normsweep.training.devices import nondeterministic_ops, set_determinism
 
     before = (
         torch.are_deterministic_algorithms_enabled(),
@@ -70,11 +70,11 @@ def test_a_last_training_batch_of_one_image_never_fails_batch_norm(tmp_path):
     ("Expected more than 1 value per channel when training"); now that image sits out each
     epoch, recorded in the result. LeNet (no batch norm) keeps its last batch of one."""
     from conftest import ROOT, SMALL_MNIST, train_one
-    from normsweep import batches, data, images
-    from normsweep.runner import load_splits
-    from normsweep.spec import CellSpec, TrainConfig
+    from normsweep.core.spec import CellSpec, TrainConfig
+    from normsweep.data import batches, mnist, prepare
+    from normsweep.training.runner import load_splits
 
-    images.prepare_folder(ROOT / "data" / "imagenette-tiny", tmp_path, 40, 32, shard_size=16)
+    prepare.prepare_folder(ROOT / "data" / "imagenette-tiny", tmp_path, 40, 32, shard_size=16)
     train, test, classes = load_splits(
         "resnet18",
         {"data": str(ROOT / "data" / "imagenette-tiny"), "training": {"train_subset": 5}},
@@ -85,7 +85,7 @@ def test_a_last_training_batch_of_one_image_never_fails_batch_norm(tmp_path):
     result = train_one(spec, train, test, config)
     assert result.status == "ok" and result.n_train == 5 and result.train_left_out == 1
     assert result.to_dict()["train_left_out"] == 1
-    mnist = data.load_mnist(SMALL_MNIST, train=True, limit=5)
+    mnist = mnist.load_mnist(SMALL_MNIST, train=True, limit=5)
     small = batches.TensorData.from_uint8(mnist.images, mnist.labels)
     lenet = train_one(CellSpec("lenet", "mnist", "m", "s", None, None, 1998), small, small, config)
     assert lenet.train_left_out == 0 and lenet.status == "ok"
@@ -108,22 +108,22 @@ def _study(root, cache, folder, splits=("train", "val")):
     cache, record; the val split as a cell opens it."""
     import json
 
-    from normsweep import cache as ns_cache
-    from normsweep import images, shards
-    from normsweep.results import write_json_atomic
+    from normsweep.core.results import write_json_atomic
+    from normsweep.data import cache as ns_cache
+    from normsweep.data import prepare, shards
 
     folder.mkdir(parents=True, exist_ok=True)
     image = {"resize": 8, "crop": 8, "shard_size": 4}
-    listing = images.list_folder(root, 4, splits)
+    listing = prepare.list_folder(root, 4, splits)
     (folder / "listing.json").write_text(json.dumps(listing))
     manifests, how = {}, []
-    for split in images.listed_splits(listing):
+    for split in prepare.listed_splits(listing):
         for index, shard in enumerate(listing[split]["shards"]):
             pixels, manifest = ns_cache.cache_paths(cache, "key", split, index, shard["signature"])
             how.append(ns_cache.provide_shard([folder / "listing.json"], split, index, shard["signature"], image,
                                               pixels, manifest)[1])  # fmt: skip
             manifests.setdefault(split, []).append(str(manifest))
-    write_json_atomic(folder / "files.json", images.data_record(root, image, listing, manifests))
+    write_json_atomic(folder / "files.json", prepare.data_record(root, image, listing, manifests))
     val = shards.ShardedSplit.open(folder, "val")
     return val.labels.tolist(), val.classes, how
 
@@ -162,7 +162,7 @@ def test_a_data_version_is_of_the_content_and_names_cells_of_another(tmp_path):
     import json
     import os
 
-    from normsweep import provenance
+    from normsweep.core import provenance
 
     record = {"root": "/a", "val": {"classes": ["x", "y"], "labels": [[0, 3]], "signatures": ["s1"]}}
     same = provenance.content_version({**record, "root": "/elsewhere"})

@@ -8,7 +8,8 @@ import pytest
 from optuna.trial import TrialState
 from test_results import make_result
 
-from normsweep import cells, refine
+from normsweep.core import cells
+from normsweep.study import refine
 
 SPACE = refine.SearchSpace(-1.0, 2.0, 0.05, 1.0)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

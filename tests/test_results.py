@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from normsweep import results
+from normsweep.core import results
 
 
 def make_result(accuracy=0.98, status=results.STATUS_OK, **overrides):

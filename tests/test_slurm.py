@@ -23,12 +23,13 @@ import pytest
 import yaml
 
 from conftest import BIN, ROOT, SMALL_MNIST, train_one
-from normsweep import batches, data, scheduler
-from normsweep.config import validate_config
-from normsweep.results import read_result
-from normsweep.spec import CellSpec, TrainConfig
-from normsweep.status import study_status
-from normsweep.status_report import format_status
+from normsweep.cluster import queue as slurm_queue
+from normsweep.core.results import read_result
+from normsweep.core.spec import CellSpec, TrainConfig
+from normsweep.data import batches, mnist
+from normsweep.monitoring.report import format_status
+from normsweep.monitoring.status import study_status
+from normsweep.study.config import validate_config
 
 SLURM_DIR = Path(os.environ.get("NORMSWEEP_SLURM_DIR", "/tmp/normsweep-slurm"))
 SLURM_CONF = SLURM_DIR / "etc" / "slurm.conf"
@@ -149,7 +150,7 @@ def study_run(tmp_path_factory):
     """One SLURM run that the tests of this module inspect: LeNet's 2 x 2 grid + the classic
     reference and an Optuna refinement in 2 rounds (2 + 1 trials); ResNet18 on the tiny image
     folder with the per-channel ImageNet reference and a per-channel (RGB) round. Per-channel
-    cells through sbatch are what failed before (issue 21: a comma in their names)."""
+    cells through sbatch are what failed before (a comma in their names)."""
     work = tmp_path_factory.mktemp("slurm-study")
     cfg = slurm_config("slurm-study")
     cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
@@ -173,14 +174,14 @@ def study_run(tmp_path_factory):
 
 
 def queue_snapshot() -> dict[int, str]:
-    """The cell jobs in the queue: job id -> queued or running (as normsweep.scheduler reads them)."""
+    """The cell jobs in the queue: job id -> queued or running (as normsweep.cluster.queue reads them)."""
     out = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True, env=ENV,
                          timeout=60).stdout  # fmt: skip
     jobs = {}
     for line in out.splitlines():
         job_id, state, comment = line.split("|", 2)
         if comment.startswith("rule_train_cell_"):
-            job = scheduler.Job(int(job_id), state, "", "", "", comment)
+            job = slurm_queue.Job(int(job_id), state, "", "", "", comment)
             jobs[int(job_id)] = "queued" if job.queued else "running"
     return jobs
 
@@ -195,11 +196,11 @@ def run_and_poll_status(work: Path, config: dict) -> tuple[subprocess.CompletedP
     polls = []
     started = time.time()
     previous = dict(os.environ)
-    os.environ.update(ENV)  # scheduler.query_jobs asks this cluster
+    os.environ.update(ENV)  # slurm_queue.query_jobs asks this cluster
     try:
         while proc.poll() is None:
             before = queue_snapshot()
-            status = study_status(config, work, scheduler.query_jobs(work))
+            status = study_status(config, work, slurm_queue.query_jobs(work))
             after = queue_snapshot()
             models = status["models"].values()
             polls.append({
@@ -266,7 +267,7 @@ def test_every_cell_went_through_sbatch_with_a_gpu(study_run):
 
 
 def test_the_status_counts_match_the_queue_at_every_poll(study_run):
-    """Issue 19: polled every 2 s while the study runs (the grid, the references, two refinement
+    """Polled every 2 s while the study runs (the grid, the references, two refinement
     rounds and the retrained seed, through the real SLURM), the status's queued and running cells
     are squeue's PENDING and RUNNING cell jobs whenever the queue held still around the poll
     (cells whose result is written while their job ends are `finishing`); refinement trial cells
@@ -293,7 +294,7 @@ def test_the_status_counts_match_the_queue_at_every_poll(study_run):
 
 
 def test_images_are_prepared_by_cpu_jobs_through_sbatch(study_run):
-    """Issue 17: the login node only lists the folder; each shard is its own SLURM job, with no
+    """The login node only lists the folder; each shard is its own SLURM job, with no
     GPU asked or given (the cells of the same run have theirs)."""
     _, _, jobs, _ = study_run
     prepare = [j for j in jobs if j["Comment"].startswith("rule_prepare_shard_")]
@@ -315,7 +316,7 @@ def test_the_table_and_heatmap_appear(study_run):
 
 
 def test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs(study_run):
-    """Issue 21: with commas in its name, the ImageNet reference's job failed ("Invalid target
+    """With commas in its name, the ImageNet reference's job failed ("Invalid target
     wildcards definition ... Unparsable value: '0.456'"), and so did every per-channel trial."""
     work, _, jobs, _ = study_run
     reference = (
@@ -457,11 +458,11 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
         proc.communicate(timeout=120)
     assert checkpoint.exists()  # the cell's progress survived the kill
     assert not (tmp_path / "results/slurm-resume/lenet/cells/mean~0.1307/std~0.3081/seed~1998.json").exists()
-    # the status (issue 19): the cell's job was cancelled, its SLURM log and the rerun command
+    # the status: the cell's job was cancelled, its SLURM log and the rerun command
     previous = dict(os.environ)
     os.environ.update(ENV)
     try:
-        jobs = scheduler.query_jobs(tmp_path)
+        jobs = slurm_queue.query_jobs(tmp_path)
         status = study_status(validate_config(copy.deepcopy(cfg)), tmp_path, jobs)
     finally:
         os.environ.clear()
@@ -502,7 +503,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_a_request_over_the_nodes_cpus_is_refused_before_anything_is_submitted(tmp_path):
-    """Issue 19 (the plan part): cpus_per_gpu 4 on this 2-CPU node. SLURM would refuse every job
+    """Cpus_per_gpu 4 on this 2-CPU node. SLURM would refuse every job
     at submission ("Requested node configuration is not available"); the plan and the workflow
     name the key first."""
     cfg = slurm_config("slurm-too-big", grid={"mean": [0.0], "std": [1.0]}, references={})
@@ -550,7 +551,7 @@ def _run_releasing_requeued(
                         ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=ENV, check=True
                     )
                     held.pop(job)
-            lenet = study_status(config, work, scheduler.query_jobs(work))["models"]["lenet"]
+            lenet = study_status(config, work, slurm_queue.query_jobs(work))["models"]["lenet"]
             polls.append((round(time.time() - started, 1), queue, lenet["queued"], lenet["running"],
                           len(lenet["failed_cells"]), lenet["lost"]))  # fmt: skip
             if during is not None:
@@ -567,8 +568,8 @@ def _run_releasing_requeued(
 
 def _whole_run(epochs: int, subset: int):
     """The cell trained in one go, here (deterministic on the CPU): what every interrupted run must equal."""
-    tr = data.load_mnist(SMALL_MNIST, train=True, limit=subset)
-    te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
+    tr = mnist.load_mnist(SMALL_MNIST, train=True, limit=subset)
+    te = mnist.load_mnist(SMALL_MNIST, train=False, limit=200)
     return train_one(
         CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
         batches.TensorData.from_uint8(tr.images, tr.labels),
@@ -582,7 +583,7 @@ CELL_LOG = "lenet/train/mean~0.1307/std~0.3081/seed~1998.log"
 
 
 def test_a_cell_longer_than_its_time_limit_finishes_through_requeues_to_the_same_numbers(tmp_path):
-    """Issue 36.1: a 1-minute time limit on a cell with more work than that. SLURM's early
+    """A 1-minute time limit on a cell with more work than that. SLURM's early
     SIGTERM (--signal=TERM@5; the profile asks 120 s) reaches the rule script through the
     plugin's srun step; the run saves at its next batch boundary, the job requeues itself and
     resumes there, with no retry spent (--retries 0), to the numbers of an uninterrupted run."""
@@ -623,7 +624,7 @@ def test_a_cell_longer_than_its_time_limit_finishes_through_requeues_to_the_same
 
 
 def test_a_preempted_cell_is_requeued_shown_queued_and_resumes_at_its_batch(tmp_path):
-    """Issue 36.2: a job of the higher-tier partition preempts the running cell (PreemptMode=REQUEUE,
+    """A job of the higher-tier partition preempts the running cell (PreemptMode=REQUEUE,
     GraceTime 30 s): the cell saves at its next batch on SIGTERM, SLURM requeues it, the status
     shows it queued or running at every poll (never failed or lost), and it resumes at that batch:
     nothing is trained twice."""
@@ -668,7 +669,7 @@ def test_a_preempted_cell_is_requeued_shown_queued_and_resumes_at_its_batch(tmp_
 
 
 def test_a_study_flows_through_a_cap_of_5_queued_jobs(tmp_path):
-    """Issue 36.5: with MaxSubmitJobs=5 on the user's association (sacctmgr, enforced), the
+    """With MaxSubmitJobs=5 on the user's association (sacctmgr, enforced), the
     installed profile takes the cap as its job count, plan.py says the waves, and a study of 7
     cells runs to the end with never more than 5 jobs in the queue (over it, sbatch refuses a
     job: `AssocMaxSubmitJobLimit`, measured)."""

@@ -9,12 +9,12 @@ import yaml
 from test_results import make_result
 
 from conftest import ROOT, SMALL_MNIST
-from normsweep import cells
-from normsweep.config import validate_config
-from normsweep.results import EpochRecord, write_result
-from normsweep.scheduler import Job, comment
-from normsweep.status import study_status
-from normsweep.status_report import format_status
+from normsweep.cluster.queue import Job, comment
+from normsweep.core import cells
+from normsweep.core.results import EpochRecord, write_result
+from normsweep.monitoring.report import format_status
+from normsweep.monitoring.status import study_status
+from normsweep.study.config import validate_config
 
 
 def study_config(pack=1):
@@ -61,7 +61,7 @@ def make_study(work):
     log = logs / cells.CELL_LOG.format(**failed.wildcards)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(
-        "2026-11-23 normsweep.runner INFO cell lenet mean=[1.0] std=[1.0] seed=1998\n"
+        "2026-11-23 normsweep.training.runner INFO cell lenet mean=[1.0] std=[1.0] seed=1998\n"
         "2026-11-23 normsweep ERROR cell {'model': 'lenet'} failed\nTraceback (most recent call last):\n"
         "RuntimeError: device 'cuda:0' asked for, but torch sees no CUDA GPU here\n"
     )
@@ -75,7 +75,7 @@ def test_counts_running_failed_and_the_time_left(tmp_path):
     make_study(tmp_path)
     status = study_status(study_config(), tmp_path)
     m = status["models"]["lenet"]
-    # the asked round's trial cell (0.3, 0.4) counts too (issue 19: it was invisible)
+    # the asked round's trial cell (0.3, 0.4) counts too (it was invisible)
     assert {k: m[k] for k in ("done", "diverged", "running", "failed", "pending", "cells", "trial_cells")} == {
         "done": 2, "diverged": 1, "running": 1, "failed": 1, "pending": 3, "cells": 8, "trial_cells": 1
     }  # fmt: skip
@@ -129,7 +129,7 @@ def test_a_study_that_never_started_says_what_to_run(tmp_path):
 
 def test_the_quick_read_of_a_result_equals_the_full_one(tmp_path):
     make_study(tmp_path)
-    from normsweep.status import cell_state
+    from normsweep.monitoring.status import cell_state
 
     for c in (cell("0", "0.5"), cell("2", "0.5")):  # done, diverged
         quick = cell_state(c, "watch", tmp_path, set(), timed=False)
@@ -181,7 +181,7 @@ def test_members_of_a_failed_pack_are_failed_with_the_packs_log(tmp_path):
 
 
 def test_the_queue_says_queued_running_cancelled_and_lost(tmp_path):
-    """Issue 19, without a cluster: what squeue/sacct say of each cell's job, joined by the
+    """Without a cluster: what squeue/sacct say of each cell's job, joined by the
     job's comment (tests/test_slurm.py does it on the real SLURM)."""
     make_study(tmp_path)
     log = tmp_path / cells.logs_dir("watch") / cells.CELL_LOG.format(**cell("1", "1").wildcards)
@@ -232,7 +232,7 @@ SQUEUE_STATES = {
 
 
 def test_every_slurm_state_maps_to_a_state_of_ours_and_a_held_job_is_never_lost(tmp_path):
-    """Issue 28: STOPPED, SIGNALING, STAGE_OUT, RESIZING, REQUEUE_HOLD, REQUEUE_FED, RESV_DEL_HOLD
+    """STOPPED, SIGNALING, STAGE_OUT, RESIZING, REQUEUE_HOLD, REQUEUE_FED, RESV_DEL_HOLD
     and SPECIAL_EXIT were neither queued nor active, so such a cell was "lost" with a rerun
     command that could start a second job on its checkpoint. State by state: the cell whose job
     is in it is queued, running or failed as SLURM says, and never lost while SLURM holds it
@@ -240,7 +240,7 @@ def test_every_slurm_state_maps_to_a_state_of_ours_and_a_held_job_is_never_lost(
     make_study(tmp_path)
     log = tmp_path / cells.logs_dir("watch") / cells.CELL_LOG.format(**cell("2", "1").wildcards)
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("2026-11-23 normsweep.runner INFO cell lenet mean=[2.0] std=[1.0] seed=1998\n")
+    log.write_text("2026-11-23 normsweep.training.runner INFO cell lenet mean=[2.0] std=[1.0] seed=1998\n")
     for state, ours in [*SQUEUE_STATES.items(), ("SOME_NEW_STATE", "running")]:
         job = Job(9, state, "", "node1", "0:10", comment("train_cell", "lenet", "2", "1", 1998), str(tmp_path),
                   log.stat().st_mtime - 10)  # fmt: skip
@@ -273,7 +273,7 @@ def test_a_pack_job_is_counted_as_its_members(tmp_path):
 
 
 def test_a_pack_killed_before_its_members_wrote_a_line_carries_its_fate_to_them(tmp_path):
-    """Issue 28: an evaluation pack never writes member logs (a training pack only at an
+    """An evaluation pack never writes member logs (a training pack only at an
     epoch's end), and whether its ended job ran for this study was read from the members'
     logs: a 2-cell pack killed for memory showed pending 2, failed 0, no job, no SLURM log. The
     pack's own log (written as its job starts) says so now, and its members are failed with
@@ -284,7 +284,7 @@ def test_a_pack_killed_before_its_members_wrote_a_line_carries_its_fate_to_them(
     first = cells.plan_packs(configured, 2, "watch", done=lambda p: (tmp_path / p).exists())[0]
     pack_log = tmp_path / cells.logs_dir("watch") / cells.PACK_LOG.format(**first.wildcards)
     pack_log.parent.mkdir(parents=True, exist_ok=True)
-    pack_log.write_text("2026-11-23 normsweep.runner INFO pack: 2 cells of lenet\n")
+    pack_log.write_text("2026-11-23 normsweep.training.runner INFO pack: 2 cells of lenet\n")
     job = Job(21, "OUT_OF_MEMORY", "", "node1", "0:40", comment("train_pack", "lenet", 1998, first.id),
               str(tmp_path), pack_log.stat().st_mtime - 5)  # fmt: skip
     m = study_status(config, tmp_path, {job.comment: job})["models"]["lenet"]
@@ -323,7 +323,7 @@ def test_packs_of_a_grid_extended_during_a_refinement_are_the_workflows(tmp_path
     log = tmp_path / cells.logs_dir("watch") / cells.PACK_LOG.format(**broken.wildcards)
     log.parent.mkdir(parents=True)
     log.write_text(
-        "2026-11-23 normsweep.runner INFO pack\nTraceback (most recent call last):\nRuntimeError: x\n"
+        "2026-11-23 normsweep.training.runner INFO pack\nTraceback (most recent call last):\nRuntimeError: x\n"
     )
     m = study_status(config, tmp_path)["models"]["lenet"]  # from the files alone
     assert {r["cell"] for r in m["running_cells"]} == {c.result_path("watch") for c in running.cells}

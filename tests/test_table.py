@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 from test_results import make_result
 
-from normsweep import cells, comparisons, table
-from normsweep.results import EpochRecord
-from normsweep.summary import summary_markdown
+from normsweep.analysis import comparisons, table
+from normsweep.analysis.summary import summary_markdown
+from normsweep.core import cells
+from normsweep.core.results import EpochRecord
 
 
 def results_of(values):
@@ -100,7 +101,7 @@ def test_learning_speed_metrics_on_hand_made_curves():
 
 
 def test_a_cell_stuck_at_chance_never_reaches_and_is_not_the_fastest():
-    """Issue 21: with 99% of its own final accuracy as the threshold, a dead cell (0.1135, the
+    """With 99% of its own final accuracy as the threshold, a dead cell (0.1135, the
     most frequent MNIST digit, every epoch) reached it in epoch 1 and was the fastest cell."""
     dead = table.convergence_metrics([0.1135, 0.1135, 0.1135], "ok", level=0.95, floor=0.2)
     assert math.isnan(dead["epochs_to_threshold"]) and math.isnan(dead["epochs_to_relative"])
@@ -128,7 +129,7 @@ def test_a_cell_stuck_at_chance_never_reaches_and_is_not_the_fastest():
 
 
 def test_a_cell_whose_seeds_diverged_is_not_ranked_and_says_so():
-    """Issue 21: 2 of 3 seeds diverged and the third did well: it was the "best grid cell"."""
+    """2 of 3 seeds diverged and the third did well: it was the "best grid cell"."""
     res = [
         make_result(0.95, mean_label="0.5", std_label="0.5", mean=[0.5], std=[0.5], seed=s) for s in (1, 2, 3)
     ]
@@ -192,7 +193,7 @@ def test_cell_stats_count_the_seeds_that_never_reach_the_threshold():
         make_result(math.nan, status="diverged", mean_label="3", std_label="0.02", mean=[3.0], std=[0.02], seed=3,
                     epochs=learning[:1]),
     ]  # fmt: skip
-    from normsweep.noise import compare_cells
+    from normsweep.analysis.statistics import compare_cells
 
     stats = compare_cells(
         table.cells_table(res, {"lenet": {"3|0.02": {"grid": True}}}), None, table.SPEED_METRICS
@@ -203,7 +204,7 @@ def test_cell_stats_count_the_seeds_that_never_reach_the_threshold():
 
 
 def test_a_table_mixing_packed_and_lone_cells_warns():
-    """Issue 20: cells of a pack and of one-cell runs differ like runs on other thread counts."""
+    """Cells of a pack and of one-cell runs differ like runs on other thread counts."""
     res = results_of({("0", "0.5"): [0.97], ("1", "1"): [0.95]})
     res[0].pack, res[0].pack_size = "abc", 4
     summary = comparisons.summarize(table.cells_table(res, {}))

@@ -8,18 +8,19 @@ import torch
 from torchvision import transforms
 
 from conftest import SMALL_MNIST, kill_in_epoch_2, train_one
-from normsweep import batches, data, engine, tensorfile
-from normsweep.errors import Interrupted
-from normsweep.norm import normalize
-from normsweep.results import STATUS_DIVERGED, STATUS_OK
-from normsweep.separate import Separate
-from normsweep.spec import CellSpec, TrainConfig, resolve_normalization
+from normsweep.core.errors import Interrupted
+from normsweep.core.results import STATUS_DIVERGED, STATUS_OK
+from normsweep.core.spec import CellSpec, TrainConfig, resolve_normalization
+from normsweep.data import batches, mnist
+from normsweep.models.normalize import normalize
+from normsweep.training import engine, tensorfile
+from normsweep.training.members.separate import Separate
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    tr = data.load_mnist(SMALL_MNIST, train=True, limit=256)
-    te = data.load_mnist(SMALL_MNIST, train=False, limit=200)
+    tr = mnist.load_mnist(SMALL_MNIST, train=True, limit=256)
+    te = mnist.load_mnist(SMALL_MNIST, train=False, limit=200)
     return batches.TensorData.from_uint8(tr.images, tr.labels), batches.TensorData.from_uint8(
         te.images, te.labels
     )
@@ -30,7 +31,7 @@ def spec(mean, std, seed=1998, checkpoint=None):
 
 
 def test_normalize_equals_torchvision_per_sample_transform():
-    split = data.load_mnist(SMALL_MNIST, train=True, limit=8)
+    split = mnist.load_mnist(SMALL_MNIST, train=True, limit=8)
     batch = batches.TensorData.from_uint8(split.images, split.labels).floats()
     ours = normalize(batch, [0.1307], [0.3081])
     pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
@@ -106,7 +107,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
     trained = []
     real_epoch = engine._train_epoch
     monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
-    with caplog.at_level("INFO", logger="normsweep.engine"):
+    with caplog.at_level("INFO", logger="normsweep.training.engine"):
         resumed = train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
     assert f"resumed from {checkpoint} after epoch 1" in caplog.text  # the line the workflow tests read
     assert len(trained) == 2  # epochs 2 and 3 only: epoch 1 came from the checkpoint
@@ -126,7 +127,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
 def test_a_signalled_run_saves_at_the_next_batch_boundary_and_resumes_there(
     tiny, tmp_path, monkeypatch, caplog, when, at, signum
 ):
-    """Issue 36.1: SIGTERM (a time limit, a preemption) or the signal asked for with
+    """SIGTERM (a time limit, a preemption) or the signal asked for with
     ``sbatch --signal``: the run saves where it is, stops (Interrupted), and the next try ends
     at the numbers of an uninterrupted run, to the last bit."""
     assert threading.current_thread() is threading.main_thread()  # signals reach the main thread only
@@ -159,7 +160,7 @@ def test_a_signalled_run_saves_at_the_next_batch_boundary_and_resumes_there(
     assert signal.getsignal(signum) is signal.SIG_DFL  # the handler went with the run
     caplog.clear()
     steps.clear()
-    with caplog.at_level("INFO", logger="normsweep.engine"):
+    with caplog.at_level("INFO", logger="normsweep.training.engine"):
         resumed = train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config,
                             on_step=lambda n, m, loss: steps.append(n))  # fmt: skip
     inside = {"batch": ", 3 batches into epoch 2", "last batch": ", 4 batches into epoch 2", "evaluation": ""}
@@ -192,10 +193,11 @@ def test_a_run_without_a_checkpoint_keeps_the_default_signal_handlers(tiny):
         ({"spec": {"data_key": "another folder"}}, "data"),
         ({"spec": {"data_version": "0123456789abcdef"}}, "data_version"),  # the folder changed in place
         ({"spec": {"init_weight": 2.0}}, "init"),
+        ({"code": "0123456789ab"}, "code"),  # another version of the training code (a move, an edit)
     ],
 )
 def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monkeypatch, caplog, change, what):
-    """Issue 21: after a kill, a changed setting reruns the cell, which resumed the old
+    """After a kill, a changed setting reruns the cell, which resumed the old
     checkpoint (old optimizer state and rate) and recorded the new settings."""
     tr, te = tiny
     config = TrainConfig(epochs=3, threads=1, deterministic=True)
@@ -206,10 +208,12 @@ def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monke
     new_spec = spec([0.1307], [0.3081], checkpoint=checkpoint)
     for key, value in change.get("spec", {}).items():
         setattr(new_spec, key, value)
+    if "code" in change:
+        monkeypatch.setattr("normsweep.core.results.source_hash", lambda modules: change["code"])
     trained = []
     real_epoch = engine._train_epoch
     monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
-    with caplog.at_level("WARNING", logger="normsweep.checkpoint"):
+    with caplog.at_level("WARNING", logger="normsweep.training.checkpoint"):
         result = train_one(new_spec, tr, te, new_config)
     assert f"other settings ({what} changed): starting afresh" in caplog.text
     assert len(trained) == new_config.epochs and [e.epoch for e in result.epochs] == list(
@@ -250,7 +254,7 @@ def test_a_checkpoint_holding_an_object_is_refused_and_named(tiny, tmp_path):
 
 @pytest.mark.parametrize("cut", [0, 100])  # empty (renamed before its data reached the disk), cut short
 def test_a_damaged_checkpoint_is_set_aside_and_the_cell_starts_afresh(tiny, tmp_path, cut, caplog):
-    """Issue 36.4: a checkpoint a crashed node left empty or cut short is renamed aside (never
+    """A checkpoint a crashed node left empty or cut short is renamed aside (never
     deleted), named in a warning, and the cell trains from its start to the same numbers."""
     tr, te = tiny
     config = TrainConfig(epochs=1, threads=1)
@@ -268,12 +272,12 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_cell_starts_afresh(tiny, tmp_
 
 
 def test_checkpoint_minutes_zero_is_every_batch_in_code_and_refused_in_a_config():
-    """Issue 28 (checked): the engine's ``checkpoint_minutes=0`` saves after every batch (tests
+    """The engine's ``checkpoint_minutes=0`` saves after every batch (tests
     use it); a config cannot say 0 (the schema names the key), and a job gets whole seconds
     (its resource), at least 1."""
-    from normsweep.checkpoint import Every
-    from normsweep.config import ConfigError, validate_config
-    from normsweep.jobs import checkpoint_seconds
+    from normsweep.study.config import ConfigError, validate_config
+    from normsweep.study.resources import checkpoint_seconds
+    from normsweep.training.checkpoint import Every
 
     every = Every(0)
     assert all(every.due() for _ in range(5)) and not Every(None).due()
@@ -286,11 +290,11 @@ def test_checkpoint_minutes_zero_is_every_batch_in_code_and_refused_in_a_config(
 
 
 def test_precision_is_a_setting_recorded_in_every_result(tiny):
-    """Issue 29: training.precision. bf16 is an autocast (the CPU's too, so the same path is
+    """Training.precision. bf16 is an autocast (the CPU's too, so the same path is
     tested here): the forward pass in bfloat16, the loss and the optimizer state in float32;
     every kind of members runs under it, and the result records it. fp32, the default, is the
-    numbers of before (scripts/compare_commits.py)."""
-    from normsweep.runner import train_cells
+    numbers of before (scripts/dev/compare_commits.py)."""
+    from normsweep.training.runner import train_cells
 
     tr, te = tiny
     fp32 = train_one(spec([0.1307], [0.3081]), tr, te, TrainConfig(epochs=1, threads=1, deterministic=True))
@@ -313,8 +317,8 @@ def test_precision_is_a_setting_recorded_in_every_result(tiny):
 def test_the_default_precision_stays_out_of_a_cells_params():
     """Finished studies keep their params when precision arrives (no rerun); another precision
     is another computation, so it reruns the cells."""
-    from normsweep.config import validate_config
-    from normsweep.jobs import cell_params
+    from normsweep.study.config import validate_config
+    from normsweep.study.resources import cell_params
 
     block = validate_config({"models": {"lenet": {"data": str(SMALL_MNIST), "references": {"none": "none"}}}})
     block = block["models"]["lenet"]
@@ -326,10 +330,10 @@ def test_the_default_precision_stays_out_of_a_cells_params():
 def test_a_finished_run_is_saved_so_a_lost_result_is_written_again_without_training(
     tiny, tmp_path, monkeypatch
 ):
-    """Issue 36.1: a job signalled after its result was written is reported failed by its
+    """A job signalled after its result was written is reported failed by its
     snakemake, which deletes the result; the finished checkpoint stays (drop_after_result) and
     the next try writes the same result from it with no training step."""
-    from normsweep import checkpoint as ckpt
+    from normsweep.training import checkpoint as ckpt
 
     tr, te = tiny
     config = TrainConfig(epochs=2, threads=1, deterministic=True)

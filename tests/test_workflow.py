@@ -38,7 +38,7 @@ def test_the_tables_hold_every_cell(study):
 
 
 def test_docs_outputs_names_every_column_the_tables_have(study):
-    """Issue 31: docs/outputs.md lists every column of cells, epochs and cell_stats."""
+    """Docs/outputs.md lists every column of cells, epochs and cell_stats."""
     import re
     from pathlib import Path
 
@@ -139,7 +139,7 @@ def test_finished_cells_are_never_recomputed(study):
     plan = snakemake("-n", "--quiet", "rules", "--directory", str(work), cwd=work)
     counts = job_counts(plan.stdout)
     assert counts["check_data"] == 1 and "train_cell" not in counts, plan.stdout
-    # threads and device change how a cell runs, not what it is: nothing retrains (issue 21)
+    # threads and device change how a cell runs, not what it is: nothing retrains
     faster = tiny_config()
     faster["models"]["lenet"]["training"].update(threads=2, device="cpu")
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(faster))

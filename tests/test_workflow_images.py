@@ -14,7 +14,7 @@ from conftest import BIN, ROOT, data_dir, job_counts, snakemake, test_config
 
 
 def cfg_valid(cfg):
-    from normsweep.config import validate_config
+    from normsweep.study.config import validate_config
 
     return validate_config(json.loads(json.dumps(cfg)))
 
@@ -68,8 +68,8 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert shared.returncode == 0, shared.stderr[-3000:]
     said = shared.stdout + shared.stderr
     assert "list_images" in said and "check_data" in said and "prepare_shard" not in said, said[-3000:]
-    from normsweep.config import validate_config
-    from normsweep.plan import data_plans, format_data_plans
+    from normsweep.study.config import validate_config
+    from normsweep.study.plan import data_plans, format_data_plans
 
     other_config = validate_config(yaml.safe_load((other / "config/config.yaml").read_text()))
     planned = format_data_plans(data_plans(other_config, other))  # what scripts/plan.py prints
@@ -108,11 +108,11 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     assert "ran on different versions of the data" in summary and f"the data now is `{now}`" in summary
     told = snakemake("-n", "--directory", str(tmp_path), target, cwd=tmp_path)
     assert f"3 finished cells ran on data version {version}" in told.stdout + told.stderr
-    from normsweep.plan import stale_data
+    from normsweep.study.plan import stale_data
 
     assert "3 finished cells ran on data version" in stale_data(cfg_valid(cfg), tmp_path)[0]
     # a new image size: the data rules see it in their params and prepare it, and the cells
-    # run again on it (issue 10: before, every cell failed with "no tensor cache"); with
+    # run again on it (before, every cell failed with "no tensor cache"); with
     # epochs: 0 their pack is an evaluation pack: one network, each test batch read once
     cfg["models"]["resnet18"]["image"] = {"resize": 48, "crop": 40, "shard_size": 16}
     cfg["models"]["resnet18"]["training"]["epochs"] = 0
@@ -177,7 +177,7 @@ def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_sta
     assert status.returncode == 0, status.stderr
     models = json.loads(status.stdout)["models"]
     assert (models["lenet"]["done"], models["resnet18"]["done"]) == (6, 3)
-    # the fold check works for every model: ResNet18's padded conv1 too (issue 21)
+    # the fold check works for every model: ResNet18's padded conv1 too
     fold = snakemake("--cores", "2", "--directory", str(tmp_path), "fold", cwd=tmp_path)
     assert fold.returncode == 0, fold.stderr[-3000:]
     check = json.loads((tmp_path / "results/evalonly/resnet18/fold/check.json").read_text())

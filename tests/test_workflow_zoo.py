@@ -1,4 +1,4 @@
-"""Any model on the grid through the real workflow (issue 18): LeNet beside torchvision models
+"""Any model on the grid through the real workflow: LeNet beside torchvision models
 by name, a user's own class and a timm model, evaluated only, one evaluation pack per model."""
 
 import copy
@@ -11,8 +11,8 @@ import pandas as pd
 import yaml
 
 from conftest import SMALL_CNN, snakemake, test_config
-from normsweep.cells import data_key
-from normsweep.config import validate_config
+from normsweep.core.cells import data_key
+from normsweep.study.config import validate_config
 
 
 def results_of(work):
@@ -20,7 +20,7 @@ def results_of(work):
 
 
 def test_any_model_on_the_grid_torchvision_by_name_a_users_class_and_timm(tmp_path):
-    """Issue 18: LeNet beside resnet18 and mobilenet_v3_small by name, a user's module:Class and
+    """LeNet beside resnet18 and mobilenet_v3_small by name, a user's module:Class and
     a timm model, evaluated only (val/ alone prepared), each model's cells one evaluation pack;
     mobilenet's named weights come from torch's cache (a dry run plans without them, a run
     without them stops before any job naming the file), bring their `own` reference and the
@@ -57,7 +57,7 @@ def test_any_model_on_the_grid_torchvision_by_name_a_users_class_and_timm(tmp_pa
     log = run.stdout + run.stderr
     image_models = [m for m in ("resnet18", "mobilenet_v3_small", "vit") if m in cfg["models"]]
     assert len(re.findall(r"rule train_pack:", log)) == len(cfg["models"])  # one pack per model
-    # val/ only, one prepared copy per distinct preprocessing (issue 30): resnet18 and the vit share
+    # val/ only, one prepared copy per distinct preprocessing: resnet18 and the vit share
     # 40/32 bilinear, mobilenet_v3_small's weights bring their own interpolation
     images_only = {"models": {m: copy.deepcopy(cfg["models"][m]) for m in image_models}}
     validated = validate_config(images_only)  # with the weights' own preprocessing filled in

@@ -1,6 +1,9 @@
 # All cells into tidy tables and a summary, then the figures.
 
 
+include: "inputs/aggregate.smk"
+
+
 rule study_config:
     output:
         report(
@@ -16,13 +19,13 @@ rule study_config:
     params:
         config=config,
     script:
-        "../../scripts/rules/study_config.py"
+        "../scripts/study_config.py"
 
 
 rule aggregate:
     input:
         results=cell_results,
-        # the data's version now: results made on another are marked (normsweep.provenance)
+        # the data's version now: results made on another are marked (normsweep.core.provenance)
         record=data_record,
     output:
         cells_csv=report(
@@ -56,12 +59,12 @@ rule aggregate:
     params:
         roles=cell_roles,
         # with roles, the configured cells: a pack's file also lists members dropped since
-        seeds=model_seeds,
-        baseline=baseline,
-        convergence=convergence_levels,
+        seeds=lookup(dpath="models/{model}/seeds", within=config),
+        baseline=lookup(dpath="models/{model}/baseline", within=config, default=None),
+        convergence=lookup(dpath="models/{model}/convergence", within=config),
         published=published,
     script:
-        "../../scripts/rules/aggregate.py"
+        "../scripts/aggregate.py"
 
 
 rule plots:
@@ -89,4 +92,4 @@ rule plots:
         convergence={m: config["models"][m]["convergence"] for m in MODELS},
         models=MODELS,
     script:
-        "../../scripts/rules/plots.py"
+        "../scripts/plots.py"

@@ -7,6 +7,9 @@
 # every model and study. The rules never delete or rewrite the data.
 
 
+include: "inputs/data.smk"
+
+
 checkpoint list_images:
     output:
         f"{RESULTS}/{{model}}/data/{{datakey}}/listing.json",
@@ -20,7 +23,7 @@ checkpoint list_images:
         # a file added, removed or renamed in the folder lists it again (see images.folder_stamp)
         folder=folder_stamp,
     script:
-        "../../scripts/rules/list_images.py"
+        "../scripts/list_images.py"
 
 
 rule prepare_shard:
@@ -28,7 +31,7 @@ rule prepare_shard:
         key_listings,
     output:
         # in the data cache, shared by models and studies: never deleted before the job (update),
-        # which locks the shard and reuses a copy whose sha256 holds (normsweep.cache)
+        # which locks the shard and reuses a copy whose sha256 holds (normsweep.data.cache)
         pixels=update(f"{DATA_CACHE}/{{datakey}}/{{split}}-{{shard}}-{{signature}}.npy"),
         manifest=update(f"{DATA_CACHE}/{{datakey}}/{{split}}-{{shard}}-{{signature}}.json"),
     log:
@@ -43,7 +46,7 @@ rule prepare_shard:
     params:
         image=image_params,
     script:
-        "../../scripts/rules/prepare_shard.py"
+        "../scripts/prepare_shard.py"
 
 
 rule check_data:
@@ -66,7 +69,7 @@ rule check_data:
         # what the record holds (2: labels, shard signatures and the data version): an older one is made again
         record=RECORD_FORMAT,
     script:
-        "../../scripts/rules/check_data.py"
+        "../scripts/check_data.py"
 
 
 rule dataset_stats:
@@ -83,4 +86,4 @@ rule dataset_stats:
     params:
         data=data_params,
     script:
-        "../../scripts/rules/dataset_stats.py"
+        "../scripts/dataset_stats.py"

@@ -1,6 +1,9 @@
 # `snakemake fold`: does folding each cell's normalization into conv1 give the same network?
 
 
+include: "inputs/fold.smk"
+
+
 rule fold:
     input:
         expand(f"{RESULTS}/{{model}}/fold/check.json", model=MODELS),
@@ -20,4 +23,4 @@ rule fold_check:
         cell=TRAINING_PARAMS,
         cells=fold_cells,
     script:
-        "../../scripts/rules/fold_check.py"
+        "../scripts/fold_check.py"

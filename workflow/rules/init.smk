@@ -1,7 +1,8 @@
 # The notebook's init study: conv1's initial weights and biases scaled by factors at one
 # (mean, std). `snakemake init` runs it for every model with an `init_study` block.
 
-INIT_MODELS = [m for m in MODELS if config["models"][m].get("init_study")]
+
+include: "inputs/init.smk"
 
 
 rule init:
@@ -21,16 +22,16 @@ rule train_init_cell:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        **CLUSTER,
+        **JOB_RESOURCES,
         **TRAIN_EXECUTION,
         runtime=RUNTIME,
         slurm_extra=SBATCH_EXTRA,
     params:
         cell=TRAINING_PARAMS,
-        init_study=init_study,
+        init_study=lookup(dpath="models/{model}/init_study", within=config),
         checkpoint=f"{RESULTS}/{ns_cells.INIT_CHECKPOINT}",
     script:
-        "../../scripts/rules/train_init_cell.py"
+        "../scripts/train_init_cell.py"
 
 
 rule init_table:
@@ -49,4 +50,4 @@ rule init_table:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../../scripts/rules/init_table.py"
+        "../scripts/init_table.py"

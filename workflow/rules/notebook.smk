@@ -19,4 +19,4 @@ rule notebook_comparison:
     conda:
         "../../envs/analysis.yaml"
     script:
-        "../../scripts/rules/notebook_comparison.py"
+        "../scripts/notebook_comparison.py"

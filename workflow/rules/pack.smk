@@ -3,6 +3,9 @@
 # result and log, exactly as a cell trained alone; the pack's file lists them.
 
 
+include: "inputs/pack.smk"
+
+
 rule train_pack:
     input:
         stats=CELL_DATA_STATS,
@@ -14,7 +17,7 @@ rule train_pack:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        **CLUSTER,
+        **JOB_RESOURCES,
         **TRAIN_EXECUTION,
         runtime=PACK_RUNTIME,
         slurm_extra=PACK_SBATCH_EXTRA,
@@ -25,4 +28,4 @@ rule train_pack:
         logs=pack_member_logs,
         checkpoint=f"{RESULTS}/{ns_cells.PACK_CHECKPOINT}",
     script:
-        "../../scripts/rules/train_pack.py"
+        "../scripts/train_pack.py"

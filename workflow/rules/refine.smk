@@ -4,15 +4,8 @@
 # trains them as ordinary cells (jobs with a cell's time limit, or one pack), and tells it their
 # accuracies; then the trials table, the best point retrained with several seeds, the plots.
 
-OPTUNA_MODELS = [m for m in MODELS if config["models"][m].get("optuna")]
-OPTUNA_TARGETS = expand(
-    [
-        f"{RESULTS}/{{model}}/optuna/best_seeds.json",
-        f"{RESULTS}/{{model}}/optuna/history.png",
-        f"{RESULTS}/{{model}}/tables/cells_refined.parquet",
-    ],
-    model=OPTUNA_MODELS,
-)
+
+include: "inputs/refine.smk"
 
 
 rule optuna_warmstart:
@@ -27,12 +20,12 @@ rule optuna_warmstart:
         "../../envs/optuna.yaml"
     params:
         optuna=optuna_params,
-        grid=grid_config,
+        grid=lookup(dpath="models/{model}/grid", within=config, default=None),
         # the configured cells (a pack's file also lists members dropped since)
         roles=cell_roles,
-        seeds=model_seeds,
+        seeds=lookup(dpath="models/{model}/seeds", within=config),
     script:
-        "../../scripts/rules/optuna_warmstart.py"
+        "../scripts/optuna_warmstart.py"
 
 
 checkpoint optuna_ask:
@@ -50,7 +43,7 @@ checkpoint optuna_ask:
         optuna=optuna_params,
         size=optuna_round_size,
     script:
-        "../../scripts/rules/optuna_ask.py"
+        "../scripts/optuna_ask.py"
 
 
 rule train_round_pack:
@@ -65,7 +58,7 @@ rule train_round_pack:
         "../../envs/train.yaml"
     threads: TRAIN_THREADS
     resources:
-        **CLUSTER,
+        **JOB_RESOURCES,
         **TRAIN_EXECUTION,
         runtime=ROUND_PACK_RUNTIME,
         slurm_extra=ROUND_PACK_SBATCH_EXTRA,
@@ -74,7 +67,7 @@ rule train_round_pack:
         study=STUDY,
         checkpoint=f"{RESULTS}/{{model}}/checkpoints/optuna/round~{{round}}.pt",
     script:
-        "../../scripts/rules/train_round_pack.py"
+        "../scripts/train_round_pack.py"
 
 
 rule optuna_tell:
@@ -91,7 +84,7 @@ rule optuna_tell:
     params:
         optuna=optuna_params,
     script:
-        "../../scripts/rules/optuna_tell.py"
+        "../scripts/optuna_tell.py"
 
 
 checkpoint optuna_summary:
@@ -124,7 +117,7 @@ checkpoint optuna_summary:
     params:
         optuna=optuna_params,
     script:
-        "../../scripts/rules/optuna_summary.py"
+        "../scripts/optuna_summary.py"
 
 
 rule optuna_best_seeds:
@@ -149,4 +142,4 @@ rule optuna_best_seeds:
         roles=cell_roles,
         cells_folder=f"{RESULTS}/{{model}}/cells",
     script:
-        "../../scripts/rules/optuna_best_seeds.py"
+        "../scripts/optuna_best_seeds.py"
