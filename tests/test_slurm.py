@@ -356,63 +356,6 @@ def test_two_refinement_rounds_train_their_trials_as_gpu_jobs(study_run):
     assert told["finished"] == warm["added"] + 3
 
 
-def test_the_plain_profile_name_works_once_installed_and_packs_are_jobs_with_one_gpu_each(tmp_path):
-    """`snakemake --profile slurm`, as cluster users type it: scripts/install_profile.py puts
-    the project's profile, with the site's partition and GPU model, where snakemake looks.
-    The study trains in packs (cluster.pack: 3): its 5 cells in 2 packs, 2 jobs with one GPU
-    each; every cell still has its own result and log."""
-    home = tmp_path / "xdg"
-    env = {
-        k: v for k, v in ENV.items() if not k.startswith("NORMSWEEP_SLURM_")
-    }  # site settings: profile only
-    env["XDG_CONFIG_HOME"] = str(home)
-    work = tmp_path / "work"
-    cfg = slurm_config("slurm-named")
-    cfg["cluster"]["pack"] = 3
-    write_config(work, cfg)
-    before = run_snakemake(work, "-n", profile="slurm", env=env)
-    assert before.returncode != 0 and "profile" in before.stderr  # not installed yet: snakemake says so
-    install = subprocess.run(
-        [str(BIN / "python"), str(ROOT / "scripts/install_profile.py"), "--partition", PARTITION,
-         "--gpu-model", GPU_MODEL],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stderr
-    assert (home / "snakemake/slurm/config.yaml").exists()
-    since = since_now()
-    run = run_snakemake(work, profile="slurm", env=env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    time.sleep(2)
-    jobs = [j for j in sacct_jobs(since) if "train_" in j["Comment"] + j["JobName"]]
-    print(
-        "\nsacct (packs):\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in jobs)
-    )
-    assert len(jobs) == 2 and all("train_pack" in j["Comment"] + j["JobName"] for j in jobs), jobs
-    assert all(j["State"] == "COMPLETED" and j["Partition"] == PARTITION for j in jobs), jobs
-    assert all("gres/gpu=1" in j["AllocTRES"] for j in jobs), jobs
-    results = [read_result(p) for p in (work / "results/slurm-named/lenet/cells").rglob("seed~*.json")]
-    assert len(results) == 5 and sorted(r.pack_size for r in results) == [2, 2, 3, 3, 3]
-    assert "epoch 1/1" in (work / "logs/slurm-named/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
-    # installing again is idempotent; a profile the user changed is kept unless --force
-    again = subprocess.run(
-        [str(BIN / "python"), str(ROOT / "scripts/install_profile.py"), "--partition", "other"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
-    assert again.returncode == 1 and "--force" in again.stderr
-
-
-def test_a_failing_job_fails_the_run_and_names_its_log(tmp_path):
-    cfg = slurm_config("slurm-fail", grid={"mean": [0.0], "std": [1.0]}, references={}, device="cuda:7")
-    write_config(tmp_path, cfg)
-    run = run_snakemake(tmp_path, "--retries", "0")
-    out = run.stdout + run.stderr
-    assert run.returncode != 0
-    log = "logs/slurm-fail/lenet/train/mean~0/std~1/seed~1998.log"
-    assert log in out  # snakemake names the cell's own log...
-    assert "no CUDA GPU" in out  # ...and shows what went wrong (show-failed-logs)
-    assert re.search(r"SLURM.*(job|Job).*\d+", out)
-
-
 def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     """scancel mid-run, then a new workflow run: the cell resumes after its last epoch.
     (Plugin 2.8.0 reads sacct's 'CANCELLED by <uid>' as still running, so the first
@@ -582,12 +525,19 @@ CELL = "lenet/cells/mean~0.1307/std~0.3081/seed~1998.json"
 CELL_LOG = "lenet/train/mean~0.1307/std~0.3081/seed~1998.log"
 
 
-def test_a_cell_longer_than_its_time_limit_finishes_through_requeues_to_the_same_numbers(tmp_path):
-    """A 1-minute time limit on a cell with more work than that. SLURM's early
-    SIGTERM (--signal=TERM@5; the profile asks 120 s) reaches the rule script through the
-    plugin's srun step; the run saves at its next batch boundary, the job requeues itself and
-    resumes there, with no retry spent (--retries 0), to the numbers of an uninterrupted run."""
-    epochs, subset = 10, 6000  # about 50 s of training here: past the signal (25-55 s into a try)
+def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_same_numbers(tmp_path):
+    """One cell, preempted early and then stopped by a 1-minute time limit: each time SIGTERM
+    reaches the rule script through the plugin's srun step (preemption: PreemptMode=REQUEUE,
+    GraceTime 30 s, by a job of the higher-tier partition; the limit: --signal=TERM@5, where the
+    profile asks 120 s), the run saves at its next batch boundary, the job is requeued (by SLURM,
+    or by itself at the limit) and resumes exactly there, with no retry spent (--retries 0). The
+    status shows it queued or running at every poll, never failed or lost; nothing is trained
+    twice; the numbers are those of an uninterrupted run. The work is sized from an epoch timed
+    here (about 90 s in all), so that it outlasts a try on any machine."""
+    subset = 6000
+    started = time.time()
+    _whole_run(1, subset)
+    epochs = max(3, min(40, round(90 / (time.time() - started))))
     cfg = slurm_config("slurm-limit", grid={"mean": [0.1307], "std": [0.3081]}, references={}, epochs=epochs,
                        train_subset=subset, deterministic=True)  # fmt: skip
     write_config(tmp_path, cfg)
@@ -598,40 +548,7 @@ def test_a_cell_longer_than_its_time_limit_finishes_through_requeues_to_the_same
         "train_cell:runtime=1",
         "train_cell:slurm_extra='--signal=TERM@5'",
     ]
-    box = {}
-    whole = threading.Thread(target=lambda: box.setdefault("whole", _whole_run(epochs, subset)))
-    whole.start()  # meanwhile, on the other core
-    run, polls = _run_releasing_requeued(tmp_path, cfg, *limit)
-    whole.join()
-    assert run.returncode == 0, run.stdout[-4000:]
-    log = (tmp_path / "logs/slurm-limit" / CELL_LOG).read_text()
-    # a stop inside an epoch (saved at its next batch) or during its evaluation (saved after it)
-    stops = re.findall(
-        r"earlier stop \d+: SIGTERM (in epoch \d+ after batch \d+|after epoch \d+), .* SLURM job (\d+)", log
-    )
-    assert stops, log  # at least one try was stopped by the signal
-    where = re.fullmatch(r"in epoch (\d+) after batch (\d+)|after epoch (\d+)", stops[-1][0])
-    inside = (
-        f"after epoch {int(where[1]) - 1}, {where[2]} batches into epoch {where[1]}" if where[1] else None
-    )
-    assert re.search(rf"resumed from \S+ {inside or f'after epoch {where[3]}'}\n", log), log  # where it saved
-    assert len({job for *_, job in stops}) == 1  # one SLURM job, requeued: no retry by snakemake
-    assert all(failed == 0 and lost == 0 for *_, failed, lost in polls), polls
-    result = read_result(tmp_path / "results/slurm-limit" / CELL)
-    assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in box["whole"].epochs]
-    assert [e.train_loss for e in result.epochs] == [e.train_loss for e in box["whole"].epochs]
-    print(f"\ntime limit 1 min: {len(stops) + 1} tries of one job, stopped {[w for w, _ in stops]}")
-
-
-def test_a_preempted_cell_is_requeued_shown_queued_and_resumes_at_its_batch(tmp_path):
-    """A job of the higher-tier partition preempts the running cell (PreemptMode=REQUEUE,
-    GraceTime 30 s): the cell saves at its next batch on SIGTERM, SLURM requeues it, the status
-    shows it queued or running at every poll (never failed or lost), and it resumes at that batch:
-    nothing is trained twice."""
-    cfg = slurm_config("slurm-preempt", grid={"mean": [0.1307], "std": [0.3081]}, references={}, epochs=2,
-                       train_subset=6000, deterministic=True)  # fmt: skip
-    write_config(tmp_path, cfg)
-    log_file = tmp_path / "logs/slurm-preempt" / CELL_LOG
+    log_file = tmp_path / "logs/slurm-limit" / CELL_LOG
     urgent = os.environ.get("NORMSWEEP_SLURM_URGENT_PARTITION", "urgent")
     sent, since = [], since_now()
 
@@ -652,63 +569,120 @@ def test_a_preempted_cell_is_requeued_shown_queued_and_resumes_at_its_batch(tmp_
             ]
             sent.append(subprocess.run(submit, env=ENV, capture_output=True, text=True, check=True).stdout)
 
-    run, polls = _run_releasing_requeued(tmp_path, cfg, "--retries", "0", during=preempt)
+    box = {}
+    whole = threading.Thread(target=lambda: box.setdefault("whole", _whole_run(epochs, subset)))
+    whole.start()  # meanwhile, on the other core
+    run, polls = _run_releasing_requeued(tmp_path, cfg, *limit, during=preempt)
+    whole.join()
     assert run.returncode == 0 and sent, run.stdout[-4000:]
     log = log_file.read_text()
-    (stop,) = re.findall(r"earlier stop 1: SIGTERM in epoch 1 after batch (\d+)", log)
-    assert f"after epoch 0, {stop} batches into epoch 1" in log
-    assert len(re.findall(r"epoch 1/2:", log)) == 1  # the epoch finished once, from its saved batch
+    # a stop inside an epoch (saved at its next batch) or during its evaluation (saved after it)
+    stops = re.findall(
+        r"earlier stop \d+: SIGTERM (in epoch \d+ after batch \d+|after epoch \d+), .* SLURM job (\d+)", log
+    )
+    assert len(stops) >= 2 and stops[0][0].startswith("in epoch 1 after batch"), (
+        log
+    )  # the preemption, the limit
+    # the log holds the last try (snakemake starts a job's log afresh): it resumed where the last stop saved
+    where = re.fullmatch(r"in epoch (\d+) after batch (\d+)|after epoch (\d+)", stops[-1][0])
+    at = f"after epoch {int(where[1]) - 1}, {where[2]} batches into epoch {where[1]}" if where[1] else None
+    assert re.search(rf"resumed from \S+ {at or f'after epoch {where[3]}'}\n", log), log
+    assert len({job for _, job in stops}) == 1  # one SLURM job, requeued: no retry by snakemake
     assert all(failed == 0 and lost == 0 for *_, failed, lost in polls), polls
     assert any(queued for _, _, queued, *_ in polls[1:]), polls  # the requeued cell was shown queued
     jobs = subprocess.run(["sacct", "-n", "-X", "-D", "-P", "-S", since, "-o", "JobID,Partition,State"],
                           capture_output=True, text=True, env=ENV).stdout.split()  # fmt: skip
     cell_jobs = [j for j in jobs if f"|{PARTITION}|" in j]
-    assert len({j.split("|")[0] for j in cell_jobs}) == 1, jobs  # one job: requeued, not resubmitted
+    assert len({j.split("|")[0] for j in cell_jobs}) == 1, jobs  # requeued, never resubmitted
     assert any(j.endswith(("|REQUEUED", "|PREEMPTED")) for j in cell_jobs), jobs
-    print(f"\npreempted at batch {stop} of epoch 1; sacct (duplicates): {cell_jobs}; polls {polls}")
+    result = read_result(tmp_path / "results/slurm-limit" / CELL)
+    assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in box["whole"].epochs]
+    assert [e.train_loss for e in result.epochs] == [e.train_loss for e in box["whole"].epochs]
+    print(
+        f"\n{epochs} epochs: {len(stops) + 1} tries of one job, stopped {[w for w, _ in stops]}; sacct {cell_jobs}"
+    )
 
 
-def test_a_study_flows_through_a_cap_of_5_queued_jobs(tmp_path):
-    """With MaxSubmitJobs=5 on the user's association (sacctmgr, enforced), the
-    installed profile takes the cap as its job count, plan.py says the waves, and a study of 7
-    cells runs to the end with never more than 5 jobs in the queue (over it, sbatch refuses a
-    job: `AssocMaxSubmitJobLimit`, measured)."""
+def test_the_installed_profile_takes_the_queue_cap_packs_are_one_gpu_jobs_and_a_failure_names_its_log(
+    tmp_path,
+):
+    """`snakemake --profile slurm`, as cluster users type it, under MaxSubmitJobs=5 on the
+    user's association (sacctmgr, enforced; over it sbatch refuses a job:
+    `AssocMaxSubmitJobLimit`, measured). install_profile.py reads the cap into the profile's
+    jobs, plan.py says the waves, and the study runs with never more than 5 jobs queued: LeNet's
+    10 cells in packs of 2 (5 jobs of one GPU each, every cell its own result and log) beside a
+    model whose job fails (device cuda:7), which fails the run and names its log."""
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     cap = ["sacctmgr", "-i", "modify", "user", user, "set"]
     subprocess.run([*cap, "MaxSubmitJobs=5"], env=ENV, check=True, capture_output=True)
     try:
         home, work = tmp_path / "xdg", tmp_path / "work"
+        # the site's settings come from the installed profile only
         env = {
             **{k: v for k, v in ENV.items() if not k.startswith("NORMSWEEP_SLURM_")},
             "XDG_CONFIG_HOME": str(home),
         }
-        cfg = slurm_config("slurm-cap", grid={"mean": [0.0, 0.5, 1.0], "std": [0.3, 1.0]}, train_subset=100,
+        cfg = slurm_config("slurm-named", grid={"mean": [0.0, 0.5, 1.0], "std": [0.3, 0.6, 1.0]}, train_subset=100,
                            test_subset=100)  # fmt: skip
+        cfg["cluster"]["pack"] = 2
+        cfg["models"]["broken"] = copy.deepcopy(cfg["models"]["lenet"])
+        cfg["models"]["broken"].update(arch="lenet", grid={"mean": [0.0], "std": [1.0]}, references={})
+        cfg["models"]["broken"]["training"]["device"] = "cuda:7"
         write_config(work, cfg)
-        install = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/install_profile.py"), "--partition",
-                                  PARTITION, "--gpu-model", GPU_MODEL], capture_output=True, text=True, env=env)  # fmt: skip
-        assert install.returncode == 0 and "at most 5 jobs at once" in install.stdout, (
-            install.stdout + install.stderr
+        before = run_snakemake(work, "-n", profile="slurm", env=env)
+        assert before.returncode != 0 and "profile" in before.stderr  # not installed yet: snakemake says so
+        install = [str(BIN / "python"), str(ROOT / "scripts/install_profile.py"), "--partition", PARTITION,
+                   "--gpu-model", GPU_MODEL]  # fmt: skip
+        installed = subprocess.run(install, capture_output=True, text=True, env=env, timeout=60)
+        assert installed.returncode == 0 and "at most 5 jobs at once" in installed.stdout, (
+            installed.stdout + installed.stderr
         )
         assert yaml.safe_load((home / "snakemake/slurm/config.yaml").read_text())["jobs"] == 5
         planned = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/plan.py"), "--directory", str(work)],
                                  capture_output=True, text=True, env=env, cwd=work)  # fmt: skip
-        assert "cap of 5 jobs at once: 7 jobs in about 2 waves" in planned.stdout, (
+        assert "cap of 5 jobs at once: 6 jobs in about 2 waves" in planned.stdout, (
             planned.stdout + planned.stderr
         )
-        proc = subprocess.Popen(slurm_command(work, profile="slurm"), cwd=work, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        since = since_now()
+        proc = subprocess.Popen(slurm_command(work, "--retries", "0", profile="slurm"), cwd=work, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
         most = 0
         while proc.poll() is None:
-            queue = subprocess.run(
+            queued = subprocess.run(
                 ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=ENV
             ).stdout
-            most = max(most, len(queue.split()))
+            most = max(most, len(queued.split()))
             time.sleep(0.5)
         out, _ = proc.communicate()
-        assert proc.returncode == 0, out[-3000:]
-        assert "AssocMaxSubmitJobLimit" not in out and 1 < most <= 5, (most, out[-2000:])
-        assert len(list((work / "results/slurm-cap/lenet/cells").rglob("seed~*.json"))) == 7
-        print(f"\ncap of 5: 7 cells, at most {most} jobs queued at once, no submission refused")
     finally:
         subprocess.run([*cap, "MaxSubmitJobs=-1"], env=ENV, check=True, capture_output=True)
+    assert "AssocMaxSubmitJobLimit" not in out and 1 < most <= 5, (most, out[-2000:])
+    # the failing job (a pack of its one cell): the run fails, snakemake names the job's log and shows its error
+    assert proc.returncode != 0
+    assert "Logfile logs/slurm-named/broken/packs/seed~1998/pack~" in out and "no CUDA GPU" in out, [
+        line for line in out.splitlines() if "broken" in line or "rror" in line
+    ]
+    assert re.search(r"SLURM.*(job|Job).*\d+", out)
+    time.sleep(2)
+    jobs = [
+        j
+        for j in sacct_jobs(since)
+        if "train_" in j["Comment"] + j["JobName"] and "broken" not in j["Comment"]
+    ]
+    print(
+        "\nsacct (packs):\n" + "\n".join(f"{j['JobID']:>6} {j['State']:<10} {j['AllocTRES']}" for j in jobs)
+    )
+    print(f"cap of 5: at most {most} jobs queued at once, no submission refused")
+    packs = [j for j in jobs if "train_pack" in j["Comment"] + j["JobName"]]
+    assert len(packs) == 5 and all(
+        j["State"] == "COMPLETED" and j["Partition"] == PARTITION for j in packs
+    ), jobs
+    assert all("gres/gpu=1" in j["AllocTRES"] for j in packs), jobs
+    results = [read_result(p) for p in (work / "results/slurm-named/lenet/cells").rglob("seed~*.json")]
+    assert len(results) == 10 and all(r.pack_size == 2 for r in results)
+    assert "epoch 1/1" in (work / "logs/slurm-named/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
+    # installing again is idempotent; a profile the user changed is kept unless --force
+    again = subprocess.run(
+        [*install[:2], "--partition", "other"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert again.returncode == 1 and "--force" in again.stderr
