@@ -1,20 +1,10 @@
 """The one data interface of training and evaluation: a split yields batches of float images
 in [0, 1] and their labels on the device, in a given order, from a given batch on.
 
-Pixels travel as uint8 (a quarter of float32's bytes) and become float on the device, batch
-by batch (:func:`as_float`; in NHWC with ``channels_last``): no float copy of a batch is ever
-made on the host, and an evaluation pack normalizes one device batch K ways.
-
-- :class:`TensorData`: a split held whole on the device (MNIST: 47 MB of uint8 pixels;
-  indexing it is the fastest way to batch it).
-- :class:`Streamed`: a prepared ImageFolder split (:class:`normsweep.data.shards.ShardedSplit`)
-  read batch by batch on threads a few batches ahead, so host and device memory are bounded
-  by the batch size and the prefetch depth, whatever the data set's size. On CUDA each batch
-  is read into page-locked (pinned) memory and copied on a side stream one batch ahead
-  (:func:`ahead`), so the copy of the next batch runs while the current one computes.
-
-The one-cell run, the packs and the evaluation read through :meth:`Split.batches` and never
-know which of the two they have.
+Pixels travel as uint8 and become float on the device (:func:`as_float`). :class:`TensorData`
+holds a split whole on the device (MNIST); :class:`Streamed` reads prepared shards a few batches
+ahead on threads (pinned memory and a side-stream copy on CUDA: :func:`ahead`), so memory is
+bounded by the batch size whatever the data set's size. Callers never know which they have.
 """
 
 from __future__ import annotations

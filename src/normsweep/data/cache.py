@@ -1,26 +1,11 @@
 """One prepared copy of an ImageFolder per (folder, split, resize, crop, interpolation), shared by
-every model and every study that asks for it: the data cache (``data_cache``, default
-``results/data``; a lab points all its studies at one folder on scratch).
+every model and study (``data_cache``, default ``results/data``): ``<key>/<split>-<index>-<signature>.npy``
+beside its manifest; the signature names the shard's images, so a changed image makes a new file.
 
-A shard lives at ``<data_cache>/<key>/<split>-<index>-<signature>.npy`` beside its manifest
-(``.json``): the key names the folder and the preprocessing (:func:`normsweep.core.cells.data_key`),
-the signature the shard's images (names, sizes, times), so a changed image makes a new file
-and never rewrites one another study reads. The workflow's prepare jobs write through
-:func:`provide_shard`:
-
-- correct with no working lock (NFS mounted ``nolock``, Lustre without ``flock``, a lock that
-  holds within one node only): each writer decodes into a temporary file of its own (host, pid,
-  a random part), flushes it and renames it into place, and any two writers of one shard make
-  the same bytes; the manifest is written last and checked on reuse (its sha256 against the
-  pixel file). A lock (``flock`` on ``<shard>.lock``) only saves work: a second study waits,
-  then reuses the first's copy; where ``flock`` fails, each goes on without it;
-- a copy already there is reused only when its manifest's signature and transform are the
-  asked ones and the pixel file's sha256 is the manifest's; a damaged one (cut short by a
-  crash, overwritten) is set aside (renamed, never deleted) and prepared again;
-- a shard a study prepared in its own folder before the cache existed is linked in (copied
-  where a link fails: another file system, EXDEV, or none), not decoded again;
-- else the shard is decoded (:func:`normsweep.data.prepare.prepare_shard`) and its manifest written
-  atomically.
+:func:`provide_shard` is correct with no working lock (NFS ``nolock``, Lustre without ``flock``):
+each writer writes a temporary file of its own, fsyncs and renames it, writers make identical
+bytes, the manifest goes last and is checked on reuse; a lock only saves work; a damaged copy
+is set aside, never deleted; an old study's own shard is linked in (copied where links fail).
 """
 
 from __future__ import annotations

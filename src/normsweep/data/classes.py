@@ -1,25 +1,10 @@
 """Which of a network's outputs each class of an ImageFolder is: the weights' own class index.
 
-Pretrained ImageNet-1k weights (torchvision's and timm's) have 1000 outputs in one order: the
-WordNet ids (wnids) of the classes sorted (``n01440764`` first), as ImageFolder sorts ImageNet's
-train/ folders (``imagenet_wnids.txt``, the list timm ships as ``imagenet_synsets.txt``). A
-folder whose classes are named by wnids (ImageNet itself, Imagenette, ImageNet-100, a few
-classes of it) is scored on the weights' own outputs: each folder class maps to its wnid's
-index, whatever subset of the 1000 the folder holds. Without that, a 3-class folder would get
-a new, random 3-output head, and an evaluation-only study of it would score chance.
-
-How the head of a cell's network is decided (:func:`plan_head`):
-
-- ``new``: no weights; the network gets one output per folder class (trained from random).
-- ``mapped``: 1000-class weights and a folder of wnids: the weights' head is kept; with
-  ``predict_over: all`` (the default) a prediction is the argmax over all 1000 outputs (the
-  top-1 accuracy ImageNet reports; a label is its wnid's index), with ``folder`` over the
-  folder's classes only (a k-way task, the way Imagenette results are quoted).
-- ``kept``: the weights' outputs are as many as the folder's classes, which are taken in the
-  folder's order.
-- ``replaced``: the counts differ and no mapping exists: the head is replaced by a new random
-  one. A trained study says so in each result and its summary; an evaluation-only study would
-  evaluate that random layer, so it is refused before any job (:func:`check_head`).
+1000-class ImageNet weights order their outputs by sorted WordNet ids (``imagenet_wnids.txt``),
+so a folder named by wnids (ImageNet, Imagenette, a few classes of it) is scored on the weights'
+own outputs instead of a new random head that would score chance. :func:`plan_head` picks the
+head: ``new`` (no weights), ``mapped`` (wnids; ``predict_over`` all 1000 or the folder's classes),
+``kept`` (same count), or ``replaced`` (refused for evaluation only: :func:`check_head`).
 """
 
 from __future__ import annotations

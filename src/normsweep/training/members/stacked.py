@@ -1,20 +1,8 @@
-"""Members stacked into one model: K copies of LeNet's parameters on a leading axis
-(``torch.func.stack_module_state`` layout) run with ``vmap(functional_call)``, so that one
-dispatched operator serves K cells, which is what a GPU needs when one LeNet step is far too
-small to fill it.
-
-Each member keeps everything its one-cell run has:
-
-- its own normalization, applied to the shared batch inside the vmap;
-- the same initial weights (one model built after ``manual_seed(seed)``, copied K times), the
-  same batch order (the engine's) and the same dropout masks (``randomness="same"``: one mask
-  per batch, drawn from the global generator exactly as the one-cell run draws it);
-- its own Adadelta state and learning rate (the update is written elementwise over the
-  stacked tensors, with one rate per member); the engine keeps its plateau;
-- its own divergence: a member that diverges leaves the stack (its rows go); the others'
-  arithmetic never mixes with another member's.
-
-Networks with BatchNorm cannot be stacked (their statistics would be shared across members):
+"""Members stacked into one model: K copies of LeNet's parameters on a leading axis run with
+``vmap(functional_call)``, so one dispatched operator serves K cells (one LeNet step is far too
+small to fill a GPU). Each member keeps its one-cell run: its normalization, the same initial
+weights, batch order and dropout masks (``randomness="same"``), its own Adadelta state and rate,
+and its own divergence (its rows leave the stack). Networks with BatchNorm cannot be stacked:
 :class:`normsweep.training.members.separate.Separate` trains their packs.
 """
 
