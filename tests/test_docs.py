@@ -42,13 +42,13 @@ def test_the_layout_in_development_md_is_the_trees():
         folder: {name.strip() for name in names.split(",")}
         for folder, names in re.findall(r"^  ([a-z_/]+)/ \[([^\]]*)\]", text, re.M)
     }
-    package = ROOT / "src" / "normsweep"
-    tree = {
-        folder.relative_to(package).as_posix(): {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
-        for folder in package.rglob("*")
-        if folder.is_dir() and (folder / "__init__.py").exists()
-    }
+    from normsweep.core.results import package_modules
+
+    tree: dict[str, set[str]] = {}
+    for module in package_modules():
+        folder, _, name = module.rpartition(".")
+        modules = tree.setdefault(folder.replace(".", "/"), set())
+        if name != "__init__":
+            modules.add(name)
+    assert tree.pop("") == set()  # nothing at the package's top but its __init__: only subpackages
     assert drawn == tree
-    assert not [
-        p.name for p in package.glob("*.py") if p.name != "__init__.py"
-    ]  # only subpackages at the top

@@ -113,9 +113,11 @@ def package_versions() -> dict[str, str]:
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
+@functools.cache
 def package_modules(*subpackages: str) -> tuple[str, ...]:
     """The package's modules as dotted names under it (``training.engine``), of these
-    subpackages (all of them when none is named); ``__init__`` files included."""
+    subpackages (all of them when none is named); ``__init__`` files included. Walked once per
+    process: every member's fingerprint asks for it."""
     found = []
     for source in PACKAGE.rglob("*.py"):
         name = ".".join(source.relative_to(PACKAGE).with_suffix("").parts)
