@@ -11,6 +11,13 @@ import yaml
 
 from normsweep.core.cells import data_key
 
+# Three workers on two cores (pyproject.toml), and SLURM's jobs beside them: one math thread per
+# process (pytest's workers, the snakemake runs and their jobs inherit it). Several OpenMP
+# threads per process on a full machine spin on each other (the CPU bench: 45 s instead of 19 s).
+# A test that wants more threads asks for them (TrainConfig.threads).
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_MNIST = ROOT / "data" / "mnist-small"
 SHARED_MNIST_RAW = ROOT.parent / "shared" / "data" / "mnist" / "raw"
@@ -123,6 +130,23 @@ def train_one(spec, train, test, config, on_step=None):
     return train_cells([spec], train, test, config, spec.checkpoint, on_step=on_step)[0]
 
 
+def classic_cell(epochs: int, subset: int):
+    """LeNet's cell (0.1307, 0.3081), seed 1998, trained in one go on ``subset`` MNIST images
+    (deterministic on the CPU): what every interrupted run of it must equal. A top-level function
+    of this module, so that a spawned process can run it beside a test."""
+    from normsweep.core.spec import CellSpec, TrainConfig
+    from normsweep.data import batches, mnist
+
+    tr = mnist.load_mnist(SMALL_MNIST, train=True, limit=subset)
+    te = mnist.load_mnist(SMALL_MNIST, train=False, limit=200)
+    return train_one(
+        CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
+        batches.TensorData.from_uint8(tr.images, tr.labels),
+        batches.TensorData.from_uint8(te.images, te.labels),
+        TrainConfig(epochs=epochs, threads=1, deterministic=True),
+    )
+
+
 def kill_in_epoch_2(module, name: str, run) -> None:
     """Call ``run()`` with ``module.name`` (an evaluation function) raising KeyboardInterrupt
     ("time limit") at its second call: a run killed during epoch 2, after epoch 1's checkpoint.
@@ -146,16 +170,22 @@ def kill_in_epoch_2(module, name: str, run) -> None:
 #: The longest test files first (pytest-xdist hands out one file per worker in this order): the
 #: SLURM file, which mostly waits on the scheduler, starts at once and the shorter files fill
 #: the other workers around the long ones (longest first keeps the last worker from idling).
-LONGEST_FIRST = [
-    "test_slurm.py",
-    "test_workflow_refine.py",
-    "test_workflow.py",
-    "test_workflow_images.py",
-    "test_workflow_zoo.py",
-    "test_pack.py",
-    "test_workflow_extras.py",
-    "test_multinet.py",
-    "test_images.py",
+LONGEST_FIRST = [  # seconds each took in a full run on 2 cores (2026-12-07)
+    "test_slurm.py",  # 340
+    "test_workflow_refine.py",  # 160
+    "test_workflow.py",  # 140
+    "test_workflow_images.py",  # 95
+    "test_workflow_zoo.py",  # 85
+    "test_pack.py",  # 80
+    "test_train.py",  # 70
+    "test_plan.py",  # 55
+    "test_workflow_extras.py",  # 35
+    "test_bench.py",  # 35
+    "test_module.py",  # 30
+    "test_multinet.py",  # 17
+    "test_docs.py",  # 14
+    "test_images.py",  # 10
+    "test_cache.py",  # 10
 ]
 
 

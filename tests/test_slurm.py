@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, SMALL_MNIST, train_one
+from conftest import BIN, ROOT, SMALL_MNIST, classic_cell
 from normsweep.cluster import queue as slurm_queue
 from normsweep.core.results import read_result
-from normsweep.core.spec import CellSpec, TrainConfig
-from normsweep.data import batches, mnist
 from normsweep.monitoring.report import format_status
 from normsweep.monitoring.status import study_status
 from normsweep.study.config import validate_config
@@ -440,7 +439,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
 
     # deterministic on the CPU: the resumed cell equals an uninterrupted run, to the last digit
-    whole = _whole_run(epochs, 1600)
+    whole = classic_cell(epochs, 1600)
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
 
@@ -509,18 +508,6 @@ def _run_releasing_requeued(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), polls
 
 
-def _whole_run(epochs: int, subset: int):
-    """The cell trained in one go, here (deterministic on the CPU): what every interrupted run must equal."""
-    tr = mnist.load_mnist(SMALL_MNIST, train=True, limit=subset)
-    te = mnist.load_mnist(SMALL_MNIST, train=False, limit=200)
-    return train_one(
-        CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
-        batches.TensorData.from_uint8(tr.images, tr.labels),
-        batches.TensorData.from_uint8(te.images, te.labels),
-        TrainConfig(epochs=epochs, threads=1, deterministic=True),
-    )
-
-
 CELL = "lenet/cells/mean~0.1307/std~0.3081/seed~1998.json"
 CELL_LOG = "lenet/train/mean~0.1307/std~0.3081/seed~1998.log"
 
@@ -536,7 +523,7 @@ def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_s
     here (about 90 s in all, at least 15 epochs), so that it outlasts a try on a faster machine too."""
     subset = 6000
     started = time.time()
-    _whole_run(1, subset)
+    classic_cell(1, subset)
     # at least 15 epochs (70 s here when idle; a timing taken under load must not shrink it), more on a faster machine
     epochs = max(15, min(40, round(90 / (time.time() - started))))
     cfg = slurm_config("slurm-limit", grid={"mean": [0.1307], "std": [0.3081]}, references={}, epochs=epochs,
@@ -570,11 +557,12 @@ def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_s
             ]
             sent.append(subprocess.run(submit, env=ENV, capture_output=True, text=True, check=True).stdout)
 
-    box = {}
-    whole = threading.Thread(target=lambda: box.setdefault("whole", _whole_run(epochs, subset)))
-    whole.start()  # meanwhile, on the other core
-    run, polls = _run_releasing_requeued(tmp_path, cfg, *limit, during=preempt)
-    whole.join()
+    # meanwhile, on the other core, in a process of its own (in a thread it would wait on the
+    # polling loop's GIL and finish a minute after the cell)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        uninterrupted = pool.submit(classic_cell, epochs, subset)
+        run, polls = _run_releasing_requeued(tmp_path, cfg, *limit, during=preempt)
+        whole = uninterrupted.result()
     assert run.returncode == 0 and sent, run.stdout[-4000:]
     log = log_file.read_text()
     # a stop inside an epoch (saved at its next batch) or during its evaluation (saved after it)
@@ -597,8 +585,8 @@ def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_s
     assert len({j.split("|")[0] for j in cell_jobs}) == 1, jobs  # requeued, never resubmitted
     assert any(j.endswith(("|REQUEUED", "|PREEMPTED")) for j in cell_jobs), jobs
     result = read_result(tmp_path / "results/slurm-limit" / CELL)
-    assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in box["whole"].epochs]
-    assert [e.train_loss for e in result.epochs] == [e.train_loss for e in box["whole"].epochs]
+    assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
+    assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
     print(
         f"\n{epochs} epochs: {len(stops) + 1} tries of one job, stopped {[w for w, _ in stops]}; sacct {cell_jobs}"
     )

@@ -219,11 +219,17 @@ def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monke
     assert len(trained) == new_config.epochs and [e.epoch for e in result.epochs] == list(
         range(1, new_config.epochs + 1)
     )
-    # threads and device are how a cell runs: its checkpoint still resumes
-    checkpoint.unlink(missing_ok=True)
+
+
+def test_threads_and_device_are_how_a_cell_runs_its_checkpoint_still_resumes(tiny, tmp_path, monkeypatch):
+    tr, te = tiny
+    config = TrainConfig(epochs=3, threads=1, deterministic=True)
+    checkpoint = tmp_path / "cell.pt"
     kill_in_epoch_2(Separate, "evaluate", lambda: train_one(spec([0.1307], [0.3081], checkpoint=checkpoint),
                                                              tr, te, config))  # fmt: skip
-    trained.clear()
+    trained = []
+    real_epoch = engine._train_epoch
+    monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
     other_run = TrainConfig(**{**vars(config), "threads": 2, "device": "cpu"})
     train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, other_run)
     assert len(trained) == 2  # resumed after epoch 1
