@@ -302,16 +302,6 @@ def test_images_are_prepared_by_cpu_jobs_through_sbatch(study_run):
     assert all("gres/gpu=1" in j["AllocTRES"] for j in cell_jobs(jobs, "resnet18"))
 
 
-def test_the_table_and_heatmap_appear(study_run):
-    work, _, _, _ = study_run
-    assert (work / "results/slurm-study/lenet/tables/cells.parquet").exists()
-    assert (work / "results/slurm-study/plots/heatmap.png").stat().st_size > 20_000
-    summary = json.loads((work / "results/slurm-study/lenet/tables/summary.json").read_text())["lenet"]
-    assert summary["n_results"] == 3
-    log = (work / "logs/slurm-study/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
-    assert "epoch 1/1" in log
-
-
 def test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs(study_run):
     """With commas in its name, the ImageNet reference's job failed ("Invalid target
     wildcards definition ... Unparsable value: '0.456'"), and so did every per-channel trial."""
@@ -440,28 +430,6 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     whole = classic_cell(epochs, 1600)
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
-
-
-def test_a_request_over_the_nodes_cpus_is_refused_before_anything_is_submitted(tmp_path):
-    """Cpus_per_gpu 4 on this 2-CPU node. SLURM would refuse every job
-    at submission ("Requested node configuration is not available"); the plan and the workflow
-    name the key first."""
-    cfg = slurm_config("slurm-too-big", grid={"mean": [0.0], "std": [1.0]}, references={})
-    cfg["cluster"]["cpus_per_gpu"] = 4
-    write_config(tmp_path, cfg)
-    plan = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/plan.py"), "--directory", str(tmp_path),
-                           "--configfile", str(tmp_path / "config/config.yaml")],
-                          capture_output=True, text=True, env=ENV, timeout=120)  # fmt: skip
-    assert plan.returncode == 1, plan.stdout + plan.stderr
-    assert (
-        f"config key 'cluster.cpus_per_gpu': 4 (4 CPUs per job) but the nodes of partition {PARTITION} have at most 2 CPUs; use 2"
-        in plan.stdout
-    )
-    since = since_now()
-    run = run_snakemake(tmp_path)
-    assert run.returncode != 0 and "config key 'cluster.cpus_per_gpu'" in run.stdout + run.stderr
-    time.sleep(1)
-    assert not [j for j in sacct_jobs(since) if "slurm-too-big" in j["Comment"] or "train_" in j["Comment"]]
 
 
 def _run_releasing_requeued(
@@ -673,3 +641,37 @@ def test_the_installed_profile_takes_the_queue_cap_packs_are_one_gpu_jobs_and_a_
         [*install[:2], "--partition", "other"], capture_output=True, text=True, env=env, timeout=60
     )
     assert again.returncode == 1 and "--force" in again.stderr
+
+
+# Last, the two shortest tests: pytest-xdist queues the next file behind a worker's last two
+# tests (its heuristic), so a file waits behind these seconds, not behind the long tests above.
+def test_a_request_over_the_nodes_cpus_is_refused_before_anything_is_submitted(tmp_path):
+    """Cpus_per_gpu 4 on this 2-CPU node. SLURM would refuse every job
+    at submission ("Requested node configuration is not available"); the plan and the workflow
+    name the key first."""
+    cfg = slurm_config("slurm-too-big", grid={"mean": [0.0], "std": [1.0]}, references={})
+    cfg["cluster"]["cpus_per_gpu"] = 4
+    write_config(tmp_path, cfg)
+    plan = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/plan.py"), "--directory", str(tmp_path),
+                           "--configfile", str(tmp_path / "config/config.yaml")],
+                          capture_output=True, text=True, env=ENV, timeout=120)  # fmt: skip
+    assert plan.returncode == 1, plan.stdout + plan.stderr
+    assert (
+        f"config key 'cluster.cpus_per_gpu': 4 (4 CPUs per job) but the nodes of partition {PARTITION} have at most 2 CPUs; use 2"
+        in plan.stdout
+    )
+    since = since_now()
+    run = run_snakemake(tmp_path)
+    assert run.returncode != 0 and "config key 'cluster.cpus_per_gpu'" in run.stdout + run.stderr
+    time.sleep(1)
+    assert not [j for j in sacct_jobs(since) if "slurm-too-big" in j["Comment"] or "train_" in j["Comment"]]
+
+
+def test_the_table_and_heatmap_appear(study_run):
+    work, _, _, _ = study_run
+    assert (work / "results/slurm-study/lenet/tables/cells.parquet").exists()
+    assert (work / "results/slurm-study/plots/heatmap.png").stat().st_size > 20_000
+    summary = json.loads((work / "results/slurm-study/lenet/tables/summary.json").read_text())["lenet"]
+    assert summary["n_results"] == 3
+    log = (work / "logs/slurm-study/lenet/train/mean~0/std~0.3/seed~1998.log").read_text()
+    assert "epoch 1/1" in log
