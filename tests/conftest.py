@@ -11,7 +11,7 @@ import yaml
 
 from normsweep.core.cells import data_key
 
-# Three workers on two cores (pyproject.toml), and SLURM's jobs beside them: one math thread per
+# Four workers on two cores (pyproject.toml), and SLURM's jobs beside them: one math thread per
 # process (pytest's workers, the snakemake runs and their jobs inherit it). Several OpenMP
 # threads per process on a full machine spin on each other (the CPU bench: 45 s instead of 19 s).
 # A test that wants more threads asks for them (TrainConfig.threads).
