@@ -346,13 +346,15 @@ def test_a_finished_run_is_saved_so_a_lost_result_is_written_again_without_train
     path = tmp_path / "cell.pt"
     first = train_one(spec([0.1307], [0.3081], checkpoint=path), tr, te, config)
     assert torch.load(path, weights_only=True)["epoch"] == 2
+    kept = []
+    monkeypatch.setattr(ckpt, "KEPT", kept)
     monkeypatch.setattr(ckpt, "RECEIVED", ["SIGTERM"])  # the job got a signal: it counts as failed
     ckpt.drop_after_result(path)
-    assert path.exists()
+    assert path.exists() and kept == [str(path)]  # its SLURM job requeues itself on it (_setup.py)
     steps = []
     again = train_one(spec([0.1307], [0.3081], checkpoint=path), tr, te, config,
                       on_step=lambda n, m, loss: steps.append(n))  # fmt: skip
     assert steps == [] and [e.test_accuracy for e in again.epochs] == [e.test_accuracy for e in first.epochs]
     monkeypatch.setattr(ckpt, "RECEIVED", [])
     ckpt.drop_after_result(path)  # no signal: the job succeeds, its checkpoint goes
-    assert not path.exists()
+    assert not path.exists() and kept == [str(path)]

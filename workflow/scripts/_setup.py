@@ -29,8 +29,26 @@ def start_logging(log_files) -> logging.Logger:
         force=True,
     )
     atexit.register(log_peak_memory)
+    atexit.register(_requeue_after_a_late_stop)
     sys.excepthook = _stopped_or_failed
     return logging.getLogger("normsweep")
+
+
+_REQUEUED: list[str] = []  # this process's SLURM job, once it requeued it
+
+
+def _requeue_after_a_late_stop() -> None:
+    """A stop signal after training (its results written, its checkpoint kept: the job's
+    snakemake reports it failed and deletes them): the job goes back into the queue, so that its
+    next try writes the results from that checkpoint at once and no retry is spent."""
+    from normsweep.cluster.queue import requeue_self
+    from normsweep.core.signals import KEPT
+
+    if KEPT and not _REQUEUED and (job := requeue_self()) is not None:
+        _REQUEUED.append(job)
+        logging.getLogger("normsweep").warning(
+            "SLURM job %s requeued: its next try writes the results from %s", job, ", ".join(KEPT)
+        )
 
 
 def _stopped_or_failed(kind, value, traceback) -> None:
@@ -47,6 +65,7 @@ def _stopped_or_failed(kind, value, traceback) -> None:
     log = logging.getLogger("normsweep")
     log.warning("%s", value)
     if value.progressed and (job := requeue_self()) is not None:
+        _REQUEUED.append(job)
         log.warning("SLURM job %s requeued: it resumes from its checkpoint when it runs again", job)
 
 

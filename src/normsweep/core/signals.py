@@ -27,6 +27,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 #: snakemake, which then deletes its outputs: its last checkpoint must stay for the next try).
 RECEIVED: list[str] = []
 
+#: The finished checkpoints kept for the next try because a stop signal came after training
+#: (the job then goes back into the queue, as after a stop inside training).
+KEPT: list[str] = []
+
 
 class Stop:
     """The first stop signal received while :meth:`watching` (its name), else None: the run

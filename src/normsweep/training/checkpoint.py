@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from normsweep.core import files
-from normsweep.core.signals import RECEIVED
+from normsweep.core.signals import KEPT, RECEIVED
 from normsweep.training import tensorfile
 
 log = logging.getLogger("normsweep.training.checkpoint")
@@ -164,5 +164,6 @@ def drop_after_result(path: Path | None) -> None:
     if RECEIVED:
         log.warning("kept %s: a stop signal (%s) came, so this job counts as failed and its next "
                     "try writes its results from it", path, ", ".join(RECEIVED))  # fmt: skip
+        KEPT.append(str(path))
         return
     path.unlink(missing_ok=True)
