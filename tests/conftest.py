@@ -130,23 +130,6 @@ def train_one(spec, train, test, config, on_step=None):
     return train_cells([spec], train, test, config, spec.checkpoint, on_step=on_step)[0]
 
 
-def classic_cell(epochs: int, subset: int):
-    """LeNet's cell (0.1307, 0.3081), seed 1998, trained in one go on ``subset`` MNIST images
-    (deterministic on the CPU): what every interrupted run of it must equal. A top-level function
-    of this module, so that a spawned process can run it beside a test."""
-    from normsweep.core.spec import CellSpec, TrainConfig
-    from normsweep.data import batches, mnist
-
-    tr = mnist.load_mnist(SMALL_MNIST, train=True, limit=subset)
-    te = mnist.load_mnist(SMALL_MNIST, train=False, limit=200)
-    return train_one(
-        CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
-        batches.TensorData.from_uint8(tr.images, tr.labels),
-        batches.TensorData.from_uint8(te.images, te.labels),
-        TrainConfig(epochs=epochs, threads=1, deterministic=True),
-    )
-
-
 def kill_in_epoch_2(module, name: str, run) -> None:
     """Call ``run()`` with ``module.name`` (an evaluation function) raising KeyboardInterrupt
     ("time limit") at its second call: a run killed during epoch 2, after epoch 1's checkpoint.

@@ -21,9 +21,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, SMALL_MNIST, classic_cell
+from conftest import BIN, ROOT, SMALL_MNIST, train_one
 from normsweep.cluster import queue as slurm_queue
 from normsweep.core.results import read_result
+from normsweep.core.spec import CellSpec, TrainConfig
+from normsweep.data import batches, mnist
 from normsweep.monitoring.report import format_status
 from normsweep.monitoring.status import study_status
 from normsweep.study.config import validate_config
@@ -427,7 +429,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
 
     # deterministic on the CPU: the resumed cell equals an uninterrupted run, to the last digit
-    whole = classic_cell(epochs, 1600)
+    whole = _whole_run(epochs, 1600)
     assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
 
@@ -474,6 +476,18 @@ def _run_releasing_requeued(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), polls
 
 
+def _whole_run(epochs: int, subset: int):
+    """The cell trained in one go, here (deterministic on the CPU): what every interrupted run must equal."""
+    tr = mnist.load_mnist(SMALL_MNIST, train=True, limit=subset)
+    te = mnist.load_mnist(SMALL_MNIST, train=False, limit=200)
+    return train_one(
+        CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
+        batches.TensorData.from_uint8(tr.images, tr.labels),
+        batches.TensorData.from_uint8(te.images, te.labels),
+        TrainConfig(epochs=epochs, threads=1, deterministic=True),
+    )
+
+
 CELL = "lenet/cells/mean~0.1307/std~0.3081/seed~1998.json"
 CELL_LOG = "lenet/train/mean~0.1307/std~0.3081/seed~1998.log"
 
@@ -491,9 +505,8 @@ def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_s
     least 15 epochs), so that it outlasts a try on a faster machine too."""
     subset = 6000
     started = time.time()
-    whole = classic_cell(
-        2, subset
-    )  # an uninterrupted run's first two epochs (more epochs change none of them)
+    # an uninterrupted run's first two epochs (more epochs change none of them)
+    whole = _whole_run(2, subset)
     # at least 15 epochs (70 s here when idle; a timing taken under load must not shrink it), more on a faster machine
     epochs = max(15, min(40, round(180 / (time.time() - started))))
     cfg = slurm_config("slurm-limit", grid={"mean": [0.1307], "std": [0.3081]}, references={}, epochs=epochs,
