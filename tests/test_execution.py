@@ -100,8 +100,9 @@ def test_channels_last_trains_and_evaluates_to_the_same_outputs(tiny):
 
 def test_a_compiled_step_draws_the_uncompiled_numbers_and_saves_plain_weights(tiny, tmp_path):
     """torch.compile on the CPU (inductor, a C++ compiler): dropout draws from torch's generator
-    (fallback_random), so two epochs end where the uncompiled ones do; the checkpoint holds the
-    network's own keys, so it resumes compiled or not."""
+    (fallback_random), so two epochs end where the uncompiled ones do (the same accuracies, the
+    losses to float rounding); the checkpoint holds the network's own keys, so it resumes
+    compiled or not."""
     tr, te = tiny
     config = TrainConfig(epochs=2, threads=1, deterministic=True)
     plain = train_one(spec(), tr, te, config)
@@ -109,7 +110,9 @@ def test_a_compiled_step_draws_the_uncompiled_numbers_and_saves_plain_weights(ti
     compiled = train_one(spec(checkpoint=tmp_path / "cell.pt"), tr, te, config)
     assert compiled.execution["compile"] is True
     assert [e.test_accuracy for e in compiled.epochs] == [e.test_accuracy for e in plain.epochs]
+    # inductor's fused kernels add in another order, whose vector width is the CPU's (AVX2 or
+    # AVX-512): measured apart by 8e-5 relative on an AVX2 EPYC, 1e-6 on an AVX-512 machine
     for ours, theirs in zip(compiled.epochs, plain.epochs, strict=True):
-        assert ours.train_loss == pytest.approx(theirs.train_loss, rel=1e-5)
+        assert ours.train_loss == pytest.approx(theirs.train_loss, rel=1e-3)
     saved = torch.load(tmp_path / "cell.pt", weights_only=True)
     assert not any("_orig_mod" in key for key in saved["kind"]["nets"][0])
