@@ -77,16 +77,19 @@ def test_a_checkpoint_fingerprints_the_training_code_only():
 
 
 def test_the_workflow_side_imports_no_torch():
-    """A dry run, plan.py and status.py on a login node stay fast: the config, the study, the
-    analysis, the cluster and the monitoring import without torch (their torch is imported
-    inside the functions that need it)."""
+    """A dry run, plan.py, status.py and the data rules on a login node stay fast: the config,
+    the study, the analysis, the cluster, the monitoring and the data but its batches import
+    without torch (their torch is imported inside the functions that need it; torch and its
+    torch._dynamo take 4 s to import on a 2-core machine)."""
     import subprocess
     import sys
 
     from normsweep.core.results import package_modules
 
     workflow_side = [
-        f"normsweep.{m}" for m in package_modules("core", "study", "analysis", "cluster", "monitoring")
+        f"normsweep.{m}"
+        for m in package_modules("core", "study", "analysis", "cluster", "monitoring", "data")
+        if m != "data.batches"  # the tensors the training reads
     ]
     code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in workflow_side)
     code += "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))"

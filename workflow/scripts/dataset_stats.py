@@ -8,7 +8,7 @@ from normsweep.data import mnist, prepare
 log = _setup.start_logging(snakemake.log)
 root = snakemake.params.data["root"]
 if snakemake.params.data["image"] is None:  # MNIST (a 1-channel network)
-    stats = mnist.exact_stats(mnist.load_mnist(root, train=True).images)
+    stats = mnist.exact_stats(mnist.read_split(root, train=True)[0])
     split = "train"
 else:
     manifests = [prepare.read_manifest(p) for p in snakemake.input.shards]

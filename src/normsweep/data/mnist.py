@@ -1,5 +1,6 @@
 """MNIST on disk: read the IDX files (gzip or plain) into tensors, check them, fetch them,
-and compute the exact statistics of the training set.
+and compute the exact statistics of the training set. Torch is imported only where tensors are
+made: the login node's data rules (check, statistics) run without it.
 
 The files use torchvision's layout, ``<root>/MNIST/raw/<name>.gz``, so a folder made by
 ``torchvision.datasets.MNIST(root, download=True)`` works as it is, and so does ours.
@@ -12,12 +13,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from normsweep.core import provenance
 from normsweep.core.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -83,6 +87,14 @@ class MnistSplit:
 def load_mnist(root: str | Path, train: bool, limit: int | None = None) -> MnistSplit:
     """One split of MNIST as tensors; ``limit`` keeps the first images (MNIST's order is
     already shuffled across classes)."""
+    import torch
+
+    images, labels = read_split(root, train, limit)
+    return MnistSplit(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
+
+
+def read_split(root: str | Path, train: bool, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images (uint8, N x 28 x 28) and labels as read from the files, checked."""
     paths = mnist_paths(root)
     prefix = "train" if train else "test"
     images = read_idx(paths[f"{prefix}_images"])
@@ -94,7 +106,7 @@ def load_mnist(root: str | Path, train: bool, limit: int | None = None) -> Mnist
         )
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return MnistSplit(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
+    return images, labels
 
 
 def md5sum(path: str | Path) -> str:
@@ -182,22 +194,26 @@ class DatasetStats:
         return cls(raw["mean"], raw["std"], raw["n_images"], raw["n_pixels_per_channel"])
 
 
-def exact_stats(images: torch.Tensor, channel_dim: int | None = None) -> DatasetStats:
-    """Exact statistics of uint8 images over every pixel (not an average of per-batch
-    values as in the notebook): a 256-bin histogram per channel, then float64 moments."""
-    if images.dtype != torch.uint8:
+def exact_stats(images: np.ndarray | torch.Tensor, channel_dim: int | None = None) -> DatasetStats:
+    """Exact statistics of uint8 images (an array or a CPU tensor) over every pixel (not an
+    average of per-batch values as in the notebook): a 256-bin histogram per channel, then
+    float64 moments."""
+    pixels_of = np.asarray(images)
+    if pixels_of.dtype != np.uint8:
         raise TypeError(f"exact_stats expects uint8 images, got {images.dtype}")
     if channel_dim is None:
-        channels = [images.reshape(-1)]
+        channels = [pixels_of.reshape(-1)]
     else:
-        channels = [images.select(channel_dim, c).reshape(-1) for c in range(images.shape[channel_dim])]
+        channels = [
+            pixels_of.take(c, axis=channel_dim).reshape(-1) for c in range(pixels_of.shape[channel_dim])
+        ]
     levels = np.arange(256, dtype=np.float64) / 255.0
     means, stds = [], []
     for pixels in channels:
-        counts = torch.bincount(pixels.to(torch.int64), minlength=256).numpy().astype(np.float64)
+        counts = np.bincount(pixels, minlength=256).astype(np.float64)
         total = counts.sum()
         mean = float((counts * levels).sum() / total)
         var = float((counts * (levels - mean) ** 2).sum() / total)
         means.append(mean)
         stds.append(var**0.5)
-    return DatasetStats(means, stds, int(images.shape[0]), int(channels[0].numel()))
+    return DatasetStats(means, stds, int(pixels_of.shape[0]), int(channels[0].size))
