@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import shutil
 import signal
 import subprocess
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -359,6 +361,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
         deterministic=True,
     )
     write_config(tmp_path, cfg)
+    whole = _whole_run(epochs, 1600)
     checkpoint = tmp_path / "results/slurm-resume/lenet/checkpoints/mean~0.1307/std~0.3081/seed~1998.pt"
     command = slurm_command(tmp_path, "--retries", "0")
     since = since_now()
@@ -429,9 +432,9 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     )
 
     # deterministic on the CPU: the resumed cell equals an uninterrupted run, to the last digit
-    whole = _whole_run(epochs, 1600)
-    assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in whole.epochs]
-    assert [e.train_loss for e in result.epochs] == [e.train_loss for e in whole.epochs]
+    reference = whole.result(timeout=600)
+    assert [e.test_accuracy for e in result.epochs] == [e.test_accuracy for e in reference.epochs]
+    assert [e.train_loss for e in result.epochs] == [e.train_loss for e in reference.epochs]
 
 
 def _run_releasing_requeued(
@@ -476,15 +479,20 @@ def _run_releasing_requeued(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, ""), polls
 
 
-def _whole_run(epochs: int, subset: int):
-    """The cell trained in one go, here (deterministic on the CPU): what every interrupted run must equal."""
+def _whole_run(epochs: int, subset: int, on_step=None) -> Future:
+    """The cell trained in one go, here (deterministic on the CPU): what every interrupted run
+    must equal. It trains in a thread of this process while the test waits on SLURM (the
+    SLURM tests run one after the other: their waits are the suite's longest); ``on_step`` as
+    the engine's."""
     tr = mnist.load_mnist(SMALL_MNIST, train=True, limit=subset)
     te = mnist.load_mnist(SMALL_MNIST, train=False, limit=200)
-    return train_one(
+    return ThreadPoolExecutor(max_workers=1).submit(
+        train_one,
         CellSpec("lenet", "mnist", "0.1307", "0.3081", [0.1307], [0.3081], 1998),
         batches.TensorData.from_uint8(tr.images, tr.labels),
         batches.TensorData.from_uint8(te.images, te.labels),
         TrainConfig(epochs=epochs, threads=1, deterministic=True),
+        on_step,
     )
 
 
@@ -501,14 +509,19 @@ def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_s
     status shows it queued or running at every poll, never failed or lost; nothing is trained
     twice; across the preemption the numbers are those of an uninterrupted run (its first two
     epochs, run here first; the tests of normsweep.training resume at every kind of stop to the
-    last digit). The work is sized from those two epochs timed here (about 90 s in all, at
-    least 15 epochs), so that it outlasts a try on a faster machine too."""
+    last digit). The work is sized from the CPU time of that run's steps (about 70 CPU-seconds
+    in all, where a try is stopped 25-55 s after it starts), so that it outlasts a try on any
+    machine, loaded or not."""
     subset = 6000
-    started = time.time()
-    # an uninterrupted run's first two epochs (more epochs change none of them)
-    whole = _whole_run(2, subset)
-    # at least 15 epochs (70 s here when idle; a timing taken under load must not shrink it), more on a faster machine
-    epochs = max(15, min(40, round(180 / (time.time() - started))))
+    # an uninterrupted run's first two epochs (more epochs change none of them), beside the study
+    steps: list[float] = []
+    whole = _whole_run(2, subset, on_step=lambda *_: steps.append(time.thread_time()))
+    while len(steps) < 30 and not whole.done():
+        time.sleep(0.1)
+    # CPU seconds (not wall: the load changes) of steps 10-30, after the first steps' warm-up,
+    # for an epoch's batches and its test pass
+    per_epoch = (steps[29] - steps[9]) / 20 * math.ceil(subset / 64) * 1.1
+    epochs = max(3, min(40, math.ceil(70 / per_epoch)))
     cfg = slurm_config("slurm-limit", grid={"mean": [0.1307], "std": [0.3081]}, references={}, epochs=epochs,
                        train_subset=subset, deterministic=True)  # fmt: skip
     write_config(tmp_path, cfg)
@@ -567,8 +580,9 @@ def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_s
     assert any(j.endswith(("|REQUEUED", "|PREEMPTED")) for j in cell_jobs), jobs
     result = read_result(tmp_path / "results/slurm-limit" / CELL)
     assert [e.epoch for e in result.epochs] == list(range(1, epochs + 1))
-    assert [e.test_accuracy for e in result.epochs[:2]] == [e.test_accuracy for e in whole.epochs]
-    assert [e.train_loss for e in result.epochs[:2]] == [e.train_loss for e in whole.epochs]
+    reference = whole.result(timeout=600)
+    assert [e.test_accuracy for e in result.epochs[:2]] == [e.test_accuracy for e in reference.epochs]
+    assert [e.train_loss for e in result.epochs[:2]] == [e.train_loss for e in reference.epochs]
     print(
         f"\n{epochs} epochs: {len(stops) + 1} tries of one job, stopped {[w for w, _ in stops]}; sacct {cell_jobs}"
     )
