@@ -61,10 +61,10 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 
 SIZES = {  # (GPU, at most 8 minutes on one card) and --quick (CPU, seconds)
     "full": {"train_images": 20_000, "warm_images": 640, "check_images": 640, "packs": [8, 32, 128], "image_size": 224, "eval_images": 512,
-             "eval_packs": [1, 8, 32], "models": ["resnet18", "resnet50"], "plain_batches": 20,
+             "eval_packs": [1, 8, 32], "models": ["resnet18", "resnet50"], "plain_batches": 20, "plain_batch": 256,
              "shard_images": 4096, "workers": 1},
     "quick": {"train_images": 128, "warm_images": 64, "check_images": 192, "packs": [2], "image_size": 32, "eval_images": 8,
-              "eval_packs": [2], "models": ["resnet18"], "plain_batches": 1,
+              "eval_packs": [2], "models": ["resnet18"], "plain_batches": 1, "plain_batch": 16,
               "shard_images": 32, "workers": 0},
 }  # fmt: skip
 
@@ -172,8 +172,9 @@ def training(device: torch.device, size: dict) -> list[dict]:
 
 
 def plain_forward(model: torch.nn.Module, device, size: dict, channels_last: bool, bf16: bool) -> float:
-    """timm's benchmark protocol: ``model(x)`` on one device-resident batch of 256, again and again."""
-    x = torch.rand(256, 3, size["image_size"], size["image_size"], device=device)
+    """timm's benchmark protocol: ``model(x)`` on one device-resident batch (of 256 on a GPU),
+    again and again."""
+    x = torch.rand(size["plain_batch"], 3, size["image_size"], size["image_size"], device=device)
     if channels_last:
         model, x = (
             model.to(memory_format=torch.channels_last),
@@ -184,7 +185,7 @@ def plain_forward(model: torch.nn.Module, device, size: dict, channels_last: boo
         for _ in range(2):
             model(x)
         seconds = timed(device, lambda: [model(x) for _ in range(size["plain_batches"])])
-    return 256 * size["plain_batches"] / seconds
+    return size["plain_batch"] * size["plain_batches"] / seconds
 
 
 def evaluation(device: torch.device, size: dict) -> list[dict]:
