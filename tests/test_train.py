@@ -8,6 +8,7 @@ import torch
 from torchvision import transforms
 
 from conftest import SMALL_MNIST, kill_in_epoch_2, train_one
+from normsweep.core import signals
 from normsweep.core.errors import Interrupted
 from normsweep.core.results import STATUS_DIVERGED, STATUS_OK
 from normsweep.core.spec import CellSpec, TrainConfig, resolve_normalization
@@ -173,6 +174,36 @@ def test_a_signalled_run_saves_at_the_next_batch_boundary_and_resumes_there(
     assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
     assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
     assert [e.test_loss for e in resumed.epochs] == [e.test_loss for e in whole.epochs]
+
+
+def test_a_stop_signal_while_the_job_starts_stops_the_run_at_its_first_batch(tiny, tmp_path, caplog):
+    """A preemption's one SIGTERM (SIGKILL follows GraceTime later) while the job starts, before
+    the engine's run (a rule script notes stop signals from its first line): before, the run
+    trained on until the SIGKILL and lost that work; now it saves after its first batch and
+    stops, and the next try (a new process) ends at the numbers of an uninterrupted run."""
+    tr, te = tiny
+    config = TrainConfig(epochs=2, threads=1, deterministic=True)
+    whole = train_one(spec([0.1307], [0.3081]), tr, te, config)
+    checkpoint = tmp_path / "cell.pt"
+    handlers = {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS}
+    noted = list(signals.RECEIVED)
+    try:
+        signals.note_stop_signals()
+        os.kill(os.getpid(), signal.SIGTERM)  # while starting
+        assert signals.PENDING == ["SIGTERM"]
+        with caplog.at_level("INFO", logger="normsweep"), pytest.raises(Interrupted) as stopped:
+            train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        signals.RECEIVED[:] = noted  # as in the next try's new process
+        signals.PENDING.clear()
+    assert "SIGTERM received while starting: saving at the next batch boundary" in caplog.text
+    assert "stopped by SIGTERM in epoch 1 after batch 1" in str(stopped.value)
+    assert not stopped.value.progressed  # one batch: a job stopped at every start is not requeued forever
+    resumed = train_one(spec([0.1307], [0.3081], checkpoint=checkpoint), tr, te, config)
+    assert [e.test_accuracy for e in resumed.epochs] == [e.test_accuracy for e in whole.epochs]
+    assert [e.train_loss for e in resumed.epochs] == [e.train_loss for e in whole.epochs]
 
 
 def test_a_run_without_a_checkpoint_keeps_the_default_signal_handlers(tiny):

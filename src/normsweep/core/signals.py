@@ -27,6 +27,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 #: snakemake, which then deletes its outputs: its last checkpoint must stay for the next try).
 RECEIVED: list[str] = []
 
+#: Stop signals noted while the job was starting (before the engine's run): the run takes them
+#: over and stops at its first batch boundary (a preemption sends one SIGTERM, then SIGKILL).
+PENDING: list[str] = []
+
 #: The finished checkpoints kept for the next try because a stop signal came after training
 #: (the job then goes back into the queue, as after a stop inside training).
 KEPT: list[str] = []
@@ -53,6 +57,12 @@ class Stop:
             yield self
             return
         before = {sig: signal.signal(sig, self._received) for sig in STOP_SIGNALS}
+        if PENDING and self.signal is None:
+            self.signal = PENDING[0]
+            log.warning(
+                "%s received while starting: saving at the next batch boundary, then stopping", self.signal
+            )
+        PENDING.clear()
         try:
             yield self
         finally:
@@ -62,13 +72,14 @@ class Stop:
 
 def note_stop_signals() -> None:
     """For a job's whole life (rule scripts call it first): a stop signal outside the engine's
-    run (starting, reading data, writing results) is noted in :data:`RECEIVED` and the job goes
-    on to write what it has; the scheduler's own SIGTERM at the limit (KillWait before its
-    SIGKILL) is then the one the run saves on. Inside the run, :class:`Stop` takes over."""
+    run is noted in :data:`RECEIVED`. Before the run (starting, reading data) the run takes it
+    over (:data:`PENDING`) and stops at its first batch boundary; after it (writing results)
+    the job goes on to write what it has. Inside the run, :class:`Stop` takes over."""
 
     def note(signum: int, frame: Any) -> None:
         RECEIVED.append(signal.Signals(signum).name)
-        log.warning("%s received outside training: going on (this job will count as failed)", RECEIVED[-1])
+        PENDING.append(RECEIVED[-1])
+        log.warning("%s received outside training: noted (this job will count as failed)", RECEIVED[-1])
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, note)
