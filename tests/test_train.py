@@ -27,6 +27,13 @@ def tiny():
     )
 
 
+@pytest.fixture(scope="module")
+def whole(tiny):
+    """The classic cell trained 3 epochs in one go: what every stopped and resumed run must equal."""
+    tr, te = tiny
+    return train_one(spec([0.1307], [0.3081]), tr, te, TrainConfig(epochs=3, threads=1, deterministic=True))
+
+
 def spec(mean, std, seed=1998, checkpoint=None):
     return CellSpec("lenet", "mnist", "m", "s", mean, std, seed, checkpoint)
 
@@ -95,10 +102,9 @@ def test_same_seed_same_numbers_on_the_cpu(tiny):
     assert a.epochs[0].train_loss == b.epochs[0].train_loss
 
 
-def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monkeypatch, caplog):
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, whole, tmp_path, monkeypatch, caplog):
     tr, te = tiny
     config = TrainConfig(epochs=3, threads=1, deterministic=True)
-    whole = train_one(spec([0.1307], [0.3081]), tr, te, config)
 
     checkpoint = tmp_path / "cell.pt"
     kill_in_epoch_2(Separate, "evaluate", lambda: train_one(spec([0.1307], [0.3081], checkpoint=checkpoint),
@@ -126,7 +132,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tiny, tmp_path, monk
 )
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_a_signalled_run_saves_at_the_next_batch_boundary_and_resumes_there(
-    tiny, tmp_path, monkeypatch, caplog, when, at, signum
+    tiny, whole, tmp_path, monkeypatch, caplog, when, at, signum
 ):
     """SIGTERM (a time limit, a preemption) or the signal asked for with
     ``sbatch --signal``: the run saves where it is, stops (Interrupted), and the next try ends
@@ -134,7 +140,6 @@ def test_a_signalled_run_saves_at_the_next_batch_boundary_and_resumes_there(
     assert threading.current_thread() is threading.main_thread()  # signals reach the main thread only
     tr, te = tiny  # 256 images: 4 batches an epoch
     config = TrainConfig(epochs=3, threads=1, deterministic=True)
-    whole = train_one(spec([0.1307], [0.3081]), tr, te, config)
     checkpoint = tmp_path / "cell.pt"
     steps: list[int] = []
 
@@ -176,14 +181,13 @@ def test_a_signalled_run_saves_at_the_next_batch_boundary_and_resumes_there(
     assert [e.test_loss for e in resumed.epochs] == [e.test_loss for e in whole.epochs]
 
 
-def test_a_stop_signal_while_the_job_starts_stops_the_run_at_its_first_batch(tiny, tmp_path, caplog):
+def test_a_stop_signal_while_the_job_starts_stops_the_run_at_its_first_batch(tiny, whole, tmp_path, caplog):
     """A preemption's one SIGTERM (SIGKILL follows GraceTime later) while the job starts, before
     the engine's run (a rule script notes stop signals from its first line): before, the run
     trained on until the SIGKILL and lost that work; now it saves after its first batch and
     stops, and the next try (a new process) ends at the numbers of an uninterrupted run."""
     tr, te = tiny
-    config = TrainConfig(epochs=2, threads=1, deterministic=True)
-    whole = train_one(spec([0.1307], [0.3081]), tr, te, config)
+    config = TrainConfig(epochs=3, threads=1, deterministic=True)
     checkpoint = tmp_path / "cell.pt"
     handlers = {sig: signal.getsignal(sig) for sig in signals.STOP_SIGNALS}
     noted = list(signals.RECEIVED)

@@ -42,6 +42,7 @@ def test_data_check_fetches_nothing_when_files_are_there_and_refuses_bad_ones(tm
 def test_reproduce_compares_reference_cells_with_the_notebook(tmp_path):
     cfg = tiny_config()
     cfg["compare_notebook"] = True
+    cfg["cluster"] = {"pack": 2}  # a seed's two cells in one job (cells trained alone: test_workflow.py)
     cfg["models"]["lenet"].update(
         {
             "grid": None,
