@@ -500,6 +500,80 @@ CELL = "lenet/cells/mean~0.1307/std~0.3081/seed~1998.json"
 CELL_LOG = "lenet/train/mean~0.1307/std~0.3081/seed~1998.log"
 
 
+_STOPPED_EARLY = """
+import os, signal, sys, time
+sys.path.insert(0, sys.argv[2])
+from normsweep.cluster.queue import requeue_self
+restart, out = os.environ.get("SLURM_RESTART_COUNT", "0"), open(sys.argv[1], "a", buffering=1)
+def stop(signum, frame):
+    out.write(f"{restart} stopped, requeued {requeue_self(progressed=False)}\\n")
+    sys.exit(1)
+signal.signal(signal.SIGTERM, stop)
+out.write(f"{restart} started\\n")
+if restart == "0":
+    time.sleep(120)
+"""
+
+
+def test_a_job_stopped_before_it_trained_requeues_itself_only_when_preempted(tmp_path):
+    """A try stopped before its first step (a signal while it starts) has made no progress: at
+    a time limit's warning (SIGTERM to the job's step, the job RUNNING) it must not requeue
+    itself (it would loop at every start), but preempted it must, since SLURM does not requeue
+    a job that ends within its GraceTime (measured: it ends COMPLETED or FAILED). The job here
+    is requeue_self's caller alone, no torch: what the rule scripts do after the engine stops."""
+    script = tmp_path / "job.py"
+    script.write_text(_STOPPED_EARLY)
+    since = since_now()
+
+    def submit(name: str) -> tuple[str, Path]:
+        out = tmp_path / f"{name}.txt"
+        wrap = f"srun {BIN / 'python'} {script} {out} {ROOT / 'src'}"
+        job = subprocess.run(["sbatch", "--parsable", "-p", PARTITION, f"--gres=gpu:{GPU_MODEL}:1", "-c", "1",
+                              "--mem=200", "-t", "2", "-J", name, "-o", str(tmp_path / f"{name}.log"),
+                              "--wrap", wrap], env=ENV, capture_output=True, text=True, check=True)  # fmt: skip
+        return job.stdout.strip().split(";")[0], out
+
+    def wait_for(out: Path, text: str, seconds: float = 90) -> str:
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if out.exists() and text in out.read_text():
+                return out.read_text()
+            time.sleep(0.3)
+        raise AssertionError(f"no {text!r} in {out}: {out.read_text() if out.exists() else 'none'}")
+
+    def state(job: str) -> str:
+        return {j["JobID"]: j["State"] for j in sacct_jobs(since)}.get(job, "")
+
+    # a time limit's early warning: SIGTERM to the step, no preemption
+    warned, warned_out = submit("warned")
+    wait_for(warned_out, "0 started")
+    subprocess.run(["scancel", "--signal=TERM", warned], env=ENV, check=True)
+    assert wait_for(warned_out, "stopped").endswith("0 stopped, requeued None\n")
+    deadline = time.time() + 30
+    while state(warned) != "FAILED" and time.time() < deadline:
+        time.sleep(0.5)
+    assert state(warned) == "FAILED"
+
+    # preempted by a job of the higher-tier partition: requeued, runs again under its id
+    preempted, preempted_out = submit("preempted")
+    wait_for(preempted_out, "0 started")
+    urgent = os.environ.get("NORMSWEEP_SLURM_URGENT_PARTITION", "urgent")
+    subprocess.run(["sbatch", "-p", urgent, "-c", str(os.cpu_count()), "--mem=500", "-t", "1", "--wrap", "true"],
+                   env=ENV, check=True, capture_output=True)  # fmt: skip
+    assert f"0 stopped, requeued {preempted}\n" in wait_for(preempted_out, "stopped")
+    deadline = time.time() + 60
+    while "1 started" not in preempted_out.read_text() and time.time() < deadline:
+        # SLURM holds a requeued job ~2 minutes (BeginTime); its old run cleans up first
+        time.sleep(5)
+        subprocess.run(["scontrol", "update", f"JobId={preempted}", "StartTime=now"], env=ENV,
+                       capture_output=True)  # fmt: skip
+    wait_for(preempted_out, "1 started", 30)
+    deadline = time.time() + 30
+    while state(preempted) != "COMPLETED" and time.time() < deadline:
+        time.sleep(0.5)
+    assert state(preempted) == "COMPLETED"
+
+
 def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_same_numbers(tmp_path):
     """One cell, preempted early and then stopped by a 1-minute time limit: each time SIGTERM
     reaches the rule script through the plugin's srun step (preemption: PreemptMode=REQUEUE,

@@ -64,7 +64,7 @@ def _stopped_or_failed(kind, value, traceback) -> None:
         return
     log = logging.getLogger("normsweep")
     log.warning("%s", value)
-    if value.progressed and (job := requeue_self()) is not None:
+    if (job := requeue_self(value.progressed)) is not None:
         _REQUEUED.append(job)
         log.warning("SLURM job %s requeued: it resumes from its checkpoint when it runs again", job)
 

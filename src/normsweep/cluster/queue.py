@@ -145,19 +145,24 @@ def describe(job: Job) -> str:
     return ENDED.get(job.state, job.state.lower())
 
 
-def requeue_self() -> str | None:
+def requeue_self(progressed: bool = True) -> str | None:
     """Put the SLURM job this process runs in back into the queue (``scontrol requeue``), as
     submitit does at a time limit: it runs again under the same job id, which its snakemake
     keeps waiting for, and resumes from its checkpoint, with no retry spent. The job id when
     SLURM took it; None outside SLURM or where the job may not be requeued (``--no-requeue``,
     ``JobRequeue=0``), or cancelled by its user: then the job ends failed and snakemake's retry
-    (if any) resumes it."""
+    (if any) resumes it. A try that did not progress is requeued only when preempted: a time
+    limit's warning at every start would loop, while a job that ends within its preemption's
+    GraceTime (still RUNNING, its PreemptTime set) is not requeued by SLURM, only ended."""
     job = os.environ.get("SLURM_JOB_ID")
     if not job or shutil.which("scontrol") is None:
         return None
-    shown = _run(["scontrol", "show", "job", "-o", job]) or ""
-    state = next((f.split("=", 1)[1] for f in shown.split() if f.startswith("JobState=")), "")
-    if state not in REQUEUE_FROM:  # scancel (CANCELLED) ends the job, as its user asked
+    shown = dict(
+        f.split("=", 1) for f in (_run(["scontrol", "show", "job", "-o", job]) or "").split() if "=" in f
+    )
+    if shown.get("JobState") not in REQUEUE_FROM:  # scancel (CANCELLED) ends the job, as its user asked
+        return None
+    if not progressed and shown.get("PreemptTime", "None") in ("None", "Unknown", ""):
         return None
     return job if _run(["scontrol", "requeue", job]) is not None else None
 

@@ -13,8 +13,8 @@ class PackError(ValueError):
 class Interrupted(BaseException):
     """A run stopped by a scheduler's signal after saving its state (a request to stop, like
     KeyboardInterrupt, not an error of the run): the next try resumes where it saved.
-    ``progressed``: whether this try trained at all (a try that did not should not be requeued
-    again and again)."""
+    ``progressed``: whether this try trained at all (a try that did not is requeued only when
+    preempted, never again and again at a time limit)."""
 
     def __init__(self, message: str, progressed: bool = True):
         super().__init__(message)
