@@ -150,8 +150,9 @@ def since_now() -> str:
 def study_run(tmp_path_factory):
     """One SLURM run that the tests of this module inspect: LeNet's 2 x 1 grid + the classic
     reference and an Optuna refinement in 2 rounds (2 + 1 trials); ResNet18 on the tiny image
-    folder with the per-channel ImageNet reference and a per-channel (RGB) round. Per-channel
-    cells through sbatch are what failed before (a comma in their names)."""
+    folder with the per-channel ImageNet reference and a per-channel (RGB) round; an
+    evaluation-only LeNet cell. Per-channel cells through sbatch are what failed before (a
+    comma in their names)."""
     work = tmp_path_factory.mktemp("slurm-study")
     cfg = slurm_config("slurm-study", grid={"mean": [0.0, 1.0], "std": [0.3]})
     cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
@@ -166,6 +167,11 @@ def study_run(tmp_path_factory):
         "optuna": {"n_trials": 2, "batch": 2, "per_channel": True, "mean": [-1, 2], "std": [0.05, 1],
                    "retrain_seeds": [1998]},
     }  # fmt: skip
+    # an evaluation-only model (epochs: 0): its one cell is a GPU job too
+    cfg["models"]["evaluated"] = {**copy.deepcopy(cfg["models"]["lenet"]), "arch": "lenet", "references": {},
+                                  "grid": {"mean": [0.5], "std": [0.5]}}  # fmt: skip
+    del cfg["models"]["evaluated"]["optuna"]
+    cfg["models"]["evaluated"]["training"].update(epochs=0)
     write_config(work, cfg)
     since = since_now()
     run, polls = run_and_poll_status(work, validate_config(copy.deepcopy(cfg)))
@@ -304,6 +310,17 @@ def test_images_are_prepared_by_cpu_jobs_through_sbatch(study_run):
         assert job["State"] == "COMPLETED", job
         assert "gpu" not in job["AllocTRES"] + job["ReqTRES"], job
     assert all("gres/gpu=1" in j["AllocTRES"] for j in cell_jobs(jobs, "resnet18"))
+
+
+def test_an_evaluation_only_cell_runs_as_a_gpu_job(study_run):
+    """epochs: 0 through SLURM: the cell is evaluated, not trained, in a job with one GPU."""
+    work, _, jobs, _ = study_run
+    (job,) = cell_jobs(jobs, "evaluated")
+    assert job["State"] == "COMPLETED" and "gres/gpu=1" in job["AllocTRES"], job
+    result = read_result(work / "results/slurm-study/evaluated/cells/mean~0.5/std~0.5/seed~1998.json")
+    assert result.status == "ok" and result.epochs_requested == 0
+    assert [e.epoch for e in result.epochs] == [0]  # the evaluation alone, no training epoch
+    assert 0 <= result.final_accuracy <= 1 and result.n_test == 200
 
 
 def test_per_channel_cells_and_an_rgb_round_run_as_gpu_jobs(study_run):
