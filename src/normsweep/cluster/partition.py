@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from normsweep.cluster.queue import scontrol_fields
 from normsweep.study.resources import pack_runtime_minutes, runtime_minutes
 
 
@@ -25,10 +26,6 @@ class Partition:
     name: str
     max_time_minutes: int | None  # None: UNLIMITED
     nodes: list[dict[str, Any]] = field(default_factory=list)  # cpus, memory_mb, gpus {type: count}
-
-
-def _fields(line: str) -> dict[str, str]:
-    return dict(re.findall(r"(\w+)=(\S*)", line))
 
 
 def parse_time(text: str) -> int | None:
@@ -61,11 +58,11 @@ def parse_gres(text: str) -> dict[str, int]:
 def parse_partition(partition_text: str, node_text: str) -> Partition:
     """A partition from one line of ``scontrol show partition -o`` and the ``scontrol show node
     -o`` lines (only its nodes are kept)."""
-    part = _fields(partition_text)
+    part = scontrol_fields(partition_text)
     name = part.get("PartitionName", "")
     nodes = []
     for line in node_text.splitlines():
-        node = _fields(line)
+        node = scontrol_fields(line)
         if not node or name not in node.get("Partitions", "").split(","):
             continue
         nodes.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -77,6 +78,11 @@ def _run(command: list[str], timeout: float = 60) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return run.stdout if run.returncode == 0 else None
+
+
+def scontrol_fields(line: str) -> dict[str, str]:
+    """The ``Key=value`` fields of one line of ``scontrol show <job|partition|node> -o``."""
+    return dict(re.findall(r"(\w+)=(\S*)", line))
 
 
 def _seconds(text: str) -> float:
@@ -157,9 +163,7 @@ def requeue_self(progressed: bool = True) -> str | None:
     job = os.environ.get("SLURM_JOB_ID")
     if not job or shutil.which("scontrol") is None:
         return None
-    shown = dict(
-        f.split("=", 1) for f in (_run(["scontrol", "show", "job", "-o", job]) or "").split() if "=" in f
-    )
+    shown = scontrol_fields(_run(["scontrol", "show", "job", "-o", job]) or "")
     if shown.get("JobState") not in REQUEUE_FROM:  # scancel (CANCELLED) ends the job, as its user asked
         return None
     if not progressed and shown.get("PreemptTime", "None") in ("None", "Unknown", ""):
