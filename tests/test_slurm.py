@@ -36,6 +36,7 @@ SLURM_DIR = Path(os.environ.get("NORMSWEEP_SLURM_DIR", "/tmp/normsweep-slurm"))
 SLURM_CONF = SLURM_DIR / "etc" / "slurm.conf"
 PARTITION = os.environ.get("NORMSWEEP_SLURM_PARTITION", "testgpu")
 GPU_MODEL = os.environ.get("NORMSWEEP_SLURM_GPU_MODEL", "fakegpu")
+URGENT = os.environ.get("NORMSWEEP_SLURM_URGENT_PARTITION", "urgent")  # preempts PARTITION's jobs
 HARD_LIMIT = 420  # seconds: every snakemake run here is killed after this, whatever it does
 
 
@@ -144,6 +145,13 @@ def sacct_jobs(since: str) -> list[dict[str, str]]:
 
 def since_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 2))
+
+
+def preempt_the_node(wrap: str) -> str:
+    """Submit a job of the higher-tier partition that needs the whole node: SLURM preempts the
+    jobs running there for it (PreemptMode=REQUEUE, GraceTime). sbatch's answer."""
+    submit = ["sbatch", "-p", URGENT, "-c", str(os.cpu_count()), "--mem=500", "-t", "1", "--wrap", wrap]
+    return subprocess.run(submit, env=ENV, capture_output=True, text=True, check=True).stdout
 
 
 @pytest.fixture(scope="module")
@@ -558,25 +566,25 @@ def test_a_job_stopped_before_it_trained_requeues_itself_only_when_preempted(tmp
             time.sleep(0.3)
         raise AssertionError(f"no {text!r} in {out}: {out.read_text() if out.exists() else 'none'}")
 
-    def state(job: str) -> str:
-        return {j["JobID"]: j["State"] for j in sacct_jobs(since)}.get(job, "")
+    def state_after(job: str, wanted: str, seconds: float = 30) -> str:
+        deadline = time.time() + seconds
+        while (now := {j["JobID"]: j["State"] for j in sacct_jobs(since)}.get(job, "")) != wanted:
+            if time.time() > deadline:
+                break
+            time.sleep(0.5)
+        return now
 
     # a time limit's early warning: SIGTERM to the step, no preemption
     warned, warned_out = submit("warned")
     wait_for(warned_out, "0 started")
     subprocess.run(["scancel", "--signal=TERM", warned], env=ENV, check=True)
     assert wait_for(warned_out, "stopped").endswith("0 stopped, requeued None\n")
-    deadline = time.time() + 30
-    while state(warned) != "FAILED" and time.time() < deadline:
-        time.sleep(0.5)
-    assert state(warned) == "FAILED"
+    assert state_after(warned, "FAILED") == "FAILED"
 
     # preempted by a job of the higher-tier partition: requeued, runs again under its id
     preempted, preempted_out = submit("preempted")
     wait_for(preempted_out, "0 started")
-    urgent = os.environ.get("NORMSWEEP_SLURM_URGENT_PARTITION", "urgent")
-    subprocess.run(["sbatch", "-p", urgent, "-c", str(os.cpu_count()), "--mem=500", "-t", "1", "--wrap", "true"],
-                   env=ENV, check=True, capture_output=True)  # fmt: skip
+    preempt_the_node("true")
     assert f"0 stopped, requeued {preempted}\n" in wait_for(preempted_out, "stopped")
     deadline = time.time() + 60
     while "1 started" not in preempted_out.read_text() and time.time() < deadline:
@@ -585,10 +593,7 @@ def test_a_job_stopped_before_it_trained_requeues_itself_only_when_preempted(tmp
         subprocess.run(["scontrol", "update", f"JobId={preempted}", "StartTime=now"], env=ENV,
                        capture_output=True)  # fmt: skip
     wait_for(preempted_out, "1 started", 30)
-    deadline = time.time() + 30
-    while state(preempted) != "COMPLETED" and time.time() < deadline:
-        time.sleep(0.5)
-    assert state(preempted) == "COMPLETED"
+    assert state_after(preempted, "COMPLETED") == "COMPLETED"
 
 
 def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_same_numbers(tmp_path):
@@ -624,25 +629,12 @@ def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_s
         "train_cell:slurm_extra='--signal=TERM@5'",
     ]
     log_file = tmp_path / "logs/slurm-limit" / CELL_LOG
-    urgent = os.environ.get("NORMSWEEP_SLURM_URGENT_PARTITION", "urgent")
     sent, since = [], since_now()
 
     def preempt(seconds, queue):
         if not sent and log_file.exists() and "train / 200 test images" in log_file.read_text():
             time.sleep(1.5)  # into epoch 1
-            submit = [
-                "sbatch",
-                "-p",
-                urgent,
-                "-c",
-                str(os.cpu_count()),
-                "--mem=500",
-                "-t",
-                "1",
-                "--wrap",
-                "sleep 5",
-            ]
-            sent.append(subprocess.run(submit, env=ENV, capture_output=True, text=True, check=True).stdout)
+            sent.append(preempt_the_node("sleep 5"))
 
     run, polls = _run_releasing_requeued(tmp_path, cfg, *limit, during=preempt)
     assert run.returncode == 0 and sent, run.stdout[-4000:]
