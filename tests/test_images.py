@@ -277,3 +277,36 @@ def test_a_stratified_sample_has_exactly_n_images_whatever_the_class_sizes():
             assert (counts <= torch.tensor(sizes)).all() and len(set(picked.tolist())) == n
             if n >= len(sizes):
                 assert (counts >= 1).all(), (sizes.tolist(), n)
+
+
+def test_the_listing_is_imagefolders_without_torch(tmp_path):
+    """The lister (torch-free, for the login node) gives ImageFolder's classes, files and order:
+    nested folders, upper-case endings, files that are no image, a linked class folder."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    assert prepare.IMG_EXTENSIONS == IMG_EXTENSIONS
+    root = tmp_path / "photos"
+    photo = next((TINY / "train").rglob("*.JPEG")).read_bytes()
+    for name in ("b/x.JPEG", "b/deep/a.png", "b/deep/z.txt", "a/Z.jpg", "a/y.webp", "a/notes.md", "c/1.bmp"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(photo)
+    (root / "linked").symlink_to(root / "c", target_is_directory=True)
+    (root / "stray.jpg").write_bytes(photo)  # a file beside the class folders is no class
+    reference = ImageFolder(str(root))
+    assert prepare._class_samples(root) == (reference.classes, reference.samples)
+    assert prepare.list_split(tmp_path, "photos")["files"] == [
+        os.path.relpath(path, root) for path, _ in reference.samples
+    ]
+    (root / "d").mkdir()  # a class folder without images: ImageFolder refuses it too
+    with pytest.raises(FileNotFoundError):
+        ImageFolder(str(root))
+    with pytest.raises(DataError, match=r"class folders d\. Put each class's images"):
+        prepare.list_split(tmp_path, "photos")
+    (root / "d").rmdir()
+    listed = subprocess.run(
+        [sys.executable, "-c", "import sys; from normsweep.data import prepare; "
+         f"prepare.list_folder({str(TINY)!r}, 16); print('torch' in sys.modules)"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.stdout.strip() == "False", listed.stderr  # a listing job imports no torch
