@@ -285,6 +285,8 @@ def test_the_listing_is_imagefolders_without_torch(tmp_path):
     from torchvision.datasets import ImageFolder
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
+    from normsweep.data.classes import folder_classes
+
     assert prepare.IMG_EXTENSIONS == IMG_EXTENSIONS
     root = tmp_path / "photos"
     photo = next((TINY / "train").rglob("*.JPEG")).read_bytes()
@@ -293,8 +295,11 @@ def test_the_listing_is_imagefolders_without_torch(tmp_path):
         (root / name).write_bytes(photo)
     (root / "linked").symlink_to(root / "c", target_is_directory=True)
     (root / "stray.jpg").write_bytes(photo)  # a file beside the class folders is no class
+    (root / ".hidden").mkdir()  # a class to ImageFolder: to the weights' class index too
+    (root / ".hidden/h.png").write_bytes(photo)
     reference = ImageFolder(str(root))
     assert prepare._class_samples(root) == (reference.classes, reference.samples)
+    assert folder_classes(tmp_path, "photos") == reference.classes == [".hidden", "a", "b", "c", "linked"]
     assert prepare.list_split(tmp_path, "photos")["files"] == [
         os.path.relpath(path, root) for path, _ in reference.samples
     ]
@@ -303,7 +308,6 @@ def test_the_listing_is_imagefolders_without_torch(tmp_path):
         ImageFolder(str(root))
     with pytest.raises(DataError, match=r"class folders d\. Put each class's images"):
         prepare.list_split(tmp_path, "photos")
-    (root / "d").rmdir()
     listed = subprocess.run(
         [sys.executable, "-c", "import sys; from normsweep.data import prepare; "
          f"prepare.list_folder({str(TINY)!r}, 16); print('torch' in sys.modules)"],

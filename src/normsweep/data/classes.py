@@ -17,6 +17,7 @@ from pathlib import Path
 
 from normsweep.core.errors import DataError
 from normsweep.data.imagenet import flat_labels, is_flat
+from normsweep.data.prepare import class_folders
 
 IMAGENET_CLASSES = 1000
 WNID = re.compile(r"^n[0-9]{8}$")
@@ -81,6 +82,6 @@ def folder_classes(root: str | Path, split: str = "val") -> list[str]:
     try:
         if is_flat(folder):  # ImageNet's own validation layout: its labels file names the classes
             return sorted(set(flat_labels(folder).values()))
-        return sorted(e.name for e in folder.iterdir() if e.is_dir() and not e.name.startswith("."))
+        return class_folders(folder)
     except (OSError, DataError):
         return []

@@ -43,15 +43,21 @@ def interpolation_text(mode: str = "bilinear") -> str:
 DEFAULT_SHARD_SIZE = 10_000
 
 
-#: The file endings ImageFolder reads (torchvision.datasets.folder.IMG_EXTENSIONS, whose order
-#: _class_samples follows; tests/test_images.py checks both against torchvision).
+#: The file endings ImageFolder reads (torchvision's IMG_EXTENSIONS; tests/test_images.py checks
+#: them, and the listing, against torchvision).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def class_folders(folder: str | Path) -> list[str]:
+    """ImageFolder's classes of a split: its sub-folders, sorted (as torchvision's find_classes).
+    The listing's labels and the weights' class index (data.classes) both read them here."""
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
 
 
 def _class_samples(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """ImageFolder's classes and (path, label) samples in its order, without importing torch:
     a listing job on the login node starts in a fraction of a second instead of seconds."""
-    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    classes = class_folders(folder)
     if not classes:
         raise DataError(f"{folder}: no class folder. Put each class's images in {folder}/<class>/.")
     samples: list[tuple[str, int]] = []
