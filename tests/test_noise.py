@@ -1,4 +1,6 @@
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -76,3 +78,23 @@ def test_without_baseline_or_seeds_nothing_is_tested():
         rows({("0", "1"): [0.9], ("0.1307", "0.3081"): [0.95]}), baseline="classic"
     )
     assert table["p_value"].isna().all() and not table["differs"].any()
+
+
+def test_a_table_of_one_seed_per_cell_is_compared_without_scipy():
+    """scipy.stats costs 2 CPU-s at import: the aggregate and plot jobs of a one-seed study
+    (most of them) compare their cells without it, and a test that needs it imports it."""
+    code = """
+import sys
+import pandas as pd
+from normsweep.analysis import statistics
+rows = pd.DataFrame([{"mean_label": m, "std_label": "1", "seed": 1998, "final_accuracy": a,
+                      "reference": "classic" if m == "0" else ""} for m, a in (("0", 0.9), ("1", 0.8))])
+table = statistics.compare_cells(rows, baseline="classic")
+assert table["p_value"].isna().all(), table
+print("scipy" in sys.modules)
+statistics.confidence_interval(pd.Series([0.9, 0.91, 0.92]).to_numpy())
+print("scipy.stats" in sys.modules)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "True"]

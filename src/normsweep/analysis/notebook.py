@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from normsweep.analysis.statistics import scipy_stats
 from normsweep.core.cells import format_value
 
 #: (name, mean, std, test accuracy after 30 epochs) as the notebook printed them.
@@ -42,7 +42,7 @@ def compare_with_notebook(cells: pd.DataFrame) -> pd.DataFrame:
         n = len(acc)
         ours = float(acc.mean())
         sd = float(acc.std(ddof=1)) if n > 1 else math.nan
-        half = stats.t.ppf(0.975, n - 1) * sd * math.sqrt(1 + 1 / n) if n > 1 else math.nan
+        half = scipy_stats().t.ppf(0.975, n - 1) * sd * math.sqrt(1 + 1 / n) if n > 1 else math.nan
         within = bool(ours - half <= published <= ours + half) if n > 1 else None
         rows.append(
             {

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 ALPHA = 0.05
 METHOD = "Welch's t-test per cell against the baseline, Benjamini-Hochberg FDR 5% across the cells of a model"
@@ -31,12 +31,20 @@ MIXED = (
 )
 
 
+def scipy_stats() -> ModuleType:
+    """scipy.stats, imported at the first test (2 CPU-s on a login node): a table of one seed
+    per cell, which most jobs aggregate, never needs it."""
+    from scipy import stats
+
+    return stats
+
+
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Student's t interval of the mean; NaN with fewer than two values."""
     values = values[np.isfinite(values)]
     if len(values) < 2:
         return math.nan, math.nan
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    half = scipy_stats().t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
     return float(values.mean() - half), float(values.mean() + half)
 
 
@@ -49,7 +57,7 @@ def welch(a: np.ndarray, b: np.ndarray) -> float:
         return math.nan
     if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
         return 1.0 if a.mean() == b.mean() else math.nan
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return float(scipy_stats().ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def mcnemar(base: np.ndarray, other: np.ndarray) -> tuple[int, int, float]:
@@ -67,7 +75,7 @@ def _discordant_p(only_base: int, only_other: int) -> float:
     """Two-sided exact binomial p (p = 1/2) of the discordant images; 1 when there are none."""
     if only_base + only_other == 0:
         return 1.0
-    return float(stats.binomtest(only_other, only_base + only_other, 0.5).pvalue)
+    return float(scipy_stats().binomtest(only_other, only_base + only_other, 0.5).pvalue)
 
 
 def seeds_mcnemar(base: Mapping[int, np.ndarray], other: Mapping[int, np.ndarray]) -> float:
@@ -193,7 +201,7 @@ def compare_metric(
     tested = table[f"{metric}_p"].notna()
     table[f"{metric}_p_adjusted"] = math.nan
     if tested.any():
-        table.loc[tested, f"{metric}_p_adjusted"] = stats.false_discovery_control(
+        table.loc[tested, f"{metric}_p_adjusted"] = scipy_stats().false_discovery_control(
             table.loc[tested, f"{metric}_p"], method="bh"
         )
     table[f"{metric}_differs"] = table[f"{metric}_p_adjusted"] < ALPHA
