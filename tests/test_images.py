@@ -66,6 +66,42 @@ def test_prepared_shards_are_the_notebook_pipelines_exact_pixels_in_any_order(pr
     assert torch.equal(torch.cat([x for x, _ in shuffled]), theirs[order[5:]])
 
 
+def test_resize_and_crop_are_torchvisions_pixel_for_pixel_with_pil_alone():
+    """A shard job resizes and crops with PIL alone (no torch to import): the pixels of
+    torchvision's Resize + CenterCrop, for every interpolation the config offers, for
+    landscape, portrait, square and odd sizes, an image already at the size, and crops larger
+    than the image (CenterCrop's black border)."""
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    path = next((TINY / "val").rglob("*.JPEG"))
+    photo = prepare.Image.open(path).convert("RGB")
+    images = [photo, photo.transpose(prepare.Image.Transpose.ROTATE_90)] + [
+        prepare.Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for h, w in ((37, 53), (53, 37), (40, 40), (33, 61), (13, 9))
+    ]
+    sizes = [(40, 32), (48, 40), (40, 40), (37, 33), (16, 24), (9, 13)]
+    for mode in prepare.PIL_FILTERS:
+        theirs = transforms.InterpolationMode(mode)
+        for resize, crop in sizes:
+            pipeline = transforms.Compose(
+                [transforms.Resize(resize, interpolation=theirs), transforms.CenterCrop(crop)]
+            )
+            for image in images:
+                ours = np.asarray(prepare.resize_crop(image, resize, crop, mode))
+                expected = np.asarray(pipeline(image))
+                assert ours.shape == expected.shape == (crop, crop, 3), (mode, resize, crop, image.size)
+                assert np.array_equal(ours, expected), (mode, resize, crop, image.size)
+    with pytest.raises(ValueError, match="interpolation 'cubic'"):
+        prepare.resize_crop(photo, 40, 32, "cubic")
+    decoded = subprocess.run(
+        [sys.executable, "-c", "import sys; from normsweep.data import prepare; "
+         f"prepare.decode_image({str(path)!r}, 40, 32); print('torch' in sys.modules)"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert decoded.stdout.strip() == "False", decoded.stderr  # a shard job imports no torch
+
+
 def test_a_changed_image_changes_only_its_shard_and_bad_files_are_named(tmp_path):
     root = tmp_path / "folder"
     shutil.copytree(TINY, root)

@@ -14,7 +14,6 @@ batch, whatever the data set's size (no memory map: its touched pages would coun
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from normsweep.core import files as files_io
 from normsweep.core.errors import DataError
@@ -159,22 +158,52 @@ def folder_stamp(root: str | Path, splits: Sequence[str] = SPLITS) -> str:
     return digest.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=4)
-def _resize_crop(resize: int, crop: int, interpolation: str = "bilinear") -> Any:
-    from torchvision import transforms
+#: torchvision's InterpolationMode values and the PIL filters its Resize hands a PIL image
+#: (torchvision.transforms.functional.pil_modes_mapping).
+PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "nearest-exact": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 
-    mode = transforms.InterpolationMode(interpolation)
-    return transforms.Compose([transforms.Resize(resize, interpolation=mode), transforms.CenterCrop(crop)])
+
+def resize_crop(image: Image.Image, resize: int, crop: int, interpolation: str = "bilinear") -> Image.Image:
+    """torchvision's ``Resize(resize, interpolation)`` then ``CenterCrop(crop)`` on a PIL image,
+    step for step with PIL alone, so that a shard job imports no torch (4 CPU-s);
+    tests/test_images.py checks the pixels against torchvision's."""
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    new_short, new_long = resize, int(resize * long / short)  # the shorter side to resize
+    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    if interpolation not in PIL_FILTERS:
+        raise ValueError(f"interpolation {interpolation!r}: not one of {', '.join(PIL_FILTERS)}")
+    if size != image.size:
+        image = image.resize(size, PIL_FILTERS[interpolation])
+    width, height = image.size
+    if crop > width or crop > height:  # padded with black around, as CenterCrop does
+        pad_w, pad_h = max(crop - width, 0), max(crop - height, 0)
+        border = (pad_w // 2, pad_h // 2, (pad_w + 1) // 2, (pad_h + 1) // 2)
+        image = ImageOps.expand(image, border=border, fill=0)
+        width, height = image.size
+        if (width, height) == (crop, crop):
+            return image
+    top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
+    return image.crop((left, top, left + crop, top + crop))
 
 
 def decode_image(path: str | Path, resize: int, crop: int, interpolation: str = "bilinear") -> np.ndarray:
     """One image as the notebook's pipeline sees it, before ToTensor's division by 255:
     ImageFolder's loader (RGB), Resize(resize) (bilinear unless a pretrained model's own
     preprocessing says otherwise), CenterCrop(crop); 3 x crop x crop uint8."""
-    prepare = _resize_crop(resize, crop, interpolation)  # built once per size, not once per image
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(prepare(image.convert("RGB")), dtype=np.uint8)
+            pixels = np.asarray(
+                resize_crop(image.convert("RGB"), resize, crop, interpolation), dtype=np.uint8
+            )
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"{path}: not a readable image ({error}); remove or replace it") from None
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
