@@ -63,7 +63,7 @@ SIZES = {  # (GPU, at most 8 minutes on one card) and --quick (CPU, seconds)
     "full": {"train_images": 20_000, "warm_images": 640, "check_images": 640, "packs": [8, 32, 128], "image_size": 224, "eval_images": 512,
              "eval_packs": [1, 8, 32], "models": ["resnet18", "resnet50"], "plain_batches": 20, "plain_batch": 256,
              "shard_images": 4096, "workers": 1},
-    "quick": {"train_images": 128, "warm_images": 64, "check_images": 192, "packs": [2], "image_size": 32, "eval_images": 8,
+    "quick": {"train_images": 64, "warm_images": 32, "check_images": 192, "packs": [2], "image_size": 32, "eval_images": 8,
               "eval_packs": [2], "models": ["resnet18"], "plain_batches": 1, "plain_batch": 16,
               "shard_images": 32, "workers": 0},
 }  # fmt: skip
