@@ -33,6 +33,14 @@ def prepared(tmp_path_factory):
     return folder
 
 
+def imports_torch(call: str) -> bool:
+    """Whether ``prepare.<call>`` imports torch, in a fresh interpreter."""
+    code = f"import sys; from normsweep.data import prepare; {call}; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip() == "True"
+
+
 def notebook_pixels(split, resize=40, crop=32):
     """The notebook's pipeline: ImageFolder, Resize, CenterCrop, ToTensor (float in [0, 1])."""
     from torchvision import datasets, transforms
@@ -94,12 +102,7 @@ def test_resize_and_crop_are_torchvisions_pixel_for_pixel_with_pil_alone():
                 assert np.array_equal(ours, expected), (mode, resize, crop, image.size)
     with pytest.raises(ValueError, match="interpolation 'cubic'"):
         prepare.resize_crop(photo, 40, 32, "cubic")
-    decoded = subprocess.run(
-        [sys.executable, "-c", "import sys; from normsweep.data import prepare; "
-         f"prepare.decode_image({str(path)!r}, 40, 32); print('torch' in sys.modules)"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert decoded.stdout.strip() == "False", decoded.stderr  # a shard job imports no torch
+    assert not imports_torch(f"prepare.decode_image({str(path)!r}, 40, 32)")  # a shard job imports none
 
 
 def test_a_changed_image_changes_only_its_shard_and_bad_files_are_named(tmp_path):
@@ -344,9 +347,4 @@ def test_the_listing_is_imagefolders_without_torch(tmp_path):
         ImageFolder(str(root))
     with pytest.raises(DataError, match=r"class folders d\. Put each class's images"):
         prepare.list_split(tmp_path, "photos")
-    listed = subprocess.run(
-        [sys.executable, "-c", "import sys; from normsweep.data import prepare; "
-         f"prepare.list_folder({str(TINY)!r}, 16); print('torch' in sys.modules)"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert listed.stdout.strip() == "False", listed.stderr  # a listing job imports no torch
+    assert not imports_torch(f"prepare.list_folder({str(TINY)!r}, 16)")  # a listing job imports none
