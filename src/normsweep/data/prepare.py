@@ -175,12 +175,12 @@ def resize_crop(image: Image.Image, resize: int, crop: int, interpolation: str =
     """torchvision's ``Resize(resize, interpolation)`` then ``CenterCrop(crop)`` on a PIL image,
     step for step with PIL alone, so that a shard job imports no torch (4 CPU-s);
     tests/test_images.py checks the pixels against torchvision's."""
+    if interpolation not in PIL_FILTERS:
+        raise ValueError(f"interpolation {interpolation!r}: not one of {', '.join(PIL_FILTERS)}")
     width, height = image.size
     short, long = min(width, height), max(width, height)
     new_short, new_long = resize, int(resize * long / short)  # the shorter side to resize
     size = (new_short, new_long) if width <= height else (new_long, new_short)
-    if interpolation not in PIL_FILTERS:
-        raise ValueError(f"interpolation {interpolation!r}: not one of {', '.join(PIL_FILTERS)}")
     if size != image.size:
         image = image.resize(size, PIL_FILTERS[interpolation])
     width, height = image.size
@@ -189,8 +189,6 @@ def resize_crop(image: Image.Image, resize: int, crop: int, interpolation: str =
         border = (pad_w // 2, pad_h // 2, (pad_w + 1) // 2, (pad_h + 1) // 2)
         image = ImageOps.expand(image, border=border, fill=0)
         width, height = image.size
-        if (width, height) == (crop, crop):
-            return image
     top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
     return image.crop((left, top, left + crop, top + crop))
 
