@@ -93,6 +93,28 @@ def test_a_round_asked_or_told_again_adds_and_counts_nothing(tmp_path):
     assert len(grown) == 4 and [t["number"] for t in grown][:3] == [t["number"] for t in first]
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_grown_round_asks_new_points_and_a_round_asked_again_the_same(tmp_path, sampler):
+    """As the workflow asks (a process per ask, the round's sampler seed): n_trials raised, the
+    round's new trial is a new point, not its first trial's point drawn again by the same seed."""
+    path = tmp_path / "journal.log"
+
+    def ask(size):
+        return refine.ask_round(
+            refine.open_study(path, "s", sampler), SPACE, 1, size, "lenet", 1998, (sampler, 8)
+        )
+
+    first = ask(2)
+    assert ask(2) == first  # asked again: the same trials
+    grown = ask(3)
+    assert grown[:2] == first
+    points = [(t["mean"], t["std"]) for t in grown]
+    assert len(set(points)) == 3, points
+    # another study asked the same way draws the same points
+    path = tmp_path / "other.log"
+    assert [(t["mean"], t["std"]) for t in ask(2) + ask(3)[2:]] == points
+
+
 def test_a_diverged_trial_cell_is_a_finished_trial_without_a_value(tmp_path):
     study = refine.open_study(tmp_path / "journal.log", "s", seed=1)
     asked = refine.ask_round(study, SPACE, 0, 2, "lenet", 1998)

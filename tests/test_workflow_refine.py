@@ -1,5 +1,5 @@
-"""The refinement with Optuna in rounds, through the real workflow: trials as cells, a kill
-mid-round, more trials later, and rounds trained as packs."""
+"""The refinement with Optuna in rounds, through the real workflow: trials trained as one pack
+per round, a kill mid-round, more trials later."""
 
 import json
 import os
@@ -14,12 +14,14 @@ import yaml
 from conftest import BIN, ROOT, job_counts, snakemake, tiny_config
 
 
-def test_optuna_refines_in_rounds_survives_a_kill_and_grows_with_n_trials(tmp_path):
-    """The refinement after the grid, its trials ordinary cells; kill -9 of snakemake (and its
-    running trial cell) mid-epoch in a round: after --unlock and a rerun, the cell resumes after
-    its last finished epoch and the study holds exactly the warm start plus n_trials finished
-    trials, one per asked trial; more trials later run only the new rounds."""
+def test_optuna_refines_in_rounds_as_packs_survives_a_kill_and_grows_with_n_trials(tmp_path):
+    """The refinement after the grid, each round's trials one pack (cluster.pack; one job per
+    trial cell: tests/test_slurm.py); kill -9 of snakemake and its running round pack mid-epoch:
+    after --unlock and a rerun, the pack resumes after its last finished epoch and the study
+    holds exactly the warm start plus n_trials finished trials, one per asked trial; more
+    trials later run only the new rounds, and a grown round trains only its new trial."""
     cfg = tiny_config(mean=[0.0, 1.0], std=[0.5])
+    cfg["cluster"] = {"pack": 4}
     block = cfg["models"]["lenet"]
     block["references"] = {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"}
     block["training"].update(epochs=2, train_subset=900, deterministic=True)  # epoch 2 long enough to kill in
@@ -29,43 +31,44 @@ def test_optuna_refines_in_rounds_survives_a_kill_and_grows_with_n_trials(tmp_pa
     plan = snakemake("-n", "--quiet", "rules", "--directory", str(tmp_path), cwd=tmp_path)
     counts = job_counts(plan.stdout)
     assert counts["optuna_ask"] == 2 and counts["optuna_tell"] == 2, plan.stdout  # rounds of 2 and 1 trials
+    assert counts["train_pack"] == 1 and "train_cell" not in counts, plan.stdout  # the 4 configured cells
     command = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "workflow" / "Snakefile"), "--profile",
                str(ROOT / "profiles" / "local"), "--cores", "1", "--directory", str(tmp_path)]  # fmt: skip
     first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)  # fmt: skip
-    checkpoints = tmp_path / "results/tiny/lenet/checkpoints"
+    checkpoint = tmp_path / "results/tiny/lenet/checkpoints/optuna/round~0.pt"  # saved after epoch 1
     out = tmp_path / "results/tiny/lenet/optuna"
-
-    def trial_checkpoints():  # of a trial cell (the round has been asked), not of a configured cell
-        if not (out / "round~0/asked.json").exists():
-            return []
-        asked = {
-            (t["mean"], t["std"]) for t in json.loads((out / "round~0/asked.json").read_text())["trials"]
-        }
-        return [p for p in checkpoints.rglob("*.pt") if (p.parts[-3][5:], p.parts[-2][4:]) in asked]
-
     deadline = time.time() + 600
-    while time.time() < deadline and not trial_checkpoints():
-        assert first.poll() is None, "snakemake ended before a trial cell saved a checkpoint"
+    while time.time() < deadline and not checkpoint.exists():
+        assert first.poll() is None, "snakemake ended before round 0's pack saved a checkpoint"
         time.sleep(0.1)
-    killed = trial_checkpoints()
-    assert killed, "no trial cell saved a checkpoint in time"
-    os.killpg(first.pid, signal.SIGKILL)  # snakemake and the cell it runs, mid-epoch 2
+    assert checkpoint.exists(), "round 0's pack saved no checkpoint in time"
+    os.killpg(first.pid, signal.SIGKILL)  # snakemake and the pack it runs, mid-epoch 2
     first.wait()
-    result = tmp_path / "results/tiny/lenet/cells" / killed[0].relative_to(checkpoints).with_suffix(".json")
-    log = tmp_path / "logs/tiny/lenet/train" / killed[0].relative_to(checkpoints).with_suffix(".log")
-    assert not result.exists()
+    asked = json.loads((out / "round~0/asked.json").read_text())["trials"]
+    members = [f"mean~{t['mean']}/std~{t['std']}/seed~1998" for t in asked]
+    assert not (out / "round~0/pack.json").exists()
+    assert not any((tmp_path / f"results/tiny/lenet/cells/{m}.json").exists() for m in members)
     locked = snakemake("--cores", "1", "--directory", str(tmp_path), cwd=tmp_path)  # as the README says
     assert locked.returncode != 0 and "lock" in (locked.stdout + locked.stderr).lower()
     assert snakemake("--unlock", "--directory", str(tmp_path), cwd=tmp_path).returncode == 0
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    text = log.read_text()  # the rerun's log (snakemake starts a job's log afresh)
-    assert "resumed from" in text and "after epoch 1" in text
-    assert "epoch 1/2" not in text and text.count("epoch 2/2") == 1  # only the interrupted epoch again
+    text = (tmp_path / "logs/tiny/lenet/optuna/round~0.pack.log").read_text()  # the rerun's (started afresh)
+    assert "pack round~0 resumed from" in text and "after epoch 1" in text, text
+    for member in members:  # the members' own logs, appended: each epoch finished once
+        text = (tmp_path / f"logs/tiny/lenet/train/{member}.log").read_text()
+        assert text.count("epoch 1/2") == 1 and text.count("epoch 2/2") == 1, text
+        assert "(pack round~0 of 2 cells)" in text
 
     rounds = [json.loads((out / f"round~{r}/asked.json").read_text())["trials"] for r in (0, 1)]
     assert [len(r) for r in rounds] == [2, 1]
+    for number, trials in enumerate(rounds):  # each round's trials, trained as its one pack
+        record = json.loads((out / f"round~{number}/pack.json").read_text())
+        assert sorted(record["members"]) == sorted([t["mean"], t["std"]] for t in trials)
+        for path in record["results"]:
+            result = json.loads((tmp_path / path).read_text())
+            assert result["pack"] == f"round~{number}" and result["pack_size"] == len(trials)
     warm = json.loads((out / "warmstart.json").read_text())
     assert warm["added"] == 3  # the 2 grid cells and classic; "none" is no point of the space
     trials = pd.read_parquet(out / "trials.parquet")
@@ -87,6 +90,7 @@ def test_optuna_refines_in_rounds_survives_a_kill_and_grows_with_n_trials(tmp_pa
     again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
     # more trials: only the new rounds run (round 1 grows by one trial, round 2 is new)
+    finished = {p: p.stat().st_mtime_ns for p in results}
     block["optuna"]["n_trials"] = 5
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
@@ -96,32 +100,10 @@ def test_optuna_refines_in_rounds_survives_a_kill_and_grows_with_n_trials(tmp_pa
     sizes = [len(json.loads((out / f"round~{r}/asked.json").read_text())["trials"]) for r in (0, 1, 2)]
     assert sizes == [2, 2, 1]
     assert json.loads((out / "round~0/asked.json").read_text())["trials"] == rounds[0]  # round 0 untouched
-
-
-def test_with_packs_each_round_trains_its_trials_as_one_pack(tmp_path):
-    cfg = tiny_config(mean=[0.0, 1.0], std=[0.5])
-    cfg["cluster"] = {"pack": 4}
-    cfg["models"]["lenet"]["references"] = {"classic": {"mean": 0.1307, "std": 0.3081}}
-    cfg["models"]["lenet"]["optuna"] = {"n_trials": 3, "batch": 2, "retrain_seeds": [1998]}
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = tmp_path / "results/tiny/lenet/optuna"
-    for number, size in ((0, 2), (1, 1)):
-        asked = json.loads((out / f"round~{number}/asked.json").read_text())["trials"]
-        record = json.loads((out / f"round~{number}/pack.json").read_text())
-        assert (
-            sorted(record["members"]) == sorted([t["mean"], t["std"]] for t in asked) and len(asked) == size
-        )
-        for path in record["results"]:
-            result = json.loads((tmp_path / path).read_text())
-            assert result["pack"] == f"round~{number}" and result["pack_size"] == size
-            log = tmp_path / path.replace("results/tiny/lenet/cells", "logs/tiny/lenet/train").replace(
-                ".json", ".log"
-            )
-            assert f"(pack round~{number} of {size} cells)" in log.read_text()
-    warm = json.loads((out / "warmstart.json").read_text())
-    assert json.loads((out / "round~1/told.json").read_text())["finished"] == warm["added"] + 3
-    again = snakemake("-n", "--directory", str(tmp_path), cwd=tmp_path)
-    assert "Nothing to be done" in again.stdout + again.stderr
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # no finished cell trained again
+    grown = json.loads((out / "round~1/pack.json").read_text())
+    assert len(grown["members"]) == 2 and len(grown["results"]) == 2
+    assert (
+        "round 1: 2 trial cells, 1 to train"
+        in (tmp_path / "logs/tiny/lenet/optuna/round~1.pack.log").read_text()
+    )

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.storages import JournalStorage
@@ -131,15 +132,33 @@ def finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def slot_seed(round_seed: int, asked: int) -> int:
+    """The sampler's seed for a round that holds ``asked`` trials: the round's own seed at its
+    first ask; another one when it grows, where the round's seed would draw its first points again."""
+    if asked == 0:
+        return round_seed
+    return int(np.random.SeedSequence((round_seed, asked)).generate_state(1)[0])
+
+
 def ask_round(
-    study: optuna.Study, space: SearchSpace, round_number: int, size: int, model: str, seed: int
+    study: optuna.Study,
+    space: SearchSpace,
+    round_number: int,
+    size: int,
+    model: str,
+    seed: int,
+    sampler: tuple[str, int] | None = None,
 ) -> list[dict]:
     """The trials of one round: ``size`` trials tagged with the round, asked once. Asking again
     (the round's record was lost, or ``size`` grew) returns the trials already asked and asks
-    only the missing ones, so no trial is ever asked twice for one slot."""
+    only the missing ones, so no trial is ever asked twice for one slot. ``sampler`` (name, the
+    round's seed): the study's sampler seeded by :func:`slot_seed`, so that a round asked again
+    draws what it drew before and a grown round draws new points."""
     from normsweep.core.cells import make_cell
 
     mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ROUND_ATTR) == round_number]
+    if sampler is not None and len(mine) < size:
+        study.sampler = make_sampler(sampler[0], slot_seed(sampler[1], len(mine)))
     for _ in range(size - len(mine)):
         trial = study.ask(space.distributions)  # TPE's constant liar sees the round's running trials
         mean, std = space.point(trial.params)
