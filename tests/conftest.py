@@ -18,12 +18,6 @@ from normsweep.core.cells import data_key
 for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-# The test cluster's jobs (tests/test_slurm.py) stand for a dedicated node's, and the SLURM tests
-# are the suite's longest chain: the workers and what they start yield the CPU to those jobs
-# (slurmd, started at nice 0, hands its priority on to them: PropagatePrioProcess=0).
-if os.environ.get("PYTEST_XDIST_WORKER") and os.nice(0) < 5:
-    os.nice(5 - os.nice(0))
-
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_MNIST = ROOT / "data" / "mnist-small"
 SHARED_MNIST_RAW = ROOT.parent / "shared" / "data" / "mnist" / "raw"
@@ -176,6 +170,17 @@ LONGEST_FIRST = [  # seconds each took in a full run on 2 cores (2026-12-07)
     "test_images.py",  # 10
     "test_cache.py",  # 10
 ]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The SLURM tests are the suite's longest chain and their cluster's jobs stand for a
+    dedicated node's: the workers running other files, and what they start, yield the CPU to
+    them (nice 5; slurmd, at nice 0, hands its own priority on to the jobs)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, 0 if item.path.name == "test_slurm.py" else 5)
+        except PermissionError:  # back to 0 needs root: that worker stays behind, nothing else
+            pass
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
