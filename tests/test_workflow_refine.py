@@ -24,7 +24,7 @@ def test_optuna_refines_in_rounds_as_packs_survives_a_kill_and_grows_with_n_tria
     cfg["cluster"] = {"pack": 4}
     block = cfg["models"]["lenet"]
     block["references"] = {"classic": {"mean": 0.1307, "std": 0.3081}, "none": "none"}
-    block["training"].update(epochs=2, train_subset=900, deterministic=True)  # epoch 2 long enough to kill in
+    block["training"].update(epochs=2, train_subset=600, deterministic=True)  # epoch 2 long enough to kill in
     block["optuna"] = {"n_trials": 3, "batch": 2, "mean": [-1, 2], "std": [0.05, 1], "retrain_seeds": [1, 2]}
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
