@@ -1,5 +1,6 @@
 import math
 import os
+import shutil
 import signal
 import threading
 
@@ -32,6 +33,21 @@ def whole(tiny):
     """The classic cell trained 3 epochs in one go: what every stopped and resumed run must equal."""
     tr, te = tiny
     return train_one(spec([0.1307], [0.3081]), tr, te, TrainConfig(epochs=3, threads=1, deterministic=True))
+
+
+#: The classic cell killed in epoch 2 (by a time limit, say): its checkpoint, after epoch 1.
+KILLED_CONFIG = TrainConfig(epochs=3, threads=1, deterministic=True)
+
+
+@pytest.fixture(scope="module")
+def killed(tiny, tmp_path_factory):
+    """The checkpoint of the classic cell killed in epoch 2 (KILLED_CONFIG), made once: a test
+    copies it and resumes the copy."""
+    tr, te = tiny
+    checkpoint = tmp_path_factory.mktemp("killed") / "cell.pt"
+    kill_in_epoch_2(Separate, "evaluate", lambda: train_one(spec([0.1307], [0.3081], checkpoint=checkpoint),
+                                                             tr, te, KILLED_CONFIG))  # fmt: skip
+    return checkpoint
 
 
 def spec(mean, std, seed=1998, checkpoint=None):
@@ -231,14 +247,14 @@ def test_a_run_without_a_checkpoint_keeps_the_default_signal_handlers(tiny):
         ({"code": "0123456789ab"}, "code"),  # another version of the training code (a move, an edit)
     ],
 )
-def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monkeypatch, caplog, change, what):
+def test_a_checkpoint_made_by_other_settings_starts_afresh(
+    tiny, killed, tmp_path, monkeypatch, caplog, change, what
+):
     """After a kill, a changed setting reruns the cell, which resumed the old
     checkpoint (old optimizer state and rate) and recorded the new settings."""
     tr, te = tiny
-    config = TrainConfig(epochs=3, threads=1, deterministic=True)
-    checkpoint = tmp_path / "cell.pt"
-    kill_in_epoch_2(Separate, "evaluate", lambda: train_one(spec([0.1307], [0.3081], checkpoint=checkpoint),
-                                                             tr, te, config))  # fmt: skip
+    config = KILLED_CONFIG
+    checkpoint = shutil.copy(killed, tmp_path / "cell.pt")
     new_config = TrainConfig(**{**vars(config), **change.get("config", {})})
     new_spec = spec([0.1307], [0.3081], checkpoint=checkpoint)
     for key, value in change.get("spec", {}).items():
@@ -256,12 +272,12 @@ def test_a_checkpoint_made_by_other_settings_starts_afresh(tiny, tmp_path, monke
     )
 
 
-def test_threads_and_device_are_how_a_cell_runs_its_checkpoint_still_resumes(tiny, tmp_path, monkeypatch):
+def test_threads_and_device_are_how_a_cell_runs_its_checkpoint_still_resumes(
+    tiny, killed, tmp_path, monkeypatch
+):
     tr, te = tiny
-    config = TrainConfig(epochs=3, threads=1, deterministic=True)
-    checkpoint = tmp_path / "cell.pt"
-    kill_in_epoch_2(Separate, "evaluate", lambda: train_one(spec([0.1307], [0.3081], checkpoint=checkpoint),
-                                                             tr, te, config))  # fmt: skip
+    config = KILLED_CONFIG
+    checkpoint = shutil.copy(killed, tmp_path / "cell.pt")
     trained = []
     real_epoch = engine._train_epoch
     monkeypatch.setattr(engine, "_train_epoch", lambda *a, **k: trained.append(1) or real_epoch(*a, **k))
