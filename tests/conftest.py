@@ -153,22 +153,23 @@ def kill_in_epoch_2(module, name: str, run) -> None:
 #: The longest test files first (pytest-xdist hands out one file per worker in this order): the
 #: SLURM file, which mostly waits on the scheduler, starts at once and the shorter files fill
 #: the other workers around the long ones (longest first keeps the last worker from idling).
-LONGEST_FIRST = [  # seconds each took in a full run on 2 cores (2026-12-07)
-    "test_slurm.py",  # 340
-    "test_workflow_refine.py",  # 75 alone
-    "test_workflow.py",  # 140
-    "test_workflow_images.py",  # 95
-    "test_workflow_zoo.py",  # 85
-    "test_pack.py",  # 80
-    "test_train.py",  # 70
+LONGEST_FIRST = [  # seconds each took in a full run on 2 cores (2026-12-08)
+    "test_slurm.py",  # 365
+    "test_workflow.py",  # 320
+    "test_workflow_images.py",  # 260
+    "test_workflow_refine.py",  # 230
+    "test_pack.py",  # 110
+    "test_workflow_zoo.py",  # 70
+    "test_train.py",  # 65
     "test_plan.py",  # 55
-    "test_workflow_extras.py",  # 35
-    "test_bench.py",  # 35
-    "test_module.py",  # 30
-    "test_multinet.py",  # 17
-    "test_docs.py",  # 14
-    "test_images.py",  # 10
-    "test_cache.py",  # 10
+    "test_workflow_extras.py",  # 45
+    "test_bench.py",  # 30
+    "test_images.py",  # 30
+    "test_multinet.py",  # 28
+    "test_module.py",  # 22
+    "test_docs.py",  # 20
+    "test_catalog.py",  # 10
+    "test_execution.py",  # 10
 ]
 
 
