@@ -156,10 +156,10 @@ def kill_in_epoch_2(module, name: str, run) -> None:
 LONGEST_FIRST = [  # seconds each took in a full run on 2 cores (2026-12-08)
     "test_slurm.py",  # 365
     "test_workflow.py",  # 320
-    "test_workflow_images.py",  # 260
     "test_workflow_refine.py",  # 230
+    "test_workflow_images.py",  # 175 (its evaluation-only study merged into the zoo's since)
     "test_pack.py",  # 110
-    "test_workflow_zoo.py",  # 70
+    "test_workflow_zoo.py",  # 90
     "test_train.py",  # 65
     "test_plan.py",  # 55
     "test_workflow_extras.py",  # 45

@@ -1,16 +1,15 @@
 """Image studies through the real workflow: ResNet18 on the tiny ImageFolder (a change of
-image size) and an evaluation-only study of LeNet and ResNet18."""
+image size; its evaluation-only pack)."""
 
 import json
 import re
 import shutil
-import subprocess
 
 import matplotlib.image as mpimg
 import pandas as pd
 import yaml
 
-from conftest import BIN, ROOT, data_dir, job_counts, snakemake, test_config
+from conftest import data_dir, job_counts, snakemake, test_config
 
 
 def cfg_valid(cfg):
@@ -144,43 +143,3 @@ def test_resnet18_grid_on_the_tiny_image_folder(tmp_path):
     text = log.read_text()
     assert "ILSVRC2012_val_broken.JPEG: not a readable image" in text and "remove or replace it" in text
     assert "Traceback" not in text, text
-
-
-def test_an_evaluation_only_study_gets_its_tables_heatmap_summary_report_and_status(tmp_path):
-    """epochs: 0 (the notebook's ResNet protocol) for LeNet with two seeds and ResNet18 (no
-    weights): before, the aggregate crashed formatting an epoch-1 accuracy that does not exist."""
-    cfg = test_config("eval.yaml")
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    run = snakemake("--cores", "2", "--directory", str(tmp_path), cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    for model, n in (("lenet", 6), ("resnet18", 3)):
-        cells = pd.read_parquet(tmp_path / f"results/evalonly/{model}/tables/cells.parquet")
-        assert (
-            len(cells) == n
-            and (cells["epochs_run"] == 0).all()
-            and cells["final_accuracy"].between(0, 1).all()
-        )
-        assert cells["epochs_to_threshold"].isna().all()
-        summary = (tmp_path / f"results/evalonly/{model}/tables/summary.md").read_text()
-        assert "best grid cell" in summary and "Evaluation only (epochs: 0)" in summary
-        assert "How fast it learns" not in summary
-    height, width = mpimg.imread(tmp_path / "results/evalonly/plots/heatmap.png").shape[:2]
-    assert height > 1.5 * width  # one accuracy panel per model, two models: no speed panels
-    assert mpimg.imread(tmp_path / "results/evalonly/plots/curves.png")[..., :3].std() > 0.05
-    report = snakemake("--report", "report.html", "--directory", str(tmp_path), cwd=tmp_path)
-    assert report.returncode == 0 and "summary.md" in (tmp_path / "report.html").read_text()
-    status = subprocess.run(
-        [str(BIN / "python"), str(ROOT / "scripts/status.py"), "--json"], cwd=tmp_path, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-    assert status.returncode == 0, status.stderr
-    models = json.loads(status.stdout)["models"]
-    assert (models["lenet"]["done"], models["resnet18"]["done"]) == (6, 3)
-    # the fold check works for ResNet18's padded conv1 too (LeNet's: tests/test_workflow.py)
-    target = "results/evalonly/resnet18/fold/check.json"
-    fold = snakemake("--cores", "2", "--directory", str(tmp_path), target, cwd=tmp_path)
-    assert fold.returncode == 0, fold.stderr[-3000:]
-    check = json.loads((tmp_path / "results/evalonly/resnet18/fold/check.json").read_text())
-    assert check["first_conv"] == "net.conv1" and len(check["cells"]) == 3
-    assert all(c["max_abs_diff"] < 1e-4 * max(1.0, c["max_abs_output"]) for c in check["cells"]), check

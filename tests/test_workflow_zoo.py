@@ -1,17 +1,19 @@
 """Any model on the grid through the real workflow: torchvision models by name, a user's own
-class and a timm model, evaluated only, one evaluation pack per model. (LeNet evaluated only,
-beside ResNet18: tests/test_workflow_images.py.)"""
+class and a timm model, evaluated only, one evaluation pack per model: the tables, figures,
+summary, report, status and fold check of an evaluation-only study. (An evaluation-only cell
+alone in its job: tests/test_slurm.py.)"""
 
 import copy
 import hashlib
 import json
 import re
+import subprocess
 
 import matplotlib.image as mpimg
 import pandas as pd
 import yaml
 
-from conftest import SMALL_CNN, snakemake, test_config
+from conftest import BIN, ROOT, SMALL_CNN, snakemake, test_config
 from normsweep.core.cells import data_key
 from normsweep.study.config import validate_config
 
@@ -106,3 +108,25 @@ def test_any_model_on_the_grid_torchvision_by_name_a_users_class_and_timm(tmp_pa
     assert all(f"- {model}: " in study for model in cfg["models"]), study
     height, width = mpimg.imread(results / "plots/heatmap.png").shape[:2]
     assert height / width > 0.75 * len(cfg["models"])  # one row of panels (7.2 x 8.5 in) per model
+    # an evaluation-only study gets everything a trained one does, without the learning speed
+    # (before, the aggregate crashed formatting an epoch-1 accuracy that does not exist)
+    assert mpimg.imread(results / "plots/curves.png")[..., :3].std() > 0.05
+    for model in cfg["models"]:
+        assert pd.read_parquet(results / f"{model}/tables/cells.parquet")["epochs_to_threshold"].isna().all()
+        summary = (results / f"{model}/tables/summary.md").read_text()
+        assert "best grid cell" in summary and "Evaluation only (epochs: 0)" in summary
+        assert "How fast it learns" not in summary
+    report = snakemake("--report", "report.html", "--directory", str(tmp_path), cwd=tmp_path, env=env)
+    assert report.returncode == 0 and "summary.md" in (tmp_path / "report.html").read_text()
+    status = subprocess.run([str(BIN / "python"), str(ROOT / "scripts/status.py"), "--json"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    done = {model: m["done"] for model, m in json.loads(status.stdout)["models"].items()}
+    assert done == {model: expected[model] for model in cfg["models"]}
+    # the fold check works for ResNet18's padded conv1 too (LeNet's: tests/test_workflow.py)
+    fold = snakemake("--cores", "2", "--directory", str(tmp_path), "results/zoo/resnet18/fold/check.json",
+                     cwd=tmp_path, env=env)  # fmt: skip
+    assert fold.returncode == 0, fold.stderr[-3000:]
+    check = json.loads((results / "resnet18/fold/check.json").read_text())
+    assert check["first_conv"] == "net.conv1" and len(check["cells"]) == 3
+    assert all(c["max_abs_diff"] < 1e-4 * max(1.0, c["max_abs_output"]) for c in check["cells"]), check
