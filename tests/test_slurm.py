@@ -159,8 +159,8 @@ def study_run(tmp_path_factory):
     """One SLURM run that the tests of this module inspect: LeNet's one grid cell + the classic
     reference and an Optuna refinement in 2 rounds of 1 trial; ResNet18 on the tiny image
     folder with the per-channel ImageNet reference and a per-channel (RGB) round of 1 trial; an
-    evaluation-only LeNet cell: 8 GPU jobs on the node's 2 GPUs. Per-channel cells through sbatch are what failed before (a
-    comma in their names)."""
+    evaluation-only LeNet cell: 8 GPU jobs on the node's 2 GPUs. Per-channel cells through
+    sbatch are what failed before (a comma in their names)."""
     work = tmp_path_factory.mktemp("slurm-study")
     cfg = slurm_config("slurm-study", grid={"mean": [0.0], "std": [0.3]})
     cfg["models"]["lenet"]["optuna"] = {"n_trials": 2, "batch": 1, "retrain_seeds": [1998]}
@@ -605,9 +605,9 @@ def test_a_preempted_cell_past_its_time_limit_finishes_through_requeues_to_the_s
     status shows it queued or running at every poll, never failed or lost; nothing is trained
     twice; across the preemption the numbers are those of an uninterrupted run (its first
     epoch, which the preemption stopped, run here first; the tests of normsweep.training resume
-    at every kind of stop to the last digit, over several epochs). The work is sized from the CPU time of that run's steps (about 70 CPU-seconds
-    in all, where a try is stopped 25-55 s after it starts), so that it outlasts a try on any
-    machine, loaded or not."""
+    at every kind of stop to the last digit, over several epochs). The work is sized from the
+    CPU time of that run's steps (about 70 CPU-seconds in all, where a try is stopped 25-55 s
+    after it starts), so that it outlasts a try on any machine, loaded or not."""
     subset = 6000
     # an uninterrupted run's first epoch (more epochs change none of it), beside the study
     steps: list[float] = []
